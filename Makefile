@@ -1,0 +1,32 @@
+# Two commands on a fresh clone: `make test` and `make bench`. Both create .venv on
+# first use (only python3 >= 3.10 needed) and reuse it afterwards.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+LMBENCH := $(VENV)/bin/lmbench
+STAMP := $(VENV)/.installed
+CONSTRAINTS ?= constraints-cpu.txt
+SUITE ?= default
+
+.PHONY: install test bench bench-check report clean-venv
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=23.1"
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[all,dev]'
+	touch $@
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(LMBENCH) bench --suite $(SUITE)
+
+bench-check: $(STAMP)
+	$(LMBENCH) bench --suite check --results-dir results/check
+	$(LMBENCH) compare results/baselines/$$($(PY) -c 'import lmbench.env as e; print(e.machine_key())').jsonl results/check/latest.jsonl
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""One module per framework; installed as `lmbench.backends` (see lmbench/backend.py)."""

@@ -1,0 +1,182 @@
+"""PyTorch: packed sequences (pack_padded_sequence), plus padded layouts for comparison.
+
+Layouts
+- packed:        ids are packed first, so embedding, LSTM, decoder and loss see only
+                 real tokens (enforce_sorted=False keeps the batch order).
+- padded:        the LSTM, decoder and a masked loss run on every [B, T] position,
+                 the same work a padded TensorFlow batch does.
+- padded-gather: the LSTM on the padded batch, then only real positions are gathered
+                 into the decoder and the loss.
+On the CPU, packed input never takes PyTorch's oneDNN LSTM kernel while padded input
+does; on CUDA every layout runs cuDNN. Host->device copies of the batch happen inside
+train_step (so inside the timed region, as in any training loop); pack lengths stay a
+CPU int64 tensor, as pack_padded_sequence requires.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
+
+from lmbench.backend import Backend as BaseBackend, BackendUnavailable, StepTimer
+from lmbench.corpus import PAD_ID
+
+LAYOUTS = ("packed", "padded", "padded-gather")
+
+
+class LSTMLM(nn.Module):
+    def __init__(self, vocab_size: int, hidden: int, layers: int, dropout: float):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, hidden)
+        self.drop = nn.Dropout(dropout)
+        self.lstm = nn.LSTM(hidden, hidden, layers, dropout=dropout, batch_first=True)
+        self.decoder = nn.Linear(hidden, vocab_size)
+
+    def forward(self, inputs, targets, lengths, layout, state):
+        """Summed NLL over real targets, and the final (h, c)."""
+        if layout == "packed":
+            packed = pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)
+            emb = PackedSequence(self.drop(self.embedding(packed.data)), packed.batch_sizes,
+                                 packed.sorted_indices, packed.unsorted_indices)
+            out, state = self.lstm(emb, state)
+            hidden = out.data
+            gold = pack_padded_sequence(targets, lengths, batch_first=True, enforce_sorted=False).data
+        else:
+            out, state = self.lstm(self.drop(self.embedding(inputs)), state)
+            if layout == "padded":
+                hidden, gold = out.reshape(-1, out.shape[-1]), targets.reshape(-1)
+            else:  # padded-gather
+                mask = targets != PAD_ID
+                hidden, gold = out[mask], targets[mask]
+        logits = self.decoder(self.drop(hidden))
+        loss = nn.functional.cross_entropy(logits, gold, ignore_index=PAD_ID, reduction="sum")
+        return loss, state
+
+
+class CudaEventTimer(StepTimer):
+    def start(self):
+        self._starts.append(torch.cuda.Event(enable_timing=True))
+        self._starts[-1].record()
+
+    def stop(self):
+        self._stops.append(torch.cuda.Event(enable_timing=True))
+        self._stops[-1].record()
+
+    def samples_ms(self):
+        return [a.elapsed_time(b) for a, b in zip(self._starts, self._stops)]
+
+
+class Backend(BaseBackend):
+    name = "torch"
+
+    def __init__(self, cfg, layout, device, threads):
+        super().__init__(cfg, layout, device, threads)
+        if device == "cuda" and not self.cuda_available():
+            raise BackendUnavailable("torch: --device cuda, but torch.cuda.is_available() is False")
+        torch.set_num_threads(threads)
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:  # already set in this process
+            pass
+        if device == "cuda":
+            torch.backends.cudnn.enabled = True
+        self.dev = torch.device(device)
+        self.model = LSTMLM(cfg.vocab_size, cfg.hidden, cfg.layers, cfg.dropout).to(self.dev)
+        self.params = list(self.model.parameters())
+        self.optimizer = torch.optim.SGD(self.params, lr=cfg.lr)
+        self.state = None
+
+    @classmethod
+    def cuda_available(cls):
+        return torch.cuda.is_available()
+
+    # -- weights in the canonical layout (lmbench.weights) ------------------------------
+    def _named(self):
+        m = self.model
+        out = {"embedding": m.embedding.weight, "decoder.w": m.decoder.weight, "decoder.b": m.decoder.bias}
+        for layer in range(self.cfg.layers):
+            for ours, theirs in (("w_ih", "weight_ih"), ("w_hh", "weight_hh"), ("b_ih", "bias_ih"),
+                                 ("b_hh", "bias_hh")):
+                out[f"lstm{layer}.{ours}"] = getattr(m.lstm, f"{theirs}_l{layer}")
+        return out
+
+    def set_weights(self, weights):
+        with torch.no_grad():
+            for name, param in self._named().items():
+                param.copy_(torch.from_numpy(np.ascontiguousarray(weights[name])))
+        self.model.lstm.flatten_parameters()
+
+    def get_weights(self):
+        return {name: p.detach().cpu().numpy().copy() for name, p in self._named().items()}
+
+    # -- steps --------------------------------------------------------------------------
+    def reset_state(self):
+        self.state = None
+
+    def _forward(self, batch, keep_state):
+        inputs = torch.from_numpy(batch.inputs).to(self.dev, non_blocking=True)
+        targets = torch.from_numpy(batch.targets).to(self.dev, non_blocking=True)
+        lengths = torch.from_numpy(batch.lengths)  # stays on the CPU for packing
+        state = self.state if batch.carry_state and self.state is not None \
+            and self.state[0].shape[1] == batch.batch_size else None
+        loss, new_state = self.model(inputs, targets, lengths, self.layout, state)
+        if keep_state:
+            self.state = tuple(s.detach() for s in new_state) if batch.carry_state else None
+        return loss
+
+    def train_step(self, batch, lr):
+        self.model.train()
+        loss = self._forward(batch, keep_state=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss / batch.batch_size).backward()  # summed over time, averaged over sequences
+        nn.utils.clip_grad_norm_(self.params, self.cfg.clip)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        return loss.detach()
+
+    def eval_step(self, batch):
+        self.model.eval()
+        with torch.no_grad():
+            return self._forward(batch, keep_state=True)
+
+    def loss_and_grads(self, batch):
+        self.model.eval()
+        self.optimizer.zero_grad(set_to_none=True)
+        objective = self._forward(batch, keep_state=False) / batch.batch_size
+        objective.backward()
+        grads = {name: p.grad.detach().cpu().numpy().copy() for name, p in self._named().items()}
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(objective), grads
+
+    def to_floats(self, handles):
+        return torch.stack(handles).tolist() if handles else []
+
+    # -- device -------------------------------------------------------------------------
+    def sync(self):
+        if self.dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    def step_timer(self):
+        return CudaEventTimer() if self.dev.type == "cuda" else StepTimer()
+
+    def peak_memory_bytes(self):
+        return torch.cuda.max_memory_allocated() if self.dev.type == "cuda" else None
+
+    def environment(self):
+        cuda = self.dev.type == "cuda"
+        if cuda:
+            kernel = "cudnn"
+        elif self.layout == "packed":
+            kernel = "aten native (packed input is not eligible for oneDNN)"
+        else:
+            kernel = "onednn" if torch.backends.mkldnn.is_available() else "aten native"
+        return {
+            "framework": "torch", "framework_version": torch.__version__,
+            "device_name": torch.cuda.get_device_name() if cuda else "cpu",
+            "cuda_version": torch.version.cuda if cuda else None,
+            "cudnn_version": torch.backends.cudnn.version() if cuda else None,
+            "intra_op_threads": torch.get_num_threads(),
+            "lstm_kernel": kernel,
+        }

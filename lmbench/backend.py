@@ -1,0 +1,154 @@
+"""The one small interface every framework implements.
+
+A backend is one module `backends/<name>.py` (installed as `lmbench.backends.<name>`)
+that declares, at module level,
+
+    LAYOUTS = ("native-layout", "other-layout", ...)   # first one is the default
+    class Backend(lmbench.backend.Backend): ...
+
+and may import its framework at the top: the harness imports a backend module only
+inside the child process that runs it (see `lmbench.worker`), after the thread
+environment is set. The parent reads LAYOUTS from the source without importing it.
+
+Conventions every backend follows (see lmbench.config for why):
+- the model is Embedding(V, H) -> `layers` x LSTM(H) -> Linear(H, V), with dropout
+  (when cfg.dropout > 0, training only) on the embedding output, between LSTM layers
+  and on the last LSTM output -- Zaremba et al.'s non-recurrent connections;
+- the training objective is the NLL summed over a batch's real target tokens divided
+  by the number of sequences B; SGD with the global gradient norm clipped to cfg.clip;
+- weights in and out are the canonical layout of lmbench.weights;
+- `batch.carry_state` (stream mode) means: start from the final state of the previous
+  batch (detached from its graph) when one of the same batch size is held, else zeros;
+  keep the new final state. Otherwise start from zeros and keep nothing.
+"""
+from __future__ import annotations
+
+import abc
+import ast
+import importlib
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import Config
+from .corpus import Batch
+
+
+class BackendUnavailable(RuntimeError):
+    """The framework or the device is not available here; the message says how to fix it."""
+
+
+class StepTimer:
+    """Per-step wall-clock times; right for frameworks that run synchronously on the CPU.
+
+    GPU backends return a timer built on device events instead, so that timing a step
+    does not add a host-device sync a hand-written loop would not have.
+    """
+
+    def __init__(self):
+        self._starts: list[float] = []
+        self._stops: list[float] = []
+
+    def start(self) -> None:
+        self._starts.append(time.perf_counter())
+
+    def stop(self) -> None:
+        self._stops.append(time.perf_counter())
+
+    def samples_ms(self) -> list[float]:
+        """Resolve after the timed region (the harness has synced the device)."""
+        return [(b - a) * 1e3 for a, b in zip(self._starts, self._stops)]
+
+
+class Backend(abc.ABC):
+    name: str = ""
+
+    def __init__(self, cfg: Config, layout: str, device: str, threads: int):
+        """Build the model on `device` ('cpu' or 'cuda'); raise BackendUnavailable when
+        'cuda' is asked for and this framework build or machine has no GPU."""
+        self.cfg, self.layout, self.device, self.threads = cfg, layout, device, threads
+
+    @classmethod
+    @abc.abstractmethod
+    def cuda_available(cls) -> bool: ...
+
+    @abc.abstractmethod
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None: ...
+
+    @abc.abstractmethod
+    def get_weights(self) -> dict[str, np.ndarray]: ...
+
+    @abc.abstractmethod
+    def reset_state(self) -> None:
+        """Forget any carried hidden state (start of an epoch or an evaluation pass)."""
+
+    @abc.abstractmethod
+    def train_step(self, batch: Batch, lr: float) -> Any:
+        """One SGD step; returns a handle to the summed NLL over the batch's real targets.
+
+        The handle may live on the device: the harness turns handles into floats with
+        `to_floats` only at points where a hand-written loop would read its loss.
+        """
+
+    @abc.abstractmethod
+    def eval_step(self, batch: Batch) -> Any:
+        """Summed NLL handle over the batch's real targets; no dropout, no update."""
+
+    @abc.abstractmethod
+    def loss_and_grads(self, batch: Batch) -> tuple[float, dict[str, np.ndarray]]:
+        """The training objective (summed NLL / B, no dropout) and its unclipped gradients
+        in the canonical layout, without updating weights or the carried state."""
+
+    def to_floats(self, handles: list[Any]) -> list[float]:
+        return [float(np.asarray(h)) for h in handles]
+
+    def sync(self) -> None:
+        """Block until all queued device work is done (no-op on a synchronous CPU)."""
+
+    def step_timer(self) -> StepTimer:
+        return StepTimer()
+
+    def peak_memory_bytes(self) -> int | None:
+        """Peak device memory on GPU; None on CPU (the harness reports process RSS)."""
+        return None
+
+    @abc.abstractmethod
+    def environment(self) -> dict:
+        """framework, framework_version, device_name, cuda_version, cudnn_version (or None),
+        plus anything worth knowing about the kernels in use (e.g. 'lstm_kernel')."""
+
+
+def _backends_dir() -> Path:
+    from . import backends  # the package only: it imports no framework
+
+    return Path(next(iter(backends.__path__)))
+
+
+def available_backends() -> list[str]:
+    """Backend names, from the modules present (no framework is imported)."""
+    return sorted(p.stem for p in _backends_dir().glob("*.py") if not p.stem.startswith("_"))
+
+
+def backend_layouts(name: str) -> tuple[str, ...]:
+    """A backend's LAYOUTS, read from its source so the parent never imports a framework."""
+    path = _backends_dir() / f"{name}.py"
+    if not path.is_file():
+        raise BackendUnavailable(f"unknown backend {name!r}: available: {', '.join(available_backends())}")
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "LAYOUTS" for t in node.targets):
+            return tuple(ast.literal_eval(node.value))
+    raise BackendUnavailable(f"{path} declares no LAYOUTS tuple")
+
+
+def load_backend(name: str) -> type[Backend]:
+    """Import a backend module (and so its framework). Call only in the run's own process."""
+    backend_layouts(name)  # unknown names get the friendly error
+    try:
+        module = importlib.import_module(f"lmbench.backends.{name}")
+    except ImportError as e:
+        raise BackendUnavailable(
+            f"backend {name!r} cannot be imported ({e}); install its framework with "
+            f"`pip install -c constraints-cpu.txt '.[{name}]'` (or `make install`)") from e
+    return module.Backend

@@ -1,0 +1,144 @@
+"""`lmbench` command line: download, run, verify, bench, report, compare, peak."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+from .config import PRESETS, ConfigError, make_config
+
+# config fields settable from the command line, with their types
+OVERRIDES = {"hidden": int, "layers": int, "num_steps": int, "batch_size": int,
+             "dropout": float, "init_scale": float, "lr": float, "decay_after": int,
+             "lr_decay": float, "clip": float, "seed": int}
+
+
+class Fail(Exception):
+    """A user-facing error: printed without a traceback, exit status 2."""
+
+
+def add_config_args(p: argparse.ArgumentParser, mode_default="sentence") -> None:
+    p.add_argument("--preset", default="small", choices=sorted(PRESETS))
+    p.add_argument("--mode", default=mode_default, help="sentence | stream")
+    p.add_argument("--batching", default="random", help="random | bucketed (sentence mode)")
+    for name, typ in OVERRIDES.items():
+        p.add_argument("--" + name.replace("_", "-"), type=typ, default=None,
+                       help=f"override the preset's {name}")
+
+
+def config_from_args(a) -> "Config":  # noqa: F821
+    overrides = {k: getattr(a, k) for k in OVERRIDES}
+    overrides["epochs"] = getattr(a, "epochs", None)  # `run --epochs N` trains N epochs
+    return make_config(a.preset, mode=a.mode, batching=a.batching, **overrides)
+
+
+def cmd_download(a) -> int:
+    from .download import download_ptb
+
+    out = download_ptb(a.data_dir, a.mirror)
+    print(f"PTB verified in {out}")
+    return 0
+
+
+def cmd_run(a) -> int:
+    from .runner import append_record, run_isolated, run_spec, summary
+
+    cfg = config_from_args(a)
+    if a.steps and a.epochs:
+        raise Fail("give --steps or --epochs, not both")
+    spec = run_spec(cfg, a.backend, a.layout, a.device, a.threads, a.steps, a.epochs, a.warmup,
+                    a.eval, a.data_dir, a.target_ppl)
+    record = run_isolated(spec, timeout=a.timeout, on_progress=_printer(a.quiet))
+    if a.out:
+        append_record(a.out, record)
+    print(summary(record))
+    if a.out:
+        print(f"record appended to {a.out}")
+    return 0 if record["status"] == "ok" else 1
+
+
+def _printer(quiet: bool):
+    def show(event):
+        if quiet:
+            return
+        if event.get("phase") == "epoch":
+            print(f"  epoch {event['epoch']}: lr {event['lr']:.4g} train ppl {event['train_ppl']:.2f}"
+                  + (f" valid ppl {event['valid_ppl']:.2f}" if "valid_ppl" in event else ""),
+                  file=sys.stderr)
+        elif event.get("words_per_sec"):
+            print(f"  {event['phase']}: step {event['step']}/{event['steps']} "
+                  f"{event['words_per_sec']:,.0f} words/s", file=sys.stderr)
+    return show
+
+
+def cmd_verify(a) -> int:
+    from .verify import verify
+
+    return verify(preset=a.preset, device=a.device, backends=a.backends, steps=a.steps,
+                  data_dir=a.data_dir, weights_out=a.save_weights)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lmbench", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("download", help="download and verify Penn Treebank")
+    d.add_argument("--data-dir", default=None, help="cache directory (default: data/ or $LMBENCH_DATA_DIR)")
+    d.add_argument("--mirror", default=None, help="a directory or file://, http(s):// base URL tried first "
+                                                  "(default: $LMBENCH_PTB_MIRROR)")
+    d.set_defaults(func=cmd_download)
+
+    r = sub.add_parser("run", help="one benchmark run in its own process")
+    r.add_argument("--backend", required=True)
+    r.add_argument("--layout", default=None, help="default: the backend's native layout")
+    add_config_args(r)
+    r.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    r.add_argument("--threads", type=int, default=None, help="CPU threads per framework (default: all cores)")
+    r.add_argument("--steps", type=int, default=None, help="timed training steps (default 200)")
+    r.add_argument("--epochs", type=int, default=None, help="train full epochs with the lr schedule")
+    r.add_argument("--warmup", type=int, default=10, help="untimed warm-up steps")
+    r.add_argument("--eval", default="valid", help="valid | test | both | none")
+    r.add_argument("--target-ppl", type=float, default=None, help="time-to-quality target (valid ppl)")
+    r.add_argument("--timeout", type=float, default=None, help="kill the run after this many seconds")
+    r.add_argument("--data-dir", default=None)
+    r.add_argument("--out", default=None, help="append the JSON record to this .jsonl file")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=cmd_run)
+
+    v = sub.add_parser("verify", help="prove the backends compute the same function")
+    v.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
+    v.add_argument("--device", default="cpu", help="auto | cpu | cuda")
+    v.add_argument("--backends", nargs="*", default=None, help="default: every backend")
+    v.add_argument("--steps", type=int, default=3, help="SGD steps before comparing weights")
+    v.add_argument("--data-dir", default=None)
+    v.add_argument("--save-weights", default=None, help="keep the shared initial weights (.npz) here")
+    v.set_defaults(func=cmd_verify)
+
+    # each of these modules contributes its own sub-command through add_parser(sub)
+    for extra in ("bench", "report", "compare", "peak"):
+        if importlib.util.find_spec(f"lmbench.{extra}") is not None:
+            importlib.import_module(f"lmbench.{extra}").add_parser(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (Fail, ConfigError) as e:
+        print(f"lmbench: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        from .backend import BackendUnavailable
+        from .corpus import CorpusError
+        from .download import DownloadError
+
+        if isinstance(e, (BackendUnavailable, CorpusError, DownloadError)):
+            print(f"lmbench: error: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

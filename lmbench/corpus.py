@@ -1,0 +1,222 @@
+"""PTB text -> vocabulary -> framework-neutral numpy batches, shared by every backend.
+
+Every backend consumes exactly these `Batch` objects, so all frameworks see the same
+sentences in the same order. Each batch carries the padded view (`inputs`/`targets`
+[B, T] + `lengths`) and the LoD view (`flat_inputs`/`flat_targets` of the concatenated
+real tokens + `offsets`), so packed, padded and non-padded backends share one object.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .config import BATCHINGS, MODES, VOCAB_SIZE, ConfigError
+
+EOS = "<eos>"
+# Padding in `targets` uses an id outside the 10,000 predicted classes, so a loss that
+# forgets the mask fails loudly instead of training on padding. Padding in `inputs`
+# holds <eos>'s id instead: any embedding can look it up, and `lengths` masks it out.
+PAD_ID = VOCAB_SIZE
+
+
+class CorpusError(ValueError):
+    """Bad corpus input; the message names the file/value and what is allowed."""
+
+
+class Vocab:
+    """Training-file word types plus <eos>, ordered by descending count, ties by word."""
+
+    def __init__(self, words: list[str]):
+        self.words = list(words)
+        self.index = {w: i for i, w in enumerate(self.words)}
+        self.eos_id = self.index[EOS]
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    @classmethod
+    def from_file(cls, path: Path) -> "Vocab":
+        text = Path(path).read_text(encoding="ascii")
+        counts = Counter(text.split())
+        counts[EOS] = text.count("\n")
+        vocab = cls(sorted(counts, key=lambda w: (-counts[w], w)))
+        if len(vocab) != VOCAB_SIZE:
+            raise CorpusError(f"{path}: vocabulary has {len(vocab)} types, expected {VOCAB_SIZE} "
+                              f"(9,999 words + <eos>); is this Mikolov's PTB training file?")
+        return vocab
+
+
+@dataclass
+class Split:
+    """One tokenized split: `stream` = [<eos>, line1 words, <eos>, line2 words, <eos>, ...].
+
+    Sentence i spans targets stream[starts[i]+1 : starts[i]+1+lengths[i]] (its words and
+    its <eos>) with inputs shifted one to the left (starting with the previous <eos>).
+    """
+    name: str
+    stream: np.ndarray  # int64 [num_targets + 1]
+    starts: np.ndarray  # int64 [num_sentences]
+    lengths: np.ndarray  # int64 [num_sentences]: words + 1 (<eos>)
+
+    @property
+    def num_targets(self) -> int:
+        return len(self.stream) - 1
+
+    @property
+    def num_sentences(self) -> int:
+        return len(self.lengths)
+
+
+def tokenize(path: Path, vocab: Vocab) -> Split:
+    path = Path(path)
+    lines = path.read_text(encoding="ascii").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    index = vocab.index
+    ids = [vocab.eos_id]
+    lengths = np.empty(len(lines), dtype=np.int64)
+    for n, line in enumerate(lines):
+        words = line.split()
+        try:
+            ids.extend([index[w] for w in words])
+        except KeyError:
+            unknown = next(w for w in words if w not in index)
+            raise CorpusError(f"{path}: line {n + 1} has the word {unknown!r}, which is not in the "
+                              f"training vocabulary; PTB splits must use the training file's 10,000 "
+                              f"types (rare words as <unk>)") from None
+        ids.append(vocab.eos_id)
+        lengths[n] = len(words) + 1
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    return Split(path.stem.split(".")[-1], np.asarray(ids, dtype=np.int64), starts, lengths)
+
+
+@dataclass
+class Corpus:
+    vocab: Vocab
+    splits: dict[str, Split]
+
+    def __getitem__(self, split: str) -> Split:
+        return self.splits[split]
+
+
+def load_corpus(ptb_path: Path, splits=("train", "valid", "test")) -> Corpus:
+    ptb_path = Path(ptb_path)
+    vocab = Vocab.from_file(ptb_path / "ptb.train.txt")
+    return Corpus(vocab, {s: tokenize(ptb_path / f"ptb.{s}.txt", vocab) for s in splits})
+
+
+@dataclass
+class Batch:
+    inputs: np.ndarray  # int64 [B, T], padding = <eos> id
+    targets: np.ndarray  # int64 [B, T], padding = PAD_ID
+    lengths: np.ndarray  # int64 [B], every length >= 1
+    carry_state: bool = False  # stream mode: start from the previous batch's final state
+    flat_inputs: np.ndarray = field(init=False)  # int64 [sum(lengths)]: LoD view
+    flat_targets: np.ndarray = field(init=False)
+    offsets: np.ndarray = field(init=False)  # int64 [B + 1]: sequence b is flat[offsets[b]:offsets[b+1]]
+
+    def __post_init__(self):
+        mask = self.mask
+        self.flat_inputs = self.inputs[mask]
+        self.flat_targets = self.targets[mask]
+        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
+
+    @property
+    def mask(self) -> np.ndarray:
+        return np.arange(self.inputs.shape[1])[None, :] < self.lengths[:, None]
+
+    @property
+    def num_targets(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def padded_positions(self) -> int:
+        return self.inputs.size
+
+
+def _sentence_batch(split: Split, ids: np.ndarray) -> Batch:
+    lengths = split.lengths[ids]
+    steps = np.arange(lengths.max())
+    mask = steps[None, :] < lengths[:, None]
+    pos = np.minimum(split.starts[ids][:, None] + steps[None, :], len(split.stream) - 2)
+    eos = split.stream[0]
+    inputs = np.where(mask, split.stream[pos], eos)
+    targets = np.where(mask, split.stream[pos + 1], PAD_ID)
+    return Batch(inputs, targets, lengths)
+
+
+def sentence_order(split: Split, batch_size: int, batching: str, seed: int, epoch: int,
+                   shuffle: bool = True) -> list[np.ndarray]:
+    """Sentence ids per batch. Every sentence exactly once; deterministic per (seed, epoch)."""
+    rng = np.random.default_rng([seed, epoch])
+    n = split.num_sentences
+    if batching == "random":
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    # bucketed: sort by length (random tie-break), cut, shuffle the batch order
+    tie = rng.random(n) if shuffle else np.arange(n)
+    order = np.lexsort((tie, split.lengths))
+    chunks = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    if shuffle:
+        chunks = [chunks[i] for i in rng.permutation(len(chunks))]
+    return chunks
+
+
+def stream_batches(split: Split, batch_size: int, num_steps: int) -> list[Batch]:
+    """Zaremba et al.'s layout: `batch_size` contiguous streams cut into windows of num_steps.
+
+    Every target is kept: streams get q or q+1 targets (q = N // B) and the last window
+    absorbs the remainder, so it may be shorter than num_steps (or one longer for the
+    longer streams) -- the batch's `lengths` say so, and no length is ever 0.
+    """
+    n = split.num_targets
+    q, rem = divmod(n, batch_size)
+    if q == 0:
+        raise CorpusError(f"split {split.name!r} has {n} targets, fewer than batch_size={batch_size}")
+    row_len = np.full(batch_size, q, dtype=np.int64)
+    row_len[:rem] += 1
+    row_start = np.concatenate([[0], np.cumsum(row_len)[:-1]])
+    windows = -(-q // num_steps)
+    batches = []
+    for w in range(windows):
+        begin = w * num_steps
+        last = w == windows - 1
+        lengths = (row_len - begin) if last else np.full(batch_size, num_steps, dtype=np.int64)
+        steps = np.arange(lengths.max())
+        mask = steps[None, :] < lengths[:, None]
+        pos = np.minimum(row_start[:, None] + begin + steps[None, :], n - 1)
+        inputs = np.where(mask, split.stream[pos], split.stream[0])
+        targets = np.where(mask, split.stream[pos + 1], PAD_ID)
+        batches.append(Batch(inputs, targets, lengths.astype(np.int64), carry_state=True))
+    return batches
+
+
+def make_batches(split: Split, mode: str, batch_size: int, num_steps: int = 20,
+                 batching: str = "random", seed: int = 0, epoch: int = 0,
+                 shuffle: bool = True) -> list[Batch]:
+    """All batches of one epoch over `split`, in the order every backend will see them."""
+    if mode not in MODES:
+        raise ConfigError(f"invalid mode={mode!r}: allowed: {', '.join(MODES)}")
+    if batching not in BATCHINGS:
+        raise ConfigError(f"invalid batching={batching!r}: allowed: {', '.join(BATCHINGS)}")
+    if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+        raise ConfigError(f"invalid batch_size={batch_size!r}: must be a positive integer")
+    if not isinstance(num_steps, (int, np.integer)) or num_steps <= 0:
+        raise ConfigError(f"invalid num_steps={num_steps!r}: must be a positive integer")
+    if mode == "stream":
+        return stream_batches(split, batch_size, num_steps)
+    return [_sentence_batch(split, ids)
+            for ids in sentence_order(split, batch_size, batching, seed, epoch, shuffle)]
+
+
+def padding_fraction(batches: list[Batch]) -> float:
+    """Pad positions / all positions of the padded view."""
+    total = sum(b.padded_positions for b in batches)
+    return 1.0 - sum(b.num_targets for b in batches) / total if total else 0.0

@@ -1,0 +1,258 @@
+"""The child process of one run: import one framework, train, evaluate, time it.
+
+Started by lmbench.runner as `python -m lmbench.worker SPEC.json RESULT.json PROGRESS_FD`.
+It writes its metrics (or the error) to RESULT.json and progress lines to PROGRESS_FD;
+the parent turns that into the run record.
+
+Timing protocol:
+- the first `warmup` training steps are not timed (their time is kept apart: first-step
+  trace/compile/autotune cost is a figure users want);
+- the device is synchronised before every clock read that bounds a timed region, and
+  nowhere inside a step; per-step times come from backend.step_timer() (wall clock on a
+  synchronous CPU, device events on GPU);
+- losses are read back every LOG_EVERY steps, as a hand-written loop that logs would;
+- throughput counts real target tokens only, never padding;
+- evaluation is timed separately, after one untimed warm-up batch.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import sys
+import time
+import traceback
+
+LOG_EVERY = 100
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def set_thread_env(threads: int) -> None:
+    """Same thread budget for every framework; must run before any framework import."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                "TF_NUM_INTRAOP_THREADS"):
+        os.environ[var] = str(threads)
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("GLOG_minloglevel", "2")
+
+
+def resolve_device(requested: str, backend_cls) -> str:
+    from .backend import BackendUnavailable
+
+    if requested == "cpu":
+        return "cpu"
+    has_cuda = backend_cls.cuda_available()
+    if requested == "cuda" and not has_cuda:
+        raise BackendUnavailable(
+            f"--device cuda asked for, but {backend_cls.name} sees no usable GPU here (no GPU, no "
+            f"driver, or a CPU-only build of the framework); use --device cpu or install the "
+            f"framework's CUDA build (see README, 'GPU install')")
+    return "cuda" if has_cuda else "cpu"
+
+
+class Progress:
+    def __init__(self, fd: int | None):
+        self.out = os.fdopen(fd, "w", buffering=1) if fd is not None and fd >= 0 else None
+
+    def __call__(self, **event) -> None:
+        if self.out:
+            try:
+                self.out.write(json.dumps(event) + "\n")
+            except (BrokenPipeError, OSError):
+                self.out = None
+
+
+def _check(losses: list[float], step0: int, lr: float) -> None:
+    for i, value in enumerate(losses):
+        if not math.isfinite(value):
+            raise NonFiniteLoss(f"training loss became {value} at step {step0 + i} (lr={lr:g}); "
+                                f"the model diverged: lower --lr or --clip, or check --init-scale")
+
+
+def train_pass(backend, batches, lr, warmup, progress, phase="train", step_offset=0):
+    """Run SGD over `batches`; the first `warmup` steps are untimed. Returns a dict."""
+    from .corpus import padding_fraction
+
+    timer = backend.step_timer()
+    handles, losses = [], []
+    backend.sync()
+    t_start = t0 = time.perf_counter()
+    warmup_seconds, first_step_ms = 0.0, None
+    timed_tokens = 0
+    for i, batch in enumerate(batches):
+        if i == warmup and warmup:
+            backend.sync()
+            t0 = time.perf_counter()
+            warmup_seconds = t0 - t_start
+        timed = i >= warmup
+        if timed:
+            timer.start()
+        handles.append(backend.train_step(batch, lr))
+        if timed:
+            timer.stop()
+            timed_tokens += batch.num_targets
+        if i == 0:
+            backend.sync()
+            first_step_ms = (time.perf_counter() - t_start) * 1e3
+        if (i + 1) % LOG_EVERY == 0 or i + 1 == len(batches):
+            fetched = backend.to_floats(handles)
+            _check(fetched, step_offset + len(losses), lr)
+            losses += fetched
+            handles = []
+            now = time.perf_counter()
+            progress(phase=phase, step=step_offset + i + 1, steps=step_offset + len(batches),
+                     words_per_sec=timed_tokens / (now - t0) if timed and now > t0 else None)
+    backend.sync()
+    timed_seconds = time.perf_counter() - t0 if len(batches) > warmup else 0.0
+    timed_batches = batches[warmup:]
+    return dict(losses=losses, warmup_seconds=warmup_seconds, first_step_ms=first_step_ms,
+                timed_seconds=timed_seconds, timed_tokens=timed_tokens,
+                step_ms=timer.samples_ms(), tokens=sum(b.num_targets for b in batches),
+                padding_fraction=padding_fraction(timed_batches or batches))
+
+
+def evaluate(backend, batches) -> dict:
+    """Perplexity over the whole split, and its throughput (after one untimed batch)."""
+    backend.reset_state()
+    backend.to_floats([backend.eval_step(batches[0])])
+    backend.reset_state()
+    backend.sync()
+    t0 = time.perf_counter()
+    handles = [backend.eval_step(b) for b in batches]
+    backend.sync()
+    seconds = time.perf_counter() - t0
+    total = sum(backend.to_floats(handles))
+    tokens = sum(b.num_targets for b in batches)
+    backend.reset_state()
+    return dict(ppl=math.exp(total / tokens) if math.isfinite(total) else float("nan"),
+                seconds=seconds, tokens=tokens, words_per_sec=tokens / seconds)
+
+
+def _percentile(values, q):
+    import numpy as np
+
+    return float(np.percentile(values, q)) if values else None
+
+
+def run(spec: dict, progress: Progress) -> dict:
+    from .backend import load_backend
+    from .config import TARGET_PPL, Config
+    from .corpus import load_corpus, make_batches
+    from .download import download_ptb
+    from .weights import flops_per_token, init_weights, num_params
+
+    cfg = Config(**spec["config"])
+    backend_cls = load_backend(spec["backend"])
+    device = resolve_device(spec["device"], backend_cls)
+    corpus = load_corpus(download_ptb(spec.get("data_dir"), log=lambda m: print(m, file=sys.stderr)))
+    backend = backend_cls(cfg, spec["layout"], device, spec["threads"])
+    backend.set_weights(init_weights(cfg))
+    out = {"device": device, "environment": backend.environment(), "num_params": num_params(cfg),
+           "flops_per_token": flops_per_token(cfg)}
+
+    def epoch_batches(split, epoch, shuffle=True):
+        return make_batches(corpus[split], cfg.mode, cfg.batch_size, cfg.num_steps, cfg.batching,
+                            cfg.seed, epoch, shuffle)
+
+    eval_splits = {"valid": ["valid"], "test": ["test"], "both": ["valid", "test"],
+                   "none": []}[spec.get("eval", "valid")]
+    warmup = spec.get("warmup", 10)
+    passes, epoch_log = [], []
+    t_run = time.perf_counter()
+    target = spec.get("target_ppl") or TARGET_PPL.get(cfg.preset)
+    out["target_ppl"], out["time_to_target_seconds"] = target, None
+    if spec.get("epochs"):
+        for epoch in range(spec["epochs"]):
+            lr = cfg.lr_at(epoch)
+            backend.reset_state()
+            p = train_pass(backend, epoch_batches("train", epoch), lr, warmup if epoch == 0 else 0,
+                           progress, phase=f"epoch {epoch + 1}")
+            passes.append(p)
+            entry = {"epoch": epoch + 1, "lr": lr,
+                     "train_ppl": math.exp(sum(p["losses"]) / p["tokens"])}
+            if "valid" in eval_splits:
+                entry["valid_ppl"] = evaluate(backend, epoch_batches("valid", 0, False))["ppl"]
+                if target and out["time_to_target_seconds"] is None and entry["valid_ppl"] < target:
+                    out["time_to_target_seconds"] = time.perf_counter() - t_run
+            entry["wall_seconds"] = time.perf_counter() - t_run
+            epoch_log.append(entry)
+            progress(phase="epoch", **entry)
+        out["epoch_log"] = epoch_log
+    else:
+        steps = spec.get("steps") or 200
+        batches, epoch = [], 0
+        while len(batches) < warmup + steps:
+            batches += epoch_batches("train", epoch)
+            epoch += 1
+        backend.reset_state()
+        passes.append(train_pass(backend, batches[:warmup + steps], cfg.lr, warmup, progress))
+
+    step_ms = [s for p in passes for s in p["step_ms"]]
+    timed_seconds = sum(p["timed_seconds"] for p in passes)
+    timed_tokens = sum(p["timed_tokens"] for p in passes)
+    all_losses = [x for p in passes for x in p["losses"]]
+    out.update(
+        train_words_per_sec=timed_tokens / timed_seconds if timed_seconds else None,
+        train_seconds=timed_seconds,
+        warmup_seconds=passes[0]["warmup_seconds"],
+        first_step_ms=passes[0]["first_step_ms"],
+        warmup_steps=min(warmup, sum(len(p["losses"]) for p in passes)),
+        steps=len(all_losses),
+        tokens=sum(p["tokens"] for p in passes),
+        timed_tokens=timed_tokens,
+        padding_fraction=sum(p["padding_fraction"] for p in passes) / len(passes),
+        step_time_ms={"median": _percentile(step_ms, 50), "p10": _percentile(step_ms, 10),
+                      "p90": _percentile(step_ms, 90), "samples": [round(s, 4) for s in step_ms]},
+        first_loss=all_losses[0] if all_losses else None,
+        train_losses=all_losses if len(all_losses) <= 1000 else None,
+        train_ppl=math.exp(sum(passes[-1]["losses"]) / passes[-1]["tokens"]),
+    )
+    out["achieved_flops_per_sec"] = (out["train_words_per_sec"] or 0) * out["flops_per_token"]
+    for split in eval_splits:
+        ev = evaluate(backend, epoch_batches(split, 0, False))
+        out[f"{split}_ppl"] = ev["ppl"]
+        out.setdefault("eval_words_per_sec", ev["words_per_sec"])
+        out.setdefault("eval_seconds", ev["seconds"])
+    mem = backend.peak_memory_bytes()
+    out["peak_memory_bytes"] = mem if mem is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    out["peak_memory_kind"] = "device" if mem is not None else "process_rss"
+    out["wall_seconds"] = time.perf_counter() - t_run
+    return out
+
+
+def main(argv=None) -> int:
+    spec_path, result_path, fd = (argv or sys.argv[1:])[:3]
+    with open(spec_path) as f:
+        spec = json.load(f)
+    set_thread_env(spec["threads"])
+    progress = Progress(int(fd))
+    from .backend import BackendUnavailable
+
+    result: dict = {"status": "ok", "error": None}
+    try:
+        result["metrics"] = run(spec, progress)
+    except BackendUnavailable as e:
+        result.update(status="failed", error=str(e), error_kind="unavailable")
+    except NonFiniteLoss as e:
+        result.update(status="failed", error=str(e), error_kind="non_finite_loss")
+    except MemoryError as e:
+        result.update(status="failed", error=f"out of memory: {e}", error_kind="oom")
+    except Exception as e:  # noqa: BLE001 -- any failure becomes a failed record
+        text = f"{type(e).__name__}: {e}"
+        if "out of memory" in text.lower() or "resource exhausted" in text.lower():
+            result.update(error_kind="oom")
+        result.update(status="failed", error=text, traceback=traceback.format_exc())
+    tmp = result_path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(result, f)
+    os.replace(tmp, result_path)
+    return 0 if result["status"] == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
