@@ -4,6 +4,7 @@ A backend is one module `backends/<name>.py` (installed as `lmbench.backends.<na
 that declares, at module level,
 
     LAYOUTS = ("native-layout", "other-layout", ...)   # first one is the default
+    LAYOUT_ENV = {"other-layout": {"VAR": "value"}}     # optional: set before the import
     class Backend(lmbench.backend.Backend): ...
 
 and may import its framework at the top: the harness imports a backend module only
@@ -131,15 +132,27 @@ def available_backends() -> list[str]:
     return sorted(p.stem for p in _backends_dir().glob("*.py") if not p.stem.startswith("_"))
 
 
-def backend_layouts(name: str) -> tuple[str, ...]:
-    """A backend's LAYOUTS, read from its source so the parent never imports a framework."""
+def _module_constant(name: str, constant: str, default=None):
+    """A literal module-level constant of a backend, read from its source (no import)."""
     path = _backends_dir() / f"{name}.py"
     if not path.is_file():
         raise BackendUnavailable(f"unknown backend {name!r}: available: {', '.join(available_backends())}")
     for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "LAYOUTS" for t in node.targets):
-            return tuple(ast.literal_eval(node.value))
-    raise BackendUnavailable(f"{path} declares no LAYOUTS tuple")
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == constant for t in node.targets):
+            return ast.literal_eval(node.value)
+    if default is None:
+        raise BackendUnavailable(f"{path} declares no {constant}")
+    return default
+
+
+def backend_layouts(name: str) -> tuple[str, ...]:
+    """A backend's LAYOUTS, read from its source so the parent never imports a framework."""
+    return tuple(_module_constant(name, "LAYOUTS"))
+
+
+def layout_env(name: str, layout: str) -> dict[str, str]:
+    """Environment variables a layout needs set before its framework is imported."""
+    return dict(_module_constant(name, "LAYOUT_ENV", {}).get(layout, {}))
 
 
 def load_backend(name: str) -> type[Backend]:

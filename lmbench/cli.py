@@ -48,7 +48,7 @@ def cmd_run(a) -> int:
     if a.steps and a.epochs:
         raise Fail("give --steps or --epochs, not both")
     spec = run_spec(cfg, a.backend, a.layout, a.device, a.threads, a.steps, a.epochs, a.warmup,
-                    a.eval, a.data_dir, a.target_ppl)
+                    a.eval, a.data_dir, a.target_ppl, a.eval_batches)
     record = run_isolated(spec, timeout=a.timeout, on_progress=_printer(a.quiet))
     if a.out:
         append_record(a.out, record)
@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--epochs", type=int, default=None, help="train full epochs with the lr schedule")
     r.add_argument("--warmup", type=int, default=10, help="untimed warm-up steps")
     r.add_argument("--eval", default="valid", help="valid | test | both | none")
+    r.add_argument("--eval-batches", type=int, default=None,
+                   help="evaluate only the first N batches of the split (the record says so)")
     r.add_argument("--target-ppl", type=float, default=None, help="time-to-quality target (valid ppl)")
     r.add_argument("--timeout", type=float, default=None, help="kill the run after this many seconds")
     r.add_argument("--data-dir", default=None)

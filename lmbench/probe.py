@@ -12,6 +12,7 @@ Script steps (each returns one entry of the result list):
 """
 from __future__ import annotations
 
+import os
 import pickle
 import subprocess
 import sys
@@ -27,7 +28,17 @@ def probe(backend: str, layouts, cfg, weights: dict, batches: list, script: list
           device: str = "cpu", threads: int = 1, timeout: float = 900) -> dict[str, list]:
     """Run `script` on a fresh model per layout (all in one child process, since importing
     a framework is the slow part); returns {layout: [one result per script step]}."""
+    from .backend import layout_env
+
     layouts = [layouts] if isinstance(layouts, str) else list(layouts)
+    groups: dict[tuple, list[str]] = {}  # layouts that need the same environment share a process
+    for layout in layouts:
+        groups.setdefault(tuple(sorted(layout_env(backend, layout).items())), []).append(layout)
+    if len(groups) > 1:
+        out = {}
+        for group in groups.values():
+            out.update(probe(backend, group, cfg, weights, batches, script, device, threads, timeout))
+        return {layout: out[layout] for layout in layouts}
     with tempfile.TemporaryDirectory(prefix="lmbench-probe-") as tmp:
         src, dst = Path(tmp, "in.pkl"), Path(tmp, "out.pkl")
         with open(src, "wb") as f:
@@ -49,7 +60,9 @@ def _main(src: str, dst: str) -> None:
     with open(src, "rb") as f:
         job = pickle.load(f)
     set_thread_env(job["threads"])
-    from .backend import load_backend
+    from .backend import layout_env, load_backend
+
+    os.environ.update(layout_env(job["backend"], job["layouts"][0]))
     from .config import Config
 
     cfg = Config(**job["config"])
@@ -68,11 +81,12 @@ def _play(be, batches, script) -> list:
     for step in script:
         op = step[0]
         if op == "loss_and_grads":
-            out.append(be.loss_and_grads(batches[step[1]]))
+            loss, grads = be.loss_and_grads(batches[step[1]])
+            out.append((float(loss), grads))
         elif op == "train_step":
-            out.append(be.to_floats([be.train_step(batches[step[1]], step[2])])[0])
+            out.append(float(be.to_floats([be.train_step(batches[step[1]], step[2])])[0]))
         elif op == "eval":
-            out.append(sum(be.to_floats([be.eval_step(batches[i]) for i in step[1]])))
+            out.append(float(sum(be.to_floats([be.eval_step(batches[i]) for i in step[1]]))))
         elif op == "weights":
             out.append(be.get_weights())
         elif op == "reset":

@@ -213,8 +213,10 @@ def run(spec: dict, progress: Progress) -> dict:
         train_ppl=math.exp(sum(passes[-1]["losses"]) / passes[-1]["tokens"]),
     )
     out["achieved_flops_per_sec"] = (out["train_words_per_sec"] or 0) * out["flops_per_token"]
+    eval_batches = spec.get("eval_batches")  # a prefix of the split, for quick suites
     for split in eval_splits:
-        ev = evaluate(backend, epoch_batches(split, 0, False))
+        ev = evaluate(backend, epoch_batches(split, 0, False)[:eval_batches])
+        out[f"{split}_tokens"] = ev["tokens"]
         out[f"{split}_ppl"] = ev["ppl"]
         out.setdefault("eval_words_per_sec", ev["words_per_sec"])
         out.setdefault("eval_seconds", ev["seconds"])
@@ -231,8 +233,9 @@ def main(argv=None) -> int:
         spec = json.load(f)
     set_thread_env(spec["threads"])
     progress = Progress(int(fd))
-    from .backend import BackendUnavailable
+    from .backend import BackendUnavailable, layout_env
 
+    os.environ.update(layout_env(spec["backend"], spec["layout"]))
     result: dict = {"status": "ok", "error": None}
     try:
         result["metrics"] = run(spec, progress)
