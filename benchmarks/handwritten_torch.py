@@ -1,0 +1,67 @@
+"""The simplest hand-written PyTorch loop for the model lmbench's torch backend trains.
+
+Same batches and initial weights as `lmbench run --backend torch --layout packed`, none of
+the harness: the yardstick the harness's overhead is measured against
+(benchmarks/harness_overhead.py). Prints one JSON line.
+"""
+import argparse
+import json
+import os
+import time
+
+from lmbench.config import make_config
+from lmbench.corpus import PAD_ID, load_corpus, make_batches
+from lmbench.download import download_ptb
+from lmbench.weights import init_weights
+from lmbench.worker import set_thread_env
+
+p = argparse.ArgumentParser()
+p.add_argument("--preset", default="small")
+p.add_argument("--steps", type=int, default=50)
+p.add_argument("--warmup", type=int, default=5)
+p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+args = p.parse_args()
+set_thread_env(args.threads)
+
+import torch  # noqa: E402  (after the thread environment is set)
+from torch import nn  # noqa: E402
+from torch.nn.utils.rnn import pack_padded_sequence  # noqa: E402
+
+torch.set_num_threads(args.threads)
+torch.set_num_interop_threads(1)
+cfg = make_config(args.preset, mode="sentence", batching="random")
+corpus = load_corpus(download_ptb())
+batches = make_batches(corpus["train"], "sentence", cfg.batch_size, cfg.num_steps, "random", cfg.seed, 0)
+batches = batches[:args.warmup + args.steps]
+V, H = cfg.vocab_size, cfg.hidden
+emb, lstm, dec = nn.Embedding(V, H), nn.LSTM(H, H, cfg.layers, batch_first=True), nn.Linear(H, V)
+w = init_weights(cfg)
+with torch.no_grad():
+    emb.weight.copy_(torch.from_numpy(w["embedding"]))
+    dec.weight.copy_(torch.from_numpy(w["decoder.w"]))
+    dec.bias.copy_(torch.from_numpy(w["decoder.b"]))
+    for l in range(cfg.layers):
+        for ours, theirs in (("w_ih", "weight_ih"), ("w_hh", "weight_hh"), ("b_ih", "bias_ih"), ("b_hh", "bias_hh")):
+            getattr(lstm, f"{theirs}_l{l}").copy_(torch.from_numpy(w[f"lstm{l}.{ours}"]))
+params = [*emb.parameters(), *lstm.parameters(), *dec.parameters()]
+opt = torch.optim.SGD(params, lr=cfg.lr)
+
+losses, tokens = [], 0
+for i, b in enumerate(batches):
+    if i == args.warmup:
+        t0 = time.perf_counter()
+    lengths = torch.from_numpy(b.lengths)
+    x = pack_padded_sequence(torch.from_numpy(b.inputs), lengths, batch_first=True, enforce_sorted=False)
+    y = pack_padded_sequence(torch.from_numpy(b.targets), lengths, batch_first=True, enforce_sorted=False).data
+    out, _ = lstm(x._replace(data=emb(x.data)))
+    loss = nn.functional.cross_entropy(dec(out.data), y, ignore_index=PAD_ID, reduction="sum")
+    opt.zero_grad()
+    (loss / b.batch_size).backward()
+    nn.utils.clip_grad_norm_(params, cfg.clip)
+    opt.step()
+    losses.append(loss.item())
+    if i >= args.warmup:
+        tokens += b.num_targets
+seconds = time.perf_counter() - t0
+print(json.dumps({"framework": "torch", "layout": "packed", "train_words_per_sec": tokens / seconds,
+                  "steps": args.steps, "tokens": tokens, "seconds": seconds}))

@@ -1,0 +1,61 @@
+"""What the harness costs: `lmbench run` against the hand-written loop of each framework.
+
+Runs, in one invocation, the hand-written loop (benchmarks/handwritten_<fw>.py) and
+`lmbench run` on the same preset, batches and step count, alternating A/B `--rounds`
+times so that drift on a shared machine hits both alike, and prints each framework's
+median train words/s and the ratio harness / hand-written (1.00 = no overhead).
+
+    python benchmarks/harness_overhead.py --frameworks torch tensorflow paddle --steps 40
+"""
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+NATIVE = {"torch": "packed", "tensorflow": "padded", "paddle": "lod"}
+
+p = argparse.ArgumentParser()
+p.add_argument("--frameworks", nargs="+", default=list(NATIVE))
+p.add_argument("--preset", default="small")
+p.add_argument("--steps", type=int, default=40)
+p.add_argument("--warmup", type=int, default=5)
+p.add_argument("--rounds", type=int, default=3)
+args = p.parse_args()
+
+
+def handwritten(fw):
+    out = subprocess.run([sys.executable, str(HERE / f"handwritten_{fw}.py"), "--preset", args.preset,
+                          "--steps", str(args.steps), "--warmup", str(args.warmup)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["train_words_per_sec"]
+
+
+def harness(fw):
+    from lmbench.config import make_config
+    from lmbench.runner import run_isolated, run_spec
+
+    record = run_isolated(run_spec(make_config(args.preset, mode="sentence", batching="random"), fw,
+                                   NATIVE[fw], "cpu", steps=args.steps, warmup=args.warmup, eval="none"))
+    if record["status"] != "ok":
+        raise SystemExit(f"{fw}: {record['error']}")
+    return record["metrics"]["train_words_per_sec"]
+
+
+rows = []
+for fw in args.frameworks:
+    hand, harn, ratios = [], [], []
+    for _ in range(args.rounds):
+        hand.append(handwritten(fw))
+        harn.append(harness(fw))
+        ratios.append(harn[-1] / hand[-1])
+    rows.append({"framework": fw, "layout": NATIVE[fw], "handwritten_words_per_sec": statistics.median(hand),
+                 "harness_words_per_sec": statistics.median(harn), "ratio": statistics.median(ratios),
+                 "ratios": ratios})
+    print(json.dumps(rows[-1]), flush=True)
+print(f"{'framework':<12}{'hand-written':>14}{'lmbench run':>14}{'ratio':>8}")
+for r in rows:
+    print(f"{r['framework']:<12}{r['handwritten_words_per_sec']:>14,.0f}{r['harness_words_per_sec']:>14,.0f}"
+          f"{r['ratio']:>8.3f}")
