@@ -47,8 +47,13 @@ def cmd_run(a) -> int:
     cfg = config_from_args(a)
     if a.steps and a.epochs:
         raise Fail("give --steps or --epochs, not both")
+    if (a.checkpoint or a.resume or a.epoch_batches) and not a.epochs:
+        raise Fail("--checkpoint, --resume and --epoch-batches go with --epochs N")
+    if a.resume and not a.checkpoint:
+        raise Fail("--resume needs --checkpoint FILE")
     spec = run_spec(cfg, a.backend, a.layout, a.device, a.threads, a.steps, a.epochs, a.warmup,
-                    a.eval, a.data_dir, a.target_ppl, a.eval_batches)
+                    a.eval, a.data_dir, a.target_ppl, a.eval_batches, a.checkpoint, a.resume,
+                    a.epoch_batches)
     record = run_isolated(spec, timeout=a.timeout, on_progress=_printer(a.quiet))
     if a.out:
         append_record(a.out, record)
@@ -101,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--eval", default="valid", help="valid | test | both | none")
     r.add_argument("--eval-batches", type=int, default=None,
                    help="evaluate only the first N batches of the split (the record says so)")
+    r.add_argument("--epoch-batches", type=int, default=None,
+                   help="with --epochs: train only the first N batches of every epoch")
+    r.add_argument("--checkpoint", default=None, help="with --epochs: checkpoint file written after every epoch")
+    r.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
     r.add_argument("--target-ppl", type=float, default=None, help="time-to-quality target (valid ppl)")
     r.add_argument("--timeout", type=float, default=None, help="kill the run after this many seconds")
     r.add_argument("--data-dir", default=None)

@@ -28,7 +28,8 @@ SCHEMA_VERSION = 1
 def run_spec(cfg: Config, backend: str, layout: str | None = None, device: str = "auto",
              threads: int | None = None, steps: int | None = None, epochs: int | None = None,
              warmup: int = 10, eval: str = "valid", data_dir=None, target_ppl=None,
-             eval_batches: int | None = None) -> dict:
+             eval_batches: int | None = None, checkpoint=None, resume: bool = False,
+             epoch_batches: int | None = None) -> dict:
     from .backend import backend_layouts
 
     layouts = backend_layouts(backend)
@@ -40,7 +41,7 @@ def run_spec(cfg: Config, backend: str, layout: str | None = None, device: str =
     if eval not in ("valid", "test", "both", "none"):
         raise ConfigError(f"invalid eval={eval!r}: allowed: valid, test, both, none")
     for name, value in (("steps", steps), ("epochs", epochs), ("threads", threads),
-                        ("eval_batches", eval_batches)):
+                        ("eval_batches", eval_batches), ("epoch_batches", epoch_batches)):
         if value is not None and value <= 0:
                 raise ConfigError(f"invalid {name}={value!r}: must be a positive integer")
     if warmup < 0:
@@ -48,7 +49,8 @@ def run_spec(cfg: Config, backend: str, layout: str | None = None, device: str =
     return {"config": cfg.to_dict(), "backend": backend, "layout": layout, "device": device,
             "threads": threads or env.cpu_count(), "steps": steps, "epochs": epochs,
             "warmup": warmup, "eval": eval, "data_dir": str(data_dir) if data_dir else None,
-            "target_ppl": target_ppl, "eval_batches": eval_batches}
+            "target_ppl": target_ppl, "eval_batches": eval_batches, "epoch_batches": epoch_batches,
+            "checkpoint": str(checkpoint) if checkpoint else None, "resume": resume}
 
 
 def _describe_exit(rc: int) -> str:
@@ -68,7 +70,7 @@ def run_isolated(spec: dict, timeout: float | None = None, on_progress=None,
         "utc_time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "backend": spec["backend"], "layout": spec["layout"], "config": spec["config"],
         "run": {k: spec.get(k) for k in ("steps", "epochs", "warmup", "eval", "eval_batches",
-                                          "device", "threads")},
+                                          "epoch_batches", "device", "threads")},
         "threads": spec["threads"],
     }
     record["git_commit"], record["git_dirty"] = env.git_state()

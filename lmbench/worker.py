@@ -25,6 +25,7 @@ import time
 import traceback
 
 LOG_EVERY = 100
+MAX_SAMPLES = 5000
 
 
 class NonFiniteLoss(RuntimeError):
@@ -140,6 +141,7 @@ def _percentile(values, q):
 
 
 def run(spec: dict, progress: Progress) -> dict:
+    from . import checkpoint
     from .backend import load_backend
     from .config import TARGET_PPL, Config
     from .corpus import load_corpus, make_batches
@@ -167,21 +169,44 @@ def run(spec: dict, progress: Progress) -> dict:
     target = spec.get("target_ppl") or TARGET_PPL.get(cfg.preset)
     out["target_ppl"], out["time_to_target_seconds"] = target, None
     if spec.get("epochs"):
-        for epoch in range(spec["epochs"]):
+        start, t_offset = 0, 0.0
+        ckpt = spec.get("checkpoint")
+        if ckpt and spec.get("resume") and os.path.exists(ckpt):
+            weights, meta = checkpoint.load(ckpt)
+            if meta["config"] != cfg.to_dict() or meta["backend"] != [spec["backend"], spec["layout"]]:
+                raise checkpoint.CheckpointError(
+                    f"checkpoint {ckpt} belongs to another run ({meta['backend']}, "
+                    f"{meta['config']}); use a different --checkpoint file")
+            backend.set_weights(weights)
+            start, t_offset, epoch_log = meta["epoch"], meta["wall_seconds"], meta["epoch_log"]
+            out["time_to_target_seconds"] = meta["time_to_target_seconds"]
+            out["resumed_from_epoch"] = start
+        if start >= spec["epochs"]:
+            raise checkpoint.CheckpointError(f"checkpoint {ckpt} already holds all {start} epochs: "
+                                             f"nothing left to resume")
+        t_run -= t_offset
+        limit = spec.get("epoch_batches")  # a prefix of every epoch, for quick schedule checks
+        for epoch in range(start, spec["epochs"]):
             lr = cfg.lr_at(epoch)
             backend.reset_state()
-            p = train_pass(backend, epoch_batches("train", epoch), lr, warmup if epoch == 0 else 0,
-                           progress, phase=f"epoch {epoch + 1}")
+            p = train_pass(backend, epoch_batches("train", epoch)[:limit], lr,
+                           warmup if epoch == start else 0, progress, phase=f"epoch {epoch + 1}")
             passes.append(p)
             entry = {"epoch": epoch + 1, "lr": lr,
                      "train_ppl": math.exp(sum(p["losses"]) / p["tokens"])}
             if "valid" in eval_splits:
-                entry["valid_ppl"] = evaluate(backend, epoch_batches("valid", 0, False))["ppl"]
+                valid = epoch_batches("valid", 0, False)[:spec.get("eval_batches")]
+                entry["valid_ppl"] = evaluate(backend, valid)["ppl"]
                 if target and out["time_to_target_seconds"] is None and entry["valid_ppl"] < target:
                     out["time_to_target_seconds"] = time.perf_counter() - t_run
             entry["wall_seconds"] = time.perf_counter() - t_run
             epoch_log.append(entry)
-            progress(phase="epoch", **entry)
+            if ckpt:
+                checkpoint.save(ckpt, backend.get_weights(), {
+                    "epoch": epoch + 1, "epoch_log": epoch_log, "wall_seconds": entry["wall_seconds"],
+                    "time_to_target_seconds": out["time_to_target_seconds"], "config": cfg.to_dict(),
+                    "backend": [spec["backend"], spec["layout"]]})
+            progress(phase="epoch", pid=os.getpid(), **entry)
         out["epoch_log"] = epoch_log
     else:
         steps = spec.get("steps") or 200
@@ -207,7 +232,9 @@ def run(spec: dict, progress: Progress) -> dict:
         timed_tokens=timed_tokens,
         padding_fraction=sum(p["padding_fraction"] for p in passes) / len(passes),
         step_time_ms={"median": _percentile(step_ms, 50), "p10": _percentile(step_ms, 10),
-                      "p90": _percentile(step_ms, 90), "samples": [round(s, 4) for s in step_ms]},
+                      "p90": _percentile(step_ms, 90),
+                      # long trainings keep an even subsample, enough for any statistic
+                      "samples": [round(s, 4) for s in step_ms[::-(-len(step_ms) // MAX_SAMPLES)]]},
         first_loss=all_losses[0] if all_losses else None,
         train_losses=all_losses if len(all_losses) <= 1000 else None,
         train_ppl=math.exp(sum(passes[-1]["losses"]) / passes[-1]["tokens"]),
@@ -234,6 +261,7 @@ def main(argv=None) -> int:
     set_thread_env(spec["threads"])
     progress = Progress(int(fd))
     from .backend import BackendUnavailable, layout_env
+    from .checkpoint import CheckpointError
 
     os.environ.update(layout_env(spec["backend"], spec["layout"]))
     result: dict = {"status": "ok", "error": None}
@@ -241,6 +269,8 @@ def main(argv=None) -> int:
         result["metrics"] = run(spec, progress)
     except BackendUnavailable as e:
         result.update(status="failed", error=str(e), error_kind="unavailable")
+    except CheckpointError as e:
+        result.update(status="failed", error=str(e), error_kind="checkpoint")
     except NonFiniteLoss as e:
         result.update(status="failed", error=str(e), error_kind="non_finite_loss")
     except MemoryError as e:
