@@ -102,7 +102,7 @@ def run_isolated(spec: dict, timeout: float | None = None, on_progress=None,
         record.update(result)
         record["device"] = metrics.pop("device", None)
         record["environment"] = metrics.pop("environment", None)
-        record["metrics"] = metrics
+        record["metrics"] = metrics if record["status"] == "ok" else None
         if record["status"] != "ok":
             record["stderr_tail"] = tail
     return record

@@ -140,7 +140,8 @@ def _percentile(values, q):
     return float(np.percentile(values, q)) if values else None
 
 
-def run(spec: dict, progress: Progress) -> dict:
+def run(spec: dict, progress: Progress, out: dict) -> dict:
+    """Fill `out` with the run's metrics; what it holds survives a failure mid-run."""
     from . import checkpoint
     from .backend import load_backend
     from .config import TARGET_PPL, Config
@@ -154,8 +155,8 @@ def run(spec: dict, progress: Progress) -> dict:
     corpus = load_corpus(download_ptb(spec.get("data_dir"), log=lambda m: print(m, file=sys.stderr)))
     backend = backend_cls(cfg, spec["layout"], device, spec["threads"])
     backend.set_weights(init_weights(cfg))
-    out = {"device": device, "environment": backend.environment(), "num_params": num_params(cfg),
-           "flops_per_token": flops_per_token(cfg)}
+    out.update(device=device, environment=backend.environment(), num_params=num_params(cfg),
+               flops_per_token=flops_per_token(cfg))
 
     def epoch_batches(split, epoch, shuffle=True):
         return make_batches(corpus[split], cfg.mode, cfg.batch_size, cfg.num_steps, cfg.batching,
@@ -264,9 +265,9 @@ def main(argv=None) -> int:
     from .checkpoint import CheckpointError
 
     os.environ.update(layout_env(spec["backend"], spec["layout"]))
-    result: dict = {"status": "ok", "error": None}
+    result: dict = {"status": "ok", "error": None, "metrics": {}}
     try:
-        result["metrics"] = run(spec, progress)
+        run(spec, progress, result["metrics"])
     except BackendUnavailable as e:
         result.update(status="failed", error=str(e), error_kind="unavailable")
     except CheckpointError as e:

@@ -1,4 +1,5 @@
-"""PyTorch backend: layouts agree, weights round-trip, the model learns. One child process."""
+"""Each backend on its own: layouts agree, weights round-trip, the model learns, a diverging
+run fails cleanly. One probe process and one run per backend (TensorFlow: test_tensorflow.py)."""
 from __future__ import annotations
 
 import math
@@ -6,26 +7,29 @@ import math
 import numpy as np
 import pytest
 
+from lmbench.backend import backend_layouts
+from lmbench.config import make_config
 from lmbench.corpus import make_batches
 from lmbench.probe import probe
+from lmbench.runner import run_isolated, run_spec
 from lmbench.verify import TOLERANCES, _unpack, build_case, differences
 from lmbench.weights import shapes
 
-LAYOUTS = ("packed", "padded", "padded-gather")
 TRAIN_STEPS = 30
 
 
-@pytest.fixture(scope="module")
-def case(corpus):
+@pytest.fixture(scope="module", params=["torch", "paddle"])
+def case(request, corpus):
+    backend = request.param
     cfg, weights, batches, script = build_case("tiny")
     first_train = len(batches)
     batches = batches + make_batches(corpus["train"], "sentence", cfg.batch_size, batching="random",
                                      seed=cfg.seed)[:TRAIN_STEPS]
     script = ([("weights",)] + script
               + [("train_step", first_train + i, cfg.lr) for i in range(TRAIN_STEPS)])
-    out = probe("torch", LAYOUTS, cfg, weights, batches, script)
+    out = probe(backend, backend_layouts(backend), cfg, weights, batches, script)
     n = len(script) - TRAIN_STEPS
-    return dict(cfg=cfg, weights=weights, batches=batches,
+    return dict(backend=backend, layouts=backend_layouts(backend), cfg=cfg, weights=weights, batches=batches,
                 roundtrip={k: v[0] for k, v in out.items()},
                 verify={k: _unpack(v[1:n]) for k, v in out.items()},
                 learning={k: np.array(v[n:]) for k, v in out.items()},
@@ -33,7 +37,7 @@ def case(corpus):
 
 
 def test_export_import_round_trips_exactly(case):
-    for layout in LAYOUTS:
+    for layout in case["layouts"]:
         got = case["roundtrip"][layout]
         assert {k: v.shape for k, v in got.items()} == shapes(case["cfg"])
         for name, w in case["weights"].items():
@@ -41,20 +45,22 @@ def test_export_import_round_trips_exactly(case):
             assert np.array_equal(got[name], w), name
 
 
-@pytest.mark.parametrize("layout", ["padded", "padded-gather"])
-def test_layouts_give_the_same_loss_gradients_and_training(case, layout):
-    d = differences(case["verify"][layout], case["verify"]["packed"])
-    assert all(d[k] <= TOLERANCES[k] for k in d), d
+def test_layouts_give_the_same_loss_gradients_and_training(case):
+    native, *others = case["layouts"]
+    assert others
+    for layout in others:
+        d = differences(case["verify"][layout], case["verify"][native], case["weights"])
+        assert all(d[k] <= TOLERANCES[k] for k in d), (layout, d)
 
 
 def test_layouts_are_not_trivially_equal(case):
     # a guard on the comparison itself: different batches give clearly different losses
-    losses = case["verify"]["packed"]["losses"]
+    losses = case["verify"][case["layouts"][0]]["losses"]
     assert len(set(np.round(losses, 3))) == len(losses)
 
 
 def test_untrained_perplexity_is_near_vocabulary_size(case):
-    v = case["verify"]["packed"]
+    v = case["verify"][case["layouts"][0]]
     stream = [b for b in case["batches"] if b.carry_state]
     # the eval sum (last float of the trained losses) ran after training; use the first
     # per-batch objective instead: loss_and_grads from the initial weights on stream batch 0
@@ -65,6 +71,17 @@ def test_untrained_perplexity_is_near_vocabulary_size(case):
 
 def test_tiny_training_loss_falls_on_real_ptb(case):
     tokens = np.array([b.num_targets for b in case["train_batches"]])
-    for layout in LAYOUTS:
+    for layout in case["layouts"]:
         per_token = case["learning"][layout] / tokens
         assert per_token[-5:].mean() < per_token[:5].mean() - 0.5, per_token
+
+
+@pytest.mark.parametrize("backend", ["paddle"])  # torch: tests/test_runner.py
+def test_diverging_run_is_a_failed_record_with_its_environment(backend):
+    cfg = make_config("tiny", lr=1e30, clip=1e30, init_scale=50.0)
+    record = run_isolated(run_spec(cfg, backend, steps=8, warmup=0, eval="none"))
+    assert record["status"] == "failed" and record["error_kind"] == "non_finite_loss"
+    assert "training loss became" in record["error"]
+    env = record["environment"]
+    assert env["framework"] == backend and env["framework_version"]
+    assert record["device"] == "cpu" and env["cuda_version"] is None
