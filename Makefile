@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 CONSTRAINTS ?= constraints-cpu.txt
 SUITE ?= default
 
-.PHONY: install test bench bench-check report clean-venv
+.PHONY: install test bench bench-check bench-check-baseline clean-venv
 
 install: $(STAMP)
 
@@ -24,9 +24,17 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(LMBENCH) bench --suite $(SUITE)
 
+# Short suite vs the committed baseline for this kind of machine (exit 1 on a regression).
+# Refresh the baseline: make bench-check-baseline, then commit results/baselines/.
 bench-check: $(STAMP)
-	$(LMBENCH) bench --suite check --results-dir results/check
-	$(LMBENCH) compare results/baselines/$$($(PY) -c 'import lmbench.env as e; print(e.machine_key())').jsonl results/check/latest.jsonl
+	rm -rf results/check
+	$(LMBENCH) bench --suite check --results-dir results/check --no-report
+	$(LMBENCH) compare results/baselines/$$($(PY) -c 'import lmbench.env as e; print(e.machine_key())').jsonl results/check
+
+bench-check-baseline: $(STAMP)
+	rm -rf results/check
+	$(LMBENCH) bench --suite check --results-dir results/check --no-report
+	cat results/check/*/*.jsonl > results/baselines/$$($(PY) -c 'import lmbench.env as e; print(e.machine_key())').jsonl
 
 clean-venv:
 	rm -rf $(VENV)

@@ -23,6 +23,8 @@ from . import env
 from .config import Config, ConfigError
 
 SCHEMA_VERSION = 1
+RECORDED_RUN_FIELDS = ("steps", "epochs", "warmup", "eval", "eval_batches", "epoch_batches", "device",
+                       "threads")
 
 
 def run_spec(cfg: Config, backend: str, layout: str | None = None, device: str = "auto",
@@ -69,8 +71,7 @@ def run_isolated(spec: dict, timeout: float | None = None, on_progress=None,
         "run_id": uuid.uuid4().hex,
         "utc_time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "backend": spec["backend"], "layout": spec["layout"], "config": spec["config"],
-        "run": {k: spec.get(k) for k in ("steps", "epochs", "warmup", "eval", "eval_batches",
-                                          "epoch_batches", "device", "threads")},
+        "run": {k: spec.get(k) for k in RECORDED_RUN_FIELDS},
         "threads": spec["threads"],
     }
     record["git_commit"], record["git_dirty"] = env.git_state()
