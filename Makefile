@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 CONSTRAINTS ?= constraints-cpu.txt
 SUITE ?= default
 
-.PHONY: install test bench bench-check bench-check-baseline clean-venv
+.PHONY: install test bench bench-check bench-check-baseline benchmarks clean-venv
 
 install: $(STAMP)
 
@@ -35,6 +35,15 @@ bench-check-baseline: $(STAMP)
 	rm -rf results/check
 	$(LMBENCH) bench --suite check --results-dir results/check --no-report
 	cat results/check/*/*.jsonl > results/baselines/$$($(PY) -c 'import lmbench.env as e; print(e.machine_key())').jsonl
+
+# pytest-benchmark: the data path, then one training step per backend, each framework in
+# its own pytest process. Compare with a saved run: add
+#   --benchmark-compare --benchmark-compare-fail=mean:10%
+benchmarks: $(STAMP)
+	$(PY) -m pytest tests/benchmarks/test_data_bench.py --benchmark-enable --benchmark-autosave
+	for b in torch tensorflow paddle; do \
+	  LMBENCH_STEP_BENCHMARKS=1 $(PY) -m pytest tests/benchmarks/test_step_$$b.py --benchmark-enable --benchmark-autosave || exit 1; \
+	done
 
 clean-venv:
 	rm -rf $(VENV)
