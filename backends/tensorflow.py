@@ -1,0 +1,364 @@
+"""TensorFlow 2 + Keras 3 on padded batches, plus the historical tf.compat.v1 dynamic_rnn.
+
+Layouts
+- padded:        Keras 3 LSTM layers over the whole [B, T] batch with its right-padded mask
+                 (the dynamic_rnn contract in today's API); decoder and a masked loss on
+                 every position.
+- padded-gather: the same LSTM stack, then only real positions are gathered
+                 (tf.boolean_mask) into the decoder and the loss.
+- dynamic_rnn:   tf.compat.v1.nn.dynamic_rnn(sequence_length=...) over a MultiRNNCell of
+                 legacy LSTMCells, as ptb_word_lm wrote it. Keras 3 has no legacy cells, so
+                 this layout runs with tf-keras routed in by TF_USE_LEGACY_KERAS=1 (set by
+                 the harness before TensorFlow is imported, see LAYOUT_ENV); this module
+                 imports cleanly either way.
+Every step is one tf.function traced once (input_signature with None for B and T, lr a
+tensor argument); carried state goes in and out as [layers, B, H] tensors. Returned
+tensors are not on any tape, so the carried state is detached between windows. No XLA:
+the cuDNN LSTM op has no XLA kernel (Keras marks such layers supports_jit=False).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+from lmbench.backend import Backend as BaseBackend, BackendUnavailable, StepTimer
+
+LAYOUTS = ("padded", "padded-gather", "dynamic_rnn")
+LAYOUT_ENV = {"dynamic_rnn": {"TF_USE_LEGACY_KERAS": "1"}}
+
+
+def _masked_nll_sum(logits, labels, mask):
+    """Summed NLL over positions where `mask`; padding labels (PAD_ID) never reach the op."""
+    labels = tf.where(mask, labels, tf.zeros_like(labels))
+    nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    return tf.reduce_sum(tf.where(mask, nll, tf.zeros_like(nll)))
+
+
+class KerasLM:
+    """Embedding -> L x keras.layers.LSTM -> Dense, for the padded and padded-gather layouts.
+
+    LSTM settings and why (Keras 3.15 picks cuDNN at trace time in
+    keras/src/backend/tensorflow/rnn.py: cudnn_ok() and a visible GPU, else the generic
+    tf.while_loop; it never silently changes the maths):
+    - activation tanh, recurrent_activation sigmoid, use_bias True, unroll False: the
+      arguments cudnn_ok() requires (and the standard LSTM);
+    - recurrent_dropout 0: any recurrent dropout sends the layer to the generic loop;
+    - dropout 0 on the layer: Keras 3's `dropout=` keeps cuDNN but draws one mask per
+      sequence for every step and only on the input -- not Zaremba's per-position dropout
+      on all non-recurrent connections. That is applied by separate Dropout layers;
+    - the mask is right-padded and no row is fully masked (every Batch length is >= 1):
+      on GPU _assert_valid_mask() fails the step otherwise; cuDNN gets the lengths from it;
+    - unit_forget_bias False: the forget-gate bias starts at the imported 0, not 1.
+    """
+
+    def __init__(self, cfg, gather: bool):
+        V, H, L = cfg.vocab_size, cfg.hidden, cfg.layers
+        self.cfg, self.gather = cfg, gather
+        self.embedding = keras.layers.Embedding(V, H)
+        self.lstms = [keras.layers.LSTM(H, return_sequences=True, return_state=True,
+                                        unit_forget_bias=False, use_cudnn="auto")
+                      for _ in range(L)]
+        self.decoder = keras.layers.Dense(V)
+        self.drops = ([keras.layers.Dropout(cfg.dropout, seed=cfg.seed + i) for i in range(L + 1)]
+                      if cfg.dropout > 0 else None)
+        self.embedding.build((None, None))
+        for lstm in self.lstms:
+            lstm.build((None, None, H))
+        self.decoder.build((None, H))
+        layers = [self.embedding, *(lstm.cell for lstm in self.lstms), self.decoder]
+        # the tf.Variables behind the Keras variables: taped and updated directly
+        self.variables = [v.value for layer in layers for v in layer.trainable_weights]
+        self.copies = [1] + [1, 1, 2] * L + [1, 1]  # canonical tensors each variable stands for
+
+    def _drop(self, i, x, training):
+        return self.drops[i](x, training=True) if training and self.drops else x
+
+    def __call__(self, inputs, targets, lengths, h0, c0, training):
+        mask = tf.sequence_mask(lengths, tf.shape(inputs)[1])
+        x = self._drop(0, self.embedding(inputs), training)
+        hs, cs = [], []
+        for layer, lstm in enumerate(self.lstms):
+            x, h, c = lstm(x, initial_state=[h0[layer], c0[layer]], mask=mask, training=training)
+            hs.append(h)
+            cs.append(c)
+            if layer + 1 < len(self.lstms):
+                x = self._drop(layer + 1, x, training)
+        if self.gather:
+            hidden, gold, real = tf.boolean_mask(x, mask), tf.boolean_mask(targets, mask), None
+        else:
+            hidden = tf.reshape(x, [-1, self.cfg.hidden])
+            gold, real = tf.reshape(targets, [-1]), tf.reshape(mask, [-1])
+        logits = self.decoder(self._drop(len(self.lstms), hidden, training))
+        if real is None:
+            loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=gold, logits=logits))
+        else:
+            loss = _masked_nll_sum(logits, gold, real)
+        return loss, tf.stack(hs), tf.stack(cs)
+
+    # Keras: kernel = w_ih.T [in, 4H], recurrent_kernel = w_hh.T, one bias = b_ih + b_hh;
+    # gate order i, f, c, o is the canonical one.
+    def to_native(self, w):
+        out = [w["embedding"]]
+        for l in range(self.cfg.layers):
+            out += [w[f"lstm{l}.w_ih"].T, w[f"lstm{l}.w_hh"].T, w[f"lstm{l}.b_ih"] + w[f"lstm{l}.b_hh"]]
+        return out + [w["decoder.w"].T, w["decoder.b"]]
+
+    def to_canonical(self, arrays, grads=False):
+        """Weights (the bias exported as b_ih, b_hh = 0) or gradients (the one bias
+        gradient reported for both b_ih and b_hh, since d/db_ih = d/db_hh)."""
+        out = {"embedding": arrays[0], "decoder.w": arrays[-2].T, "decoder.b": arrays[-1]}
+        for l in range(self.cfg.layers):
+            kernel, recurrent, bias = arrays[1 + 3 * l: 4 + 3 * l]
+            out.update({f"lstm{l}.w_ih": kernel.T, f"lstm{l}.w_hh": recurrent.T, f"lstm{l}.b_ih": bias,
+                        f"lstm{l}.b_hh": bias if grads else np.zeros_like(bias)})
+        return out
+
+
+# The legacy LSTMCell's layout, documented once. One kernel [in + H, 4H] applied to
+# concat([x, h]) (rows :in are w_ih.T, rows in: are w_hh.T), one bias [4H], and the gates
+# split as i, j, f, o with j the cell candidate (= g): blocks 1 and 2 of the canonical
+# i, f, g, o swap. The permutation is its own inverse. forget_bias=0 keeps the maths
+# identical (the cell adds forget_bias to f at every step; the default is 1).
+LEGACY_GATES = [0, 2, 1, 3]
+
+
+def _legacy_order(x):
+    """Swap gate blocks along axis 0 ([4H] or [4H, X]) between i,f,g,o and i,g,f,o."""
+    return x.reshape(4, -1, *x.shape[1:])[LEGACY_GATES].reshape(x.shape)
+
+
+class LegacyLM:
+    """ptb_word_lm's model: embedding variable, MultiRNNCell of LSTMCells run by
+    tf.compat.v1.nn.dynamic_rnn, softmax_w/softmax_b; dropout via DropoutWrapper on every
+    cell's output (between layers and on the last output) plus on the embedding output."""
+
+    def __init__(self, cfg):
+        try:
+            rnn_cell = tf.compat.v1.nn.rnn_cell
+            make = lambda: rnn_cell.LSTMCell(cfg.hidden, forget_bias=0.0, state_is_tuple=True)  # noqa: E731
+            self.cells = [make() for _ in range(cfg.layers)]
+        except (AttributeError, ImportError) as e:
+            raise BackendUnavailable(
+                f"tensorflow layout 'dynamic_rnn' needs the legacy LSTMCell ({e}); install tf-keras "
+                f"and set TF_USE_LEGACY_KERAS=1 before TensorFlow is imported (lmbench does this "
+                f"for you in `lmbench run`)") from e
+        V, H = cfg.vocab_size, cfg.hidden
+        self.cfg = cfg
+        self.cell = rnn_cell.MultiRNNCell(self.cells, state_is_tuple=True)
+        self.train_cell = self.cell
+        if cfg.dropout > 0:
+            self.train_cell = rnn_cell.MultiRNNCell(
+                [rnn_cell.DropoutWrapper(c, output_keep_prob=1 - cfg.dropout, seed=cfg.seed + i)
+                 for i, c in enumerate(self.cells)],
+                state_is_tuple=True)
+        self.embedding = tf.Variable(tf.zeros([V, H]), name="embedding")
+        self.softmax_w = tf.Variable(tf.zeros([H, V]), name="softmax_w")
+        self.softmax_b = tf.Variable(tf.zeros([V]), name="softmax_b")
+        self.cell(tf.zeros([1, H]), self.cell.zero_state(1, tf.float32))  # create the variables once, eagerly
+        self.variables = [self.embedding]
+        for c in self.cells:
+            self.variables += [c._kernel, c._bias]  # noqa: SLF001 -- the cell exposes no public names
+        self.variables += [self.softmax_w, self.softmax_b]
+        self.copies = [1] + [1, 2] * cfg.layers + [1, 1]  # canonical tensors each variable stands for
+
+    def __call__(self, inputs, targets, lengths, h0, c0, training):
+        rnn_cell = tf.compat.v1.nn.rnn_cell
+        x = tf.nn.embedding_lookup(self.embedding, inputs)
+        if training and self.cfg.dropout > 0:
+            x = tf.nn.dropout(x, rate=self.cfg.dropout)
+        state = tuple(rnn_cell.LSTMStateTuple(c0[l], h0[l]) for l in range(self.cfg.layers))
+        out, final = tf.compat.v1.nn.dynamic_rnn(self.train_cell if training else self.cell, x,
+                                                 sequence_length=tf.cast(lengths, tf.int32),
+                                                 initial_state=state, dtype=tf.float32)
+        logits = tf.matmul(tf.reshape(out, [-1, self.cfg.hidden]), self.softmax_w) + self.softmax_b
+        mask = tf.reshape(tf.sequence_mask(lengths, tf.shape(inputs)[1]), [-1])
+        loss = _masked_nll_sum(logits, tf.reshape(targets, [-1]), mask)
+        return loss, tf.stack([s.h for s in final]), tf.stack([s.c for s in final])
+
+    def to_native(self, w):
+        out = [w["embedding"]]
+        for l in range(self.cfg.layers):
+            kernel = np.concatenate([_legacy_order(w[f"lstm{l}.w_ih"]).T, _legacy_order(w[f"lstm{l}.w_hh"]).T])
+            out += [kernel, _legacy_order(w[f"lstm{l}.b_ih"] + w[f"lstm{l}.b_hh"])]
+        return out + [w["decoder.w"].T, w["decoder.b"]]
+
+    def to_canonical(self, arrays, grads=False):
+        out = {"embedding": arrays[0], "decoder.w": arrays[-2].T, "decoder.b": arrays[-1]}
+        for l in range(self.cfg.layers):
+            kernel, bias = arrays[1 + 2 * l: 3 + 2 * l]
+            gates = _legacy_order(np.ascontiguousarray(kernel.T))  # [4H, in + H], canonical order
+            n_in = kernel.shape[0] - self.cfg.hidden
+            bias = _legacy_order(bias)
+            out.update({f"lstm{l}.w_ih": gates[:, :n_in], f"lstm{l}.w_hh": gates[:, n_in:],
+                        f"lstm{l}.b_ih": bias, f"lstm{l}.b_hh": bias if grads else np.zeros_like(bias)})
+        return out
+
+
+def _dedup(g):
+    """Sum repeated rows of a sparse (embedding) gradient, so that its norm is the dense
+    gradient's: clip_by_global_norm takes the norm of IndexedSlices.values as they are."""
+    if not isinstance(g, tf.IndexedSlices):
+        return g
+    rows, pos = tf.unique(g.indices)
+    return tf.IndexedSlices(tf.math.unsorted_segment_sum(g.values, pos, tf.shape(rows)[0]), rows, g.dense_shape)
+
+
+class SyncStepTimer(StepTimer):
+    """TF has no per-step device events in Python: on GPU each step's stop waits for the
+    device, so per-step samples include that sync (throughput comes from the harness's
+    region, which syncs only at its ends)."""
+
+    def __init__(self, sync):
+        super().__init__()
+        self._sync = sync
+
+    def stop(self):
+        self._sync()
+        super().stop()
+
+
+class Backend(BaseBackend):
+    name = "tensorflow"
+
+    def __init__(self, cfg, layout, device, threads):
+        super().__init__(cfg, layout, device, threads)
+        if device == "cuda" and not self.cuda_available():
+            raise BackendUnavailable("tensorflow: --device cuda, but tf.config.list_physical_devices('GPU') "
+                                     "is empty (tensorflow-cpu, or no CUDA driver)")
+        try:  # only possible before the runtime starts; the worker also set TF_NUM_*_THREADS
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:
+            pass
+        self.dev = "/GPU:0" if device == "cuda" else "/CPU:0"
+        with tf.device(self.dev):
+            self.model = LegacyLM(cfg) if layout == "dynamic_rnn" else KerasLM(cfg, layout == "padded-gather")
+        self.state = None
+        self._zeros = {}
+        L, H = cfg.layers, cfg.hidden
+        ids = tf.TensorSpec([None, None], tf.int64)
+        sig = [ids, ids, tf.TensorSpec([None], tf.int64), tf.TensorSpec([L, None, H], tf.float32),
+               tf.TensorSpec([L, None, H], tf.float32)]
+        self._train = tf.function(self._train_fn, input_signature=sig + [tf.TensorSpec([], tf.float32)], autograph=False)
+        self._eval = tf.function(self._eval_fn, input_signature=sig, autograph=False)
+        self._grads = tf.function(self._grads_fn, input_signature=sig, autograph=False)
+
+    @classmethod
+    def cuda_available(cls):
+        return bool(tf.config.list_physical_devices("GPU"))
+
+    # -- the compiled steps -------------------------------------------------------------
+    def _train_fn(self, inputs, targets, lengths, h0, c0, lr):
+        variables = self.model.variables
+        with tf.GradientTape() as tape:
+            loss, h, c = self.model(inputs, targets, lengths, h0, c0, training=True)
+            objective = loss / tf.cast(tf.shape(inputs)[0], tf.float32)  # summed over time, / B
+        grads = [_dedup(g) for g in tape.gradient(objective, variables)]
+        # SGD on the canonical model, whose LSTM bias is b_ih + b_hh: both get the same
+        # gradient, so the norm counts it twice and the sum moves by 2 * lr * g.
+        norm = tf.linalg.global_norm([g for g, k in zip(grads, self.model.copies) for _ in range(k)])
+        grads, _ = tf.clip_by_global_norm(grads, self.cfg.clip, use_norm=norm)
+        for v, g, k in zip(variables, grads, self.model.copies):
+            if isinstance(g, tf.IndexedSlices):  # embedding: update only the rows looked up
+                v.scatter_sub(tf.IndexedSlices(lr * g.values, g.indices, g.dense_shape))
+            else:
+                v.assign_sub((k * lr) * g)
+        return loss, h, c
+
+    def _eval_fn(self, inputs, targets, lengths, h0, c0):
+        return self.model(inputs, targets, lengths, h0, c0, training=False)
+
+    def _grads_fn(self, inputs, targets, lengths, h0, c0):
+        with tf.GradientTape() as tape:
+            loss, _, _ = self.model(inputs, targets, lengths, h0, c0, training=False)
+            objective = loss / tf.cast(tf.shape(inputs)[0], tf.float32)
+        return objective, [tf.convert_to_tensor(g) for g in tape.gradient(objective, self.model.variables)]
+
+    # -- weights in the canonical layout (lmbench.weights) ------------------------------
+    def set_weights(self, weights):
+        for v, w in zip(self.model.variables, self.model.to_native(weights)):
+            v.assign(np.ascontiguousarray(w, dtype=np.float32))
+
+    def get_weights(self):
+        arrays = [v.numpy().copy() for v in self.model.variables]
+        return {k: np.ascontiguousarray(v) for k, v in self.model.to_canonical(arrays).items()}
+
+    # -- steps --------------------------------------------------------------------------
+    def reset_state(self):
+        self.state = None
+
+    def _args(self, batch):
+        B = batch.batch_size
+        if batch.carry_state and self.state is not None and self.state[0].shape[1] == B:
+            h0, c0 = self.state
+        else:
+            if B not in self._zeros:
+                zeros = tf.zeros([self.cfg.layers, B, self.cfg.hidden])
+                self._zeros[B] = (zeros, zeros)
+            h0, c0 = self._zeros[B]
+        return (tf.constant(batch.inputs), tf.constant(batch.targets), tf.constant(batch.lengths), h0, c0)
+
+    def _keep(self, batch, h, c):
+        self.state = (h, c) if batch.carry_state else None
+
+    def train_step(self, batch, lr):
+        with tf.device(self.dev):
+            loss, h, c = self._train(*self._args(batch), tf.constant(lr, tf.float32))
+        self._keep(batch, h, c)
+        return loss
+
+    def eval_step(self, batch):
+        with tf.device(self.dev):
+            loss, h, c = self._eval(*self._args(batch))
+        self._keep(batch, h, c)
+        return loss
+
+    def loss_and_grads(self, batch):
+        with tf.device(self.dev):
+            objective, grads = self._grads(*self._args(batch))
+        arrays = [g.numpy() for g in grads]
+        return float(objective), {k: np.ascontiguousarray(v) for k, v in
+                                  self.model.to_canonical(arrays, grads=True).items()}
+
+    def to_floats(self, handles):
+        return tf.stack(handles).numpy().tolist() if handles else []
+
+    # -- device -------------------------------------------------------------------------
+    def sync(self):
+        if self.device == "cuda":
+            tf.test.experimental.sync_devices()
+
+    def step_timer(self):
+        return SyncStepTimer(self.sync) if self.device == "cuda" else StepTimer()
+
+    def peak_memory_bytes(self):
+        return tf.config.experimental.get_memory_info("GPU:0")["peak"] if self.device == "cuda" else None
+
+    def environment(self):
+        cuda = self.device == "cuda"
+        build = tf.sysconfig.get_build_info()
+        if self.layout == "dynamic_rnn":
+            import tf_keras
+
+            keras_version = f"tf_keras {tf_keras.__version__}"
+            kernel = "tf.compat.v1 dynamic_rnn while_loop over legacy LSTMCell"
+        else:
+            keras_version = keras.__version__
+            kernel = ("cudnn (CudnnRNNV3 via keras.layers.LSTM)" if cuda
+                      else "keras generic tf.while_loop (backend.rnn; cuDNN is GPU-only)")
+        if cuda:
+            gpu = tf.config.list_physical_devices("GPU")[0]
+            device_name = tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+        return {
+            "framework": "tensorflow", "framework_version": tf.__version__, "keras_version": keras_version,
+            "device_name": device_name if cuda else "cpu",
+            "cuda_version": build.get("cuda_version") if cuda else None,
+            "cudnn_version": build.get("cudnn_version") if cuda else None,
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+            "legacy_keras": os.environ.get("TF_USE_LEGACY_KERAS") == "1",
+            "lstm_kernel": kernel,
+        }
