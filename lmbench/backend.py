@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import abc
 import ast
+import functools
 import importlib
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -132,14 +134,36 @@ def available_backends() -> list[str]:
     return sorted(p.stem for p in _backends_dir().glob("*.py") if not p.stem.startswith("_"))
 
 
+# CPython 3.11's AST constructor keeps its recursion bookkeeping in interpreter-wide state:
+# two threads parsing at once (tests start probes from a thread pool) can fail with
+# "SystemError: AST constructor recursion depth mismatch". Parse under one lock, once per file.
+_PARSE_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=None)
+def _module_constants(path: Path, mtime_ns: int) -> dict:
+    """Every literal module-level NAME = value of a source file (cached per file version)."""
+    with _PARSE_LOCK:
+        tree = ast.parse(path.read_text())
+    constants = {}
+    for node in tree.body:
+        for target in node.targets if isinstance(node, ast.Assign) else ():
+            if isinstance(target, ast.Name) and target.id.isupper():
+                try:
+                    constants[target.id] = ast.literal_eval(node.value)
+                except (ValueError, TypeError, SyntaxError):  # not a literal (e.g. a call): not a declaration we read
+                    pass
+    return constants
+
+
 def _module_constant(name: str, constant: str, default=None):
     """A literal module-level constant of a backend, read from its source (no import)."""
     path = _backends_dir() / f"{name}.py"
     if not path.is_file():
         raise BackendUnavailable(f"unknown backend {name!r}: available: {', '.join(available_backends())}")
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == constant for t in node.targets):
-            return ast.literal_eval(node.value)
+    constants = _module_constants(path, path.stat().st_mtime_ns)
+    if constant in constants:
+        return constants[constant]
     if default is None:
         raise BackendUnavailable(f"{path} declares no {constant}")
     return default

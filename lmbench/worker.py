@@ -28,8 +28,23 @@ LOG_EVERY = 100
 MAX_SAMPLES = 5000
 
 
-class NonFiniteLoss(RuntimeError):
+# A training loss above this many times ln(V) nats per token (3 ln 10,000 = 27.6 nats, a
+# perplexity of 1e12) is far worse than guessing uniformly: the model has diverged. Checked
+# besides non-finite values because frameworks differ in how a blown-up model shows:
+# PyTorch's loss turns NaN, Paddle's CPU cross entropy saturates at a finite value.
+DIVERGED_LN_V = 3.0
+
+
+class Diverged(RuntimeError):
     pass
+
+
+def perplexity(total_nll: float, tokens: int) -> float:
+    """exp(mean NLL per token); inf where that overflows, nan for a non-finite total."""
+    if not math.isfinite(total_nll) or tokens <= 0:
+        return float("nan")
+    mean = total_nll / tokens
+    return math.exp(mean) if mean < 709 else float("inf")
 
 
 def set_thread_env(threads: int) -> None:
@@ -68,11 +83,13 @@ class Progress:
                 self.out = None
 
 
-def _check(losses: list[float], step0: int, lr: float) -> None:
-    for i, value in enumerate(losses):
-        if not math.isfinite(value):
-            raise NonFiniteLoss(f"training loss became {value} at step {step0 + i} (lr={lr:g}); "
-                                f"the model diverged: lower --lr or --clip, or check --init-scale")
+def _check(losses: list[float], tokens: list[int], step0: int, lr: float, vocab_size: int) -> None:
+    limit = DIVERGED_LN_V * math.log(vocab_size)
+    for i, (value, n) in enumerate(zip(losses, tokens)):
+        if not math.isfinite(value) or value / n > limit:
+            what = value if not math.isfinite(value) else f"{value / n:.1f} nats per token (> {limit:.1f})"
+            raise Diverged(f"training loss became {what} at step {step0 + i} (lr={lr:g}); "
+                           f"the model diverged: lower --lr or --clip, or check --init-scale")
 
 
 def train_pass(backend, batches, lr, warmup, progress, phase="train", step_offset=0):
@@ -80,7 +97,7 @@ def train_pass(backend, batches, lr, warmup, progress, phase="train", step_offse
     from .corpus import padding_fraction
 
     timer = backend.step_timer()
-    handles, losses = [], []
+    handles, losses, counts = [], [], []
     backend.sync()
     t_start = t0 = time.perf_counter()
     warmup_seconds, first_step_ms = 0.0, None
@@ -94,6 +111,7 @@ def train_pass(backend, batches, lr, warmup, progress, phase="train", step_offse
         if timed:
             timer.start()
         handles.append(backend.train_step(batch, lr))
+        counts.append(batch.num_targets)
         if timed:
             timer.stop()
             timed_tokens += batch.num_targets
@@ -102,9 +120,9 @@ def train_pass(backend, batches, lr, warmup, progress, phase="train", step_offse
             first_step_ms = (time.perf_counter() - t_start) * 1e3
         if (i + 1) % LOG_EVERY == 0 or i + 1 == len(batches):
             fetched = backend.to_floats(handles)
-            _check(fetched, step_offset + len(losses), lr)
+            _check(fetched, counts, step_offset + len(losses), lr, backend.cfg.vocab_size)
             losses += fetched
-            handles = []
+            handles, counts = [], []
             now = time.perf_counter()
             progress(phase=phase, step=step_offset + i + 1, steps=step_offset + len(batches),
                      words_per_sec=timed_tokens / (now - t0) if timed and now > t0 else None)
@@ -130,7 +148,7 @@ def evaluate(backend, batches) -> dict:
     total = sum(backend.to_floats(handles))
     tokens = sum(b.num_targets for b in batches)
     backend.reset_state()
-    return dict(ppl=math.exp(total / tokens) if math.isfinite(total) else float("nan"),
+    return dict(ppl=perplexity(total, tokens),
                 seconds=seconds, tokens=tokens, words_per_sec=tokens / seconds)
 
 
@@ -194,7 +212,7 @@ def run(spec: dict, progress: Progress, out: dict) -> dict:
                            warmup if epoch == start else 0, progress, phase=f"epoch {epoch + 1}")
             passes.append(p)
             entry = {"epoch": epoch + 1, "lr": lr,
-                     "train_ppl": math.exp(sum(p["losses"]) / p["tokens"])}
+                     "train_ppl": perplexity(sum(p["losses"]), p["tokens"])}
             if "valid" in eval_splits:
                 valid = epoch_batches("valid", 0, False)[:spec.get("eval_batches")]
                 entry["valid_ppl"] = evaluate(backend, valid)["ppl"]
@@ -238,7 +256,7 @@ def run(spec: dict, progress: Progress, out: dict) -> dict:
                       "samples": [round(s, 4) for s in step_ms[::-(-len(step_ms) // MAX_SAMPLES)]]},
         first_loss=all_losses[0] if all_losses else None,
         train_losses=all_losses if len(all_losses) <= 1000 else None,
-        train_ppl=math.exp(sum(passes[-1]["losses"]) / passes[-1]["tokens"]),
+        train_ppl=perplexity(sum(passes[-1]["losses"]), passes[-1]["tokens"]),
     )
     out["achieved_flops_per_sec"] = (out["train_words_per_sec"] or 0) * out["flops_per_token"]
     eval_batches = spec.get("eval_batches")  # a prefix of the split, for quick suites
@@ -272,15 +290,15 @@ def main(argv=None) -> int:
         result.update(status="failed", error=str(e), error_kind="unavailable")
     except CheckpointError as e:
         result.update(status="failed", error=str(e), error_kind="checkpoint")
-    except NonFiniteLoss as e:
-        result.update(status="failed", error=str(e), error_kind="non_finite_loss")
+    except Diverged as e:
+        result.update(status="failed", error=str(e), error_kind="diverged")
     except MemoryError as e:
         result.update(status="failed", error=f"out of memory: {e}", error_kind="oom")
     except Exception as e:  # noqa: BLE001 -- any failure becomes a failed record
         text = f"{type(e).__name__}: {e}"
-        if "out of memory" in text.lower() or "resource exhausted" in text.lower():
-            result.update(error_kind="oom")
-        result.update(status="failed", error=text, traceback=traceback.format_exc())
+        oom = "out of memory" in text.lower() or "resource exhausted" in text.lower()
+        result.update(status="failed", error=text, error_kind="oom" if oom else "error",
+                      traceback=traceback.format_exc())
     tmp = result_path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(result, f)

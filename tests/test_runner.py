@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 import sys
@@ -127,14 +128,14 @@ def test_record_holds_what_the_issue_lists(two_runs, corpus):
     assert m["achieved_flops_per_sec"] == pytest.approx(m["flops_per_token"] * m["train_words_per_sec"])
 
 
-def test_non_finite_loss_is_a_failed_record(tmp_path, capsys):
+def test_diverging_loss_is_a_failed_record(tmp_path, capsys):
     out = tmp_path / "r.jsonl"
     code = cli_main(["run", "--backend", "torch", "--preset", "tiny", "--steps", "8", "--warmup", "0",
                      "--lr", "1e30", "--clip", "1e30", "--init-scale", "50", "--eval", "none",
                      "--quiet", "--out", str(out)])
     assert code == 1
     record = json.loads(out.read_text())
-    assert record["status"] == "failed" and record["error_kind"] == "non_finite_loss"
+    assert record["status"] == "failed" and record["error_kind"] == "diverged"
     assert "training loss became" in record["error"] and "lower --lr" in record["error"]
     assert "FAILED" in capsys.readouterr().out
 
@@ -155,3 +156,16 @@ def test_append_is_atomic_under_concurrency(tmp_path):
     lines = path.read_text().splitlines()
     assert len(lines) == 40
     assert sorted((r["i"], r["j"]) for r in map(json.loads, lines)) == [(i, j) for i in range(4) for j in range(10)]
+
+
+def test_divergence_rule_and_perplexity_overflow():
+    from lmbench.worker import Diverged, _check, perplexity
+
+    assert perplexity(2 * 9.21, 2) == pytest.approx(math.exp(9.21))
+    assert perplexity(1e6, 10) == float("inf")  # exp(1e5) overflows: reported, not a crash
+    assert math.isnan(perplexity(float("nan"), 10))
+    limit = 3 * math.log(10_000)
+    _check([9.3 * 20, limit * 20 - 1], [20, 20], 0, 1.0, 10_000)  # a sane and a borderline step
+    for bad, shown in ((float("nan"), "nan"), (float("inf"), "inf"), (limit * 20 + 1, "nats per token")):
+        with pytest.raises(Diverged, match=f"training loss became .*{shown}.* at step 7 .*lower --lr"):
+            _check([9.3 * 20, bad], [20, 20], 6, 1.0, 10_000)
