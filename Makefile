@@ -24,25 +24,40 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(LMBENCH) bench --suite $(SUITE)
 
-# Short suite vs the committed baseline for this kind of machine (exit 1 on a regression).
-# Refresh the baseline: make bench-check-baseline, then commit results/baselines/.
+# Short `check` suite vs the committed baseline for this kind of machine: exit 1 on a
+# regression (`lmbench compare`: >10% slower with significantly longer step times, or
+# perplexity up >2%), 2 without a baseline. Refresh the baseline on the machine itself
+# (quiet, nothing else running): make bench-check-baseline, then commit results/baselines/.
+MACHINE = $(shell $(PY) -c 'import lmbench.env as e; print(e.machine_key())')
+BASELINE = results/baselines/$(MACHINE).jsonl
+
 bench-check: $(STAMP)
+	@test -f $(BASELINE) || { echo "no baseline for this machine: $(BASELINE); create it with" \
+	  "'make bench-check-baseline' and commit it"; exit 2; }
 	rm -rf results/check
 	$(LMBENCH) bench --suite check --results-dir results/check --no-report
-	$(LMBENCH) compare results/baselines/$$($(PY) -c 'import lmbench.env as e; print(e.machine_key())').jsonl results/check
+	$(LMBENCH) compare $(BASELINE) results/check
 
 bench-check-baseline: $(STAMP)
 	rm -rf results/check
 	$(LMBENCH) bench --suite check --results-dir results/check --no-report
-	cat results/check/*/*.jsonl > results/baselines/$$($(PY) -c 'import lmbench.env as e; print(e.machine_key())').jsonl
+	mkdir -p results/baselines
+	cat results/check/*/*.jsonl > $(BASELINE)
+	@echo "wrote $(BASELINE): commit it"
 
-# pytest-benchmark: the data path, then one training step per backend, each framework in
-# its own pytest process. Compare with a saved run: add
-#   --benchmark-compare --benchmark-compare-fail=mean:10%
+# pytest-benchmark hot paths: the data path (numpy only), then one training step per
+# backend and layout, each framework in its own pytest process (never collected by
+# `make test`: see tests/benchmarks/conftest.py). Each file saves to its own storage,
+# .benchmarks/<name>/, so that in CI
+#   make benchmarks BENCH_ARGS='--benchmark-compare --benchmark-compare-fail=mean:10%'
+# compares every benchmark with its own last saved run and fails on a >10% slower mean.
+BENCH_ARGS ?=
 benchmarks: $(STAMP)
-	$(PY) -m pytest tests/benchmarks/test_data_bench.py --benchmark-enable --benchmark-autosave
+	$(PY) -m pytest tests/benchmarks/test_data_bench.py -q --benchmark-enable --benchmark-autosave \
+	  --benchmark-storage=.benchmarks/data $(BENCH_ARGS)
 	for b in torch tensorflow paddle; do \
-	  LMBENCH_STEP_BENCHMARKS=1 $(PY) -m pytest tests/benchmarks/test_step_$$b.py --benchmark-enable --benchmark-autosave || exit 1; \
+	  LMBENCH_STEP_BENCHMARKS=1 $(PY) -m pytest tests/benchmarks/test_step_$$b.py -q --benchmark-enable \
+	    --benchmark-autosave --benchmark-storage=.benchmarks/$$b $(BENCH_ARGS) || exit 1; \
 	done
 
 clean-venv:

@@ -15,6 +15,11 @@ Every step is one tf.function traced once (input_signature with None for B and T
 tensor argument); carried state goes in and out as [layers, B, H] tensors. Returned
 tensors are not on any tape, so the carried state is detached between windows. No XLA:
 the cuDNN LSTM op has no XLA kernel (Keras marks such layers supports_jit=False).
+
+Keras and the legacy cell keep one bias per gate where the canonical model (and PyTorch,
+Paddle) keep two, b_ih and b_hh, that enter only as their sum. SGD on two biases moves
+that sum by 2 * lr * g and counts g twice in the global norm; the update here does the
+same to the one bias, so training follows the same trajectory as the other frameworks.
 """
 from __future__ import annotations
 
@@ -206,6 +211,14 @@ def _dedup(g):
     return tf.IndexedSlices(tf.math.unsorted_segment_sum(g.values, pos, tf.shape(rows)[0]), rows, g.dense_shape)
 
 
+def _clip_scale(norm, clip):
+    """min(1, clip / norm), the global-norm clipping factor. Not tf.clip_by_global_norm: it
+    computes clip * min(1 / norm, 1 / clip), and 1 / clip flushes to 0 for clip > ~8.5e37,
+    which would silently stop all updates. A non-finite norm gives NaN, so a diverged step
+    shows in the loss instead of freezing the weights."""
+    return tf.where(tf.math.is_finite(norm), clip / tf.maximum(norm, clip), float("nan"))
+
+
 class SyncStepTimer(StepTimer):
     """TF has no per-step device events in Python: on GPU each step's stop waits for the
     device, so per-step samples include that sync (throughput comes from the harness's
@@ -242,9 +255,12 @@ class Backend(BaseBackend):
         ids = tf.TensorSpec([None, None], tf.int64)
         sig = [ids, ids, tf.TensorSpec([None], tf.int64), tf.TensorSpec([L, None, H], tf.float32),
                tf.TensorSpec([L, None, H], tf.float32)]
-        self._train = tf.function(self._train_fn, input_signature=sig + [tf.TensorSpec([], tf.float32)], autograph=False)
-        self._eval = tf.function(self._eval_fn, input_signature=sig, autograph=False)
-        self._grads = tf.function(self._grads_fn, input_signature=sig, autograph=False)
+        # autograph off: no Python control flow depends on a tensor value here (the
+        # recurrences are explicit while_loops inside Keras / dynamic_rnn)
+        compile_ = lambda fn, extra=(): tf.function(fn, input_signature=sig + list(extra), autograph=False)  # noqa: E731
+        self._train = compile_(self._train_fn, [tf.TensorSpec([], tf.float32)])
+        self._eval = compile_(self._eval_fn)
+        self._grads = compile_(self._grads_fn)
 
     @classmethod
     def cuda_available(cls):
@@ -260,12 +276,12 @@ class Backend(BaseBackend):
         # SGD on the canonical model, whose LSTM bias is b_ih + b_hh: both get the same
         # gradient, so the norm counts it twice and the sum moves by 2 * lr * g.
         norm = tf.linalg.global_norm([g for g, k in zip(grads, self.model.copies) for _ in range(k)])
-        grads, _ = tf.clip_by_global_norm(grads, self.cfg.clip, use_norm=norm)
+        step = lr * _clip_scale(norm, self.cfg.clip)
         for v, g, k in zip(variables, grads, self.model.copies):
             if isinstance(g, tf.IndexedSlices):  # embedding: update only the rows looked up
-                v.scatter_sub(tf.IndexedSlices(lr * g.values, g.indices, g.dense_shape))
+                v.scatter_sub(tf.IndexedSlices(step * g.values, g.indices, g.dense_shape))
             else:
-                v.assign_sub((k * lr) * g)
+                v.assign_sub((k * step) * g)
         return loss, h, c
 
     def _eval_fn(self, inputs, targets, lengths, h0, c0):

@@ -28,6 +28,7 @@ import paddle  # noqa: E402  (after the thread environment is set)
 import paddle.nn.functional as F  # noqa: E402
 from paddle import nn  # noqa: E402
 
+paddle.base.core.set_num_threads(args.threads)  # MKL/OpenMP math threads (no public setter)
 paddle.set_device("cpu")
 cfg = make_config(args.preset, mode="sentence", batching="random")
 corpus = load_corpus(download_ptb())

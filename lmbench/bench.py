@@ -1,183 +1,145 @@
-"""`lmbench bench`: run a suite -- a matrix of runs from a TOML file -- one process per cell.
+"""`lmbench bench`: run a suite (see lmbench.suite) cell by cell, one child process per run.
 
-Suite file format (see suites/default.toml):
-
-    [defaults]              # any run or config field, applied to every cell
-    preset = "small"
-    steps = 15
-    [[matrix]]              # each table expands the product of its list values
-    backend = ["torch", "paddle"]
-    layout = ["native", "padded"]     # "native" = the backend's first layout
-    batching = ["random", "bucketed"]
-    batch_size = [20, 64]             # any config field may be a list
-
-Every finished cell is appended to results/<machine>/<UTC time>-<commit>.jsonl at once,
-so an interrupted suite loses only the cell in flight; --resume skips cells already
-recorded with status ok for the same configuration and commit.
+Every finished run is appended to results/<machine>/<UTC time>-<commit>.jsonl at once, so
+Ctrl-C or a kill loses only the run in flight; --resume skips runs already recorded with
+status ok for the same configuration and commit. Repeats are interleaved (all cells once,
+then all cells again) so that a burst of load from elsewhere on the machine spreads over
+cells instead of biasing every repeat of one.
 """
 from __future__ import annotations
 
+import argparse
 import datetime as dt
-import itertools
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from . import env
-from .backend import available_backends, backend_layouts
-from .config import FIELDS, ConfigError, make_config
 from .results import ResultsError, cell_key, label, load_records
-from .runner import RECORDED_RUN_FIELDS, append_record, run_isolated, run_spec
+from .runner import RECORDED_RUN_FIELDS, append_record, run_isolated
+from .suite import SuiteError, load_suite, spec_for, suite_path
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
-RUN_FIELDS = {"backend", "layout", "steps", "epochs", "warmup", "eval", "eval_batches", "epoch_batches",
-              "timeout", "repeats", "threads", "target_ppl", "name"}
-SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
-
-
-class SuiteError(ValueError):
-    pass
-
-
-def suite_path(name_or_file: str) -> Path:
-    p = Path(name_or_file)
-    if p.suffix == ".toml" or p.exists():
-        if not p.is_file():
-            raise SuiteError(f"suite file {p} does not exist")
-        return p
-    p = SUITES_DIR / f"{name_or_file}.toml"
-    if not p.is_file():
-        known = ", ".join(sorted(f.stem for f in SUITES_DIR.glob("*.toml")))
-        raise SuiteError(f"unknown suite {name_or_file!r}: known suites: {known} (or give a .toml file)")
-    return p
-
-
-def load_suite(path: Path) -> list[dict]:
-    """Expand a suite file into cells; every problem names the file and the entry."""
-    try:
-        doc = tomllib.loads(Path(path).read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise SuiteError(f"{path}: not valid TOML ({e})") from e
-    unknown = set(doc) - {"defaults", "matrix"}
-    if unknown:
-        raise SuiteError(f"{path}: unknown top-level table(s) {sorted(unknown)}: allowed: defaults, matrix")
-    defaults = doc.get("defaults", {})
-    cells, seen = [], set()
-    for i, entry in enumerate(doc.get("matrix", [])):
-        where = f"{path}: [[matrix]] entry {i + 1}"
-        merged = {**defaults, **entry}
-        bad = set(merged) - RUN_FIELDS - set(FIELDS)
-        if bad:
-            raise SuiteError(f"{where}: unknown field(s) {sorted(bad)}: allowed: "
-                             f"{', '.join(sorted(RUN_FIELDS | set(FIELDS)))}")
-        if "backend" not in merged:
-            raise SuiteError(f"{where}: no backend given")
-        lists = {k: v if isinstance(v, list) else [v] for k, v in merged.items()}
-        for values in itertools.product(*lists.values()):
-            cell = dict(zip(lists, values))
-            if cell["backend"] not in available_backends():
-                raise SuiteError(f"{where}: unknown backend {cell['backend']!r}: available: "
-                                 f"{', '.join(available_backends())}")
-            layouts = backend_layouts(cell["backend"])
-            layout = cell.get("layout", "native")
-            cell["layout"] = layouts[0] if layout == "native" else layout
-            if cell["layout"] not in layouts:
-                raise SuiteError(f"{where}: backend {cell['backend']!r} has no layout {layout!r}: "
-                                 f"allowed: native, {', '.join(layouts)}")
-            try:
-                cell["spec"] = spec_for(cell)
-            except (ConfigError, TypeError) as e:
-                raise SuiteError(f"{where}: {e}") from e
-            key = repr(sorted((k, v) for k, v in cell.items() if k != "spec"))
-            if key not in seen:  # e.g. layout "native" == "padded" for tensorflow
-                seen.add(key)
-                cells.append(cell)
-    if not cells:
-        raise SuiteError(f"{path}: no cells: add [[matrix]] tables")
-    return cells
-
-
-def spec_for(cell: dict, device: str = "auto", data_dir=None) -> dict:
-    cfg = make_config(cell.get("preset", "small"), **{k: v for k, v in cell.items()
-                                                        if k in FIELDS and k != "preset"})
-    return run_spec(cfg, cell["backend"], cell["layout"], device, cell.get("threads"), cell.get("steps"),
-                    cell.get("epochs"), cell.get("warmup", 10), cell.get("eval", "valid"), data_dir,
-                    cell.get("target_ppl"), cell.get("eval_batches"),
-                    epoch_batches=cell.get("epoch_batches"))
+__all__ = ["SuiteError", "has_gpu", "load_suite", "plan", "run_suite", "suite_path"]
 
 
 def has_gpu() -> bool:
+    """An NVIDIA device is present (checked without importing any framework)."""
     if any(Path("/dev").glob("nvidia[0-9]*")):
         return True
     smi = shutil.which("nvidia-smi")
-    return bool(smi) and subprocess.run([smi, "-L"], capture_output=True).returncode == 0
+    try:
+        return bool(smi) and subprocess.run([smi, "-L"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
-def run_suite(suite: str, device="auto", results_dir="results", resume=False, report=True,
-              data_dir=None, out=sys.stderr) -> int:
-    from tqdm import tqdm
+def _key(spec: dict) -> tuple:
+    return cell_key({"backend": spec["backend"], "layout": spec["layout"], "config": spec["config"],
+                     "run": {k: spec.get(k) for k in RECORDED_RUN_FIELDS}})
 
-    cells = load_suite(suite_path(suite))
-    if device == "cuda" and not has_gpu():
-        raise SuiteError("--device cuda: this machine has no NVIDIA GPU (no /dev/nvidia*, no working "
-                         "nvidia-smi); use --device cpu or auto")
-    commit, dirty = env.git_state()
-    machine_dir = Path(results_dir) / env.machine_key()
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    results_file = machine_dir / f"{stamp}-{(commit or 'nogit')[:10]}{'-dirty' if dirty else ''}.jsonl"
-    done: dict[tuple, int] = {}
-    if resume and machine_dir.is_dir():
-        try:
-            for r in load_records([machine_dir], warn=lambda m: print(m, file=out)):
-                if r["status"] == "ok" and r.get("git_commit") == commit:
-                    done[cell_key(r)] = done.get(cell_key(r), 0) + 1
-        except ResultsError:
-            pass
+
+def plan(cells: list[dict], device: str, data_dir, done: dict[tuple, int]) -> list[tuple[dict, dict]]:
+    """(cell, spec) for every run still to do, repeats interleaved; `done` counts ok records
+    per cell key already on disk (consumed here)."""
+    specs = [(cell, spec_for(cell, device, data_dir)) for cell in cells]
     todo = []
-    for cell in cells:
-        spec = spec_for(cell, device, data_dir)
-        key = cell_key({"backend": spec["backend"], "layout": spec["layout"], "config": spec["config"],
-                        "run": {k: spec.get(k) for k in RECORDED_RUN_FIELDS}})
-        for _ in range(cell.get("repeats", 1)):
+    for round_ in range(max(cell.get("repeats", 1) for cell in cells)):
+        for cell, spec in specs:
+            if round_ >= cell.get("repeats", 1):
+                continue
+            key = _key(spec)
             if done.get(key, 0) > 0:
                 done[key] -= 1
                 continue
             todo.append((cell, spec))
-    skipped = sum(cell.get("repeats", 1) for cell in cells) - len(todo)
-    print(f"suite {suite}: {len(todo)} run(s) to do"
-          + (f", {skipped} already recorded for commit {(commit or '')[:10]}" if skipped else "")
-          + f"; records go to {results_file}", file=out)
-    failed = 0
-    bar = tqdm(todo, unit="run", file=out, dynamic_ncols=True)
-    for cell, spec in bar:
-        name = label({"backend": spec["backend"], "layout": spec["layout"], "config": spec["config"]})
-        bar.set_description(name)
+    return todo
 
-        def progress(event, bar=bar):
-            if event.get("words_per_sec"):
-                bar.set_postfix_str(f"{event['phase']} {event['step']}/{event['steps']} "
-                                    f"{event['words_per_sec']:,.0f} words/s")
-        record = run_isolated(spec, timeout=cell.get("timeout"), on_progress=progress)
-        record["suite"] = str(suite)
-        append_record(results_file, record)
-        if record["status"] != "ok":
-            failed += 1
-            bar.write(f"FAILED {name}: {record['error'].splitlines()[0][:300]}")
-        else:
-            bar.write(f"ok     {name}: {record['metrics']['train_words_per_sec']:,.0f} train words/s")
-    bar.close()
+
+def _already_done(machine_dir: Path, commit: str | None, warn) -> tuple[dict[tuple, int], set[Path]]:
+    done, sources = {}, set()
+    if not machine_dir.is_dir():
+        return done, sources
+    try:
+        records = load_records([machine_dir], warn=warn)
+    except ResultsError:  # nothing recorded yet
+        return done, sources
+    for r in records:
+        if r["status"] == "ok" and commit and r.get("git_commit") == commit:
+            done[cell_key(r)] = done.get(cell_key(r), 0) + 1
+            sources.add(Path(r["_source"].rsplit(":", 1)[0]))
+    return done, sources
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run_suite(suite: str, device="auto", results_dir="results", resume=False, report=True,
+              data_dir=None, out=sys.stderr) -> int:
+    """Run every cell; 0 if all succeeded, 1 if any failed, 130 if interrupted."""
+    from tqdm import tqdm
+
+    def say(msg):
+        print(msg, file=out, flush=True)
+
+    cells = load_suite(suite_path(suite))
+    if device == "cuda" and not has_gpu():
+        raise SuiteError("--device cuda: this machine has no NVIDIA GPU (no /dev/nvidia*, no working "
+                         "`nvidia-smi -L`); use --device cpu or auto")
+    commit, dirty = env.git_state()
+    machine_dir = Path(results_dir) / env.machine_key()
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    results_file = machine_dir / f"{stamp}-{(commit or 'nogit')[:10]}.jsonl"
+    done, sources = _already_done(machine_dir, commit, say) if resume else ({}, set())
+    todo = plan(cells, device, data_dir, done)
+    total = sum(cell.get("repeats", 1) for cell in cells)
+    say(f"suite {suite}: {len(todo)} run(s) to do"
+        + (f", {total - len(todo)} already recorded for commit {(commit or '')[:10]}" if total > len(todo) else "")
+        + (" (uncommitted changes: --resume will not tell them apart)" if dirty else "")
+        + f"; records go to {results_file}")
+    failed = finished = 0
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # a kill is handled like Ctrl-C
+    bar = tqdm(total=len(todo), unit="run", file=out, dynamic_ncols=True)
+    try:
+        for cell, spec in todo:
+            name = label({"backend": spec["backend"], "layout": spec["layout"], "config": spec["config"]})
+            bar.set_description(name)
+            bar.set_postfix_str("starting")
+
+            def progress(event, bar=bar):
+                if event.get("words_per_sec"):
+                    bar.set_postfix_str(f"{event['phase']} {event['step']}/{event['steps']} "
+                                        f"{event['words_per_sec']:,.0f} words/s")
+            load = os.getloadavg()[0]
+            record = run_isolated(spec, timeout=cell.get("timeout"), on_progress=progress)
+            record["suite"] = str(suite)
+            record["load_average"] = round(load, 2)  # other work on the machine when the run started
+            append_record(results_file, record)
+            finished += 1
+            if record["status"] != "ok":
+                failed += 1
+                bar.write(f"FAILED {name}: {record['error'].splitlines()[0][:300]}", file=out)
+            else:
+                bar.write(f"ok     {name}: {record['metrics']['train_words_per_sec']:,.0f} train words/s",
+                          file=out)
+            bar.update(1)
+    except KeyboardInterrupt:
+        bar.close()
+        say(f"interrupted: {finished} of {len(todo)} run(s) finished and recorded in {results_file}; "
+            f"`lmbench bench --suite {suite} --resume` runs only what is missing")
+        return 130
+    finally:
+        bar.close()
+        signal.signal(signal.SIGTERM, previous)
     if report and results_file.exists():
         from .report import write_report
 
-        paths = write_report([results_file], Path(results_dir) / "report", warn=lambda m: print(m, file=out))
-        print(f"report: {', '.join(map(str, paths))}", file=out)
-    print(f"suite {suite}: {len(todo) - failed} ok, {failed} failed", file=out)
+        paths = write_report(sorted(sources | {results_file}), Path(results_dir) / "report", warn=say)
+        say(f"report: {', '.join(map(str, paths))}")
+    say(f"suite {suite}: {finished - failed} ok, {failed} failed")
     return 1 if failed else 0
 
 
@@ -191,11 +153,12 @@ def cmd_bench(a) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("bench", help="run a benchmark suite (one process per cell) and report")
-    p.add_argument("--suite", default="default", help="a name in suites/ or a .toml file")
+    p = sub.add_parser("bench", help="run a benchmark suite (one process per run) and report")
+    p.add_argument("--suite", default="default", help="a name in suites/ (default, gpu, check) or a .toml file")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--results-dir", default=os.environ.get("LMBENCH_RESULTS_DIR", "results"))
-    p.add_argument("--resume", action="store_true", help="skip cells already recorded for this commit")
-    p.add_argument("--no-report", dest="report", action="store_false")
+    p.add_argument("--resume", action="store_true", help="skip runs already recorded (ok) for this commit")
+    p.add_argument("--report", dest="report", action=argparse.BooleanOptionalAction, default=True,
+                   help="write results-dir/report/ at the end (--no-report to skip)")
     p.add_argument("--data-dir", default=None)
     p.set_defaults(func=cmd_bench)

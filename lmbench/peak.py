@@ -1,12 +1,17 @@
 """`lmbench peak`: the device's float32 matrix-multiply rate, per framework, once per machine.
 
-Like a roofline's compute ceiling: a large square GEMM in the framework itself (each in
-its own process), best of several repetitions. The report divides every run's achieved
-model FLOP/s by its framework's figure.
+The compute ceiling of a roofline, measured the way rooflines are: a large square GEMM
+in the framework itself (each framework in its own child process, `python -m
+lmbench.peak --child NAME`, with the same thread budget as a run), best of several
+repetitions after a warm-up. Saved in results/<machine>/peak.json; the report divides
+each run's achieved model FLOP/s by the figure of its framework and device.
 """
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import json
+import os
 import subprocess
 import sys
 import time
@@ -14,80 +19,159 @@ from pathlib import Path
 
 from . import env
 
-GEMM = {
-    "torch": ("import torch; dev = 'cuda' if torch.cuda.is_available() else 'cpu'\n"
-              "a = torch.randn(n, n, device=dev); b = torch.randn(n, n, device=dev)\n"
-              "def mm():\n    (a @ b).sum().item()"),
-    "tensorflow": ("import tensorflow as tf\n"
-                   "a = tf.random.normal([n, n]); b = tf.random.normal([n, n])\n"
-                   "def mm():\n    tf.reduce_sum(tf.linalg.matmul(a, b)).numpy()"),
-    "paddle": ("import paddle\n"
-               "a = paddle.randn([n, n]); b = paddle.randn([n, n])\n"
-               "def mm():\n    float(paddle.matmul(a, b).sum())"),
-}
+FRAMEWORKS = ("torch", "tensorflow", "paddle")
 
 
-def measure(framework: str, n: int, reps: int) -> float:
-    """GFLOP/s of an n x n float32 GEMM (2 n^3 FLOPs), best of `reps` after a warm-up."""
-    scope = {"n": n}
-    exec(GEMM[framework], scope)  # noqa: S102 -- our own constant snippets
-    scope["mm"]()
+def _setup(framework: str, device: str):
+    """(device used, framework version, make(n) -> a GEMM closure that blocks until done)."""
+    if framework == "torch":
+        import torch
+
+        dev = "cuda" if device != "cpu" and torch.cuda.is_available() else "cpu"
+
+        def make(n):
+            a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
+            return lambda: (a @ b).sum().item()
+        return dev, torch.__version__, make
+    if framework == "tensorflow":
+        if device == "cpu":
+            os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        import tensorflow as tf
+
+        dev = "cuda" if tf.config.list_physical_devices("GPU") else "cpu"
+
+        def make(n):
+            a, b = tf.random.normal([n, n]), tf.random.normal([n, n])
+            mm = tf.function(lambda: tf.reduce_sum(tf.linalg.matmul(a, b)))
+            return lambda: mm().numpy()
+        return dev, tf.__version__, make
+    if framework == "paddle":
+        import paddle
+
+        dev = ("cuda" if device != "cpu" and paddle.device.is_compiled_with_cuda()
+               and paddle.device.cuda.device_count() > 0 else "cpu")
+        paddle.set_device("gpu" if dev == "cuda" else "cpu")
+
+        def make(n):
+            a, b = paddle.randn([n, n]), paddle.randn([n, n])
+            return lambda: float(paddle.matmul(a, b).sum())
+        return dev, paddle.__version__, make
+    raise ValueError(f"unknown framework {framework!r}: allowed: {', '.join(FRAMEWORKS)}")
+
+
+def measure(framework: str, n: int | None, reps: int, device: str = "auto") -> dict:
+    """GFLOP/s of an n x n float32 GEMM (2 n^3 FLOPs), best of `reps` after one warm-up."""
+    dev, version, make = _setup(framework, device)
+    n = n or (8192 if dev == "cuda" else 2048)  # large enough to reach the ceiling
+    mm = make(n)
+    mm()
     best = float("inf")
     for _ in range(reps):
         t0 = time.perf_counter()
-        scope["mm"]()
+        mm()
         best = min(best, time.perf_counter() - t0)
-    return 2 * n ** 3 / best / 1e9
+    return {"gflops": 2 * n ** 3 / best / 1e9, "device": dev, "size": n, "framework_version": version}
 
 
 def peak_file(results_dir="results") -> Path:
     return Path(results_dir) / env.machine_key() / "peak.json"
 
 
-def load_peaks(paths=("results",)) -> dict[str, float]:
-    """GFLOP/s per framework for this machine: a peak.json beside the results or above them."""
-    for p in map(Path, paths):
-        start = p if p.is_dir() else p.parent
-        for base in (start, *start.parents):
-            for f in (base / "peak.json", base / env.machine_key() / "peak.json"):
-                if f.is_file():
-                    return {k: v["gflops"] for k, v in json.loads(f.read_text()).items()}
+def record_machine_key(record: dict) -> str:
+    """The machine key a record was filed under (lmbench.env.machine_key on its host)."""
+    return env.machine_key(f"{record.get('cpu_model')}-{record.get('cpu_count')}cpu")
+
+
+def find_peaks(record: dict, search: list[Path]) -> dict:
+    """{framework: entry} from the peak.json of the record's machine: beside its results
+    file, or in <dir>/<machine>/ of a directory given to the report (or above it)."""
+    source = Path(str(record.get("_source", "")).rsplit(":", 1)[0]).parent
+    key = record_machine_key(record)
+    candidates = [source / "peak.json"]
+    for base in search:
+        base = base if base.is_dir() else base.parent
+        for d in (base, *base.parents):
+            candidates += [d / key / "peak.json", d / "peak.json"] if d.name != key else [d / "peak.json"]
+    for f in candidates:
+        if f.is_file():
+            try:
+                return json.loads(f.read_text())
+            except ValueError:
+                continue
     return {}
 
 
+def peak_for(record: dict, search: list[Path]) -> float | None:
+    """GFLOP/s of the record's framework on its device, or None if none was measured."""
+    framework = (record.get("environment") or {}).get("framework") or record.get("backend")
+    entry = find_peaks(record, search).get(framework)
+    if not entry or entry.get("device", record.get("device")) != record.get("device"):
+        return None
+    return entry["gflops"]
+
+
 def cmd_peak(a) -> int:
+    from .cli import Fail
+
+    bad = [f for f in a.frameworks if f not in FRAMEWORKS]
+    if bad:
+        raise Fail(f"unknown framework(s) {', '.join(bad)}: allowed: {', '.join(FRAMEWORKS)}")
+    if a.device == "cuda":
+        from .bench import has_gpu
+
+        if not has_gpu():
+            raise Fail("--device cuda: this machine has no NVIDIA GPU; use --device cpu or auto")
     out = peak_file(a.results_dir)
     peaks = json.loads(out.read_text()) if out.is_file() else {}
+    threads = a.threads or env.cpu_count()
     status = 0
     for fw in a.frameworks:
-        proc = subprocess.run([sys.executable, "-m", "lmbench.peak", fw, str(a.size), str(a.reps),
-                               str(a.threads or env.cpu_count())], capture_output=True, text=True)
-        if proc.returncode != 0:
-            print(f"{fw}: failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
+        cmd = [sys.executable, "-m", "lmbench.peak", "--child", fw, "--reps", str(a.reps),
+               "--threads", str(threads), "--device", a.device] + (["--size", str(a.size)] if a.size else [])
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        lines = proc.stdout.strip().splitlines()
+        if proc.returncode != 0 or not lines:
+            err = proc.stderr.strip().splitlines()
+            print(f"{fw}: failed: {err[-1] if err else f'exit status {proc.returncode}'}", file=sys.stderr)
             status = 1
             continue
-        gflops = float(proc.stdout.strip().splitlines()[-1])
-        peaks[fw] = {"gflops": gflops, "size": a.size, "threads": a.threads or env.cpu_count(),
-                     "cpu_model": env.cpu_model()}
-        print(f"{fw}: {gflops:,.1f} GFLOP/s float32 GEMM ({a.size}x{a.size})")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(peaks, indent=1))
-    print(f"saved in {out}")
+        entry = json.loads(lines[-1])
+        entry.update(threads=threads, reps=a.reps, cpu_model=env.cpu_model(),
+                     utc_time=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+        peaks[fw] = entry
+        print(f"{fw}: {entry['gflops']:,.1f} GFLOP/s float32 GEMM "
+              f"({entry['size']}x{entry['size']}, {entry['device']}, {threads} threads)")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(peaks, indent=1) + "\n")  # after each: a later failure keeps it
+    if peaks:
+        print(f"saved in {out}")
     return status
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("peak", help="measure the float32 GEMM rate per framework (for utilisation)")
-    p.add_argument("--frameworks", nargs="*", default=list(GEMM))
-    p.add_argument("--size", type=int, default=2048)
-    p.add_argument("--reps", type=int, default=5)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--results-dir", default="results")
+    p.add_argument("--frameworks", nargs="*", default=list(FRAMEWORKS))
+    p.add_argument("--size", type=int, default=None, help="matrix size (default 2048 on CPU, 8192 on GPU)")
+    p.add_argument("--reps", type=int, default=5, help="timed repetitions; the best counts")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores, as runs)")
+    p.add_argument("--results-dir", default=os.environ.get("LMBENCH_RESULTS_DIR", "results"))
     p.set_defaults(func=cmd_peak)
 
 
-if __name__ == "__main__":  # child: python -m lmbench.peak FRAMEWORK SIZE REPS THREADS
+def _child(argv) -> None:
+    p = argparse.ArgumentParser(prog="python -m lmbench.peak")
+    p.add_argument("--child", required=True, choices=FRAMEWORKS)
+    p.add_argument("--size", type=int, default=None)
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--threads", type=int, required=True)
+    p.add_argument("--device", default="auto")
+    a = p.parse_args(argv)
     from .worker import set_thread_env
 
-    set_thread_env(int(sys.argv[4]))
-    print(measure(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+    set_thread_env(a.threads)  # before the framework import, exactly as a run does
+    print(json.dumps(measure(a.child, a.size, a.reps, a.device)))
+
+
+if __name__ == "__main__":
+    _child(sys.argv[1:])

@@ -87,8 +87,17 @@ def run_isolated(spec: dict, timeout: float | None = None, on_progress=None,
                 stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, pass_fds=(write_fd,),
                 start_new_session=True)
         os.close(write_fd)
-        timed_out = _pump(proc, read_fd, timeout, on_progress)
-        os.close(read_fd)
+        try:
+            timed_out = _pump(proc, read_fd, timeout, on_progress)
+        except BaseException:  # Ctrl-C or SIGTERM in the parent: take the child (own session) down too
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+            raise
+        finally:
+            os.close(read_fd)
         tail = stderr_path.read_text(errors="replace")[-4000:]
         result = json.loads(result_path.read_text()) if result_path.exists() else None
     if timed_out:

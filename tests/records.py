@@ -11,7 +11,7 @@ from lmbench.runner import SCHEMA_VERSION
 
 def record(backend="torch", layout="packed", batching="random", words_per_sec=1000.0, step_ms=100.0,
            spread=5.0, n=40, seed=0, mode="sentence", valid_ppl=None, padding=0.4, epoch_log=None,
-           cpu="Test CPU", batch_size=20, status="ok"):
+           cpu="Test CPU", batch_size=20, status="ok", load_average=None, test_ppl=None):
     rng = np.random.default_rng(seed)
     samples = list(np.round(rng.normal(step_ms, spread, n).clip(1), 4))
     cfg = make_config("small", mode=mode, batching=batching, batch_size=batch_size).to_dict()
@@ -19,16 +19,17 @@ def record(backend="torch", layout="packed", batching="random", words_per_sec=10
          "backend": backend, "layout": layout, "config": cfg,
          "run": {"steps": n, "epochs": None, "warmup": 2, "eval": "none", "eval_batches": None,
                  "epoch_batches": None, "device": "auto", "threads": 2},
-         "threads": 2, "git_commit": "abc123", "git_dirty": False, "hostname": "h", "cpu_model": cpu,
+         "threads": 2, "load_average": load_average, "git_commit": "abc123", "git_dirty": False, "hostname": "h", "cpu_model": cpu,
          "cpu_count": 2, "python_version": "3.11.7", "platform": "linux", "status": status,
-         "error": None if status == "ok" else "RuntimeError: boom", "device": "cpu",
+         "error": None if status == "ok" else "RuntimeError: boom\nTraceback ...",
+         "error_kind": None if status == "ok" else "crash", "device": "cpu",
          "environment": {"framework": backend, "framework_version": "1.0", "device_name": "cpu",
                          "cuda_version": None, "cudnn_version": None}}
     r["metrics"] = None if status != "ok" else {
         "train_words_per_sec": words_per_sec, "step_time_ms": {
             "median": float(np.median(samples)), "p10": float(np.percentile(samples, 10)),
             "p90": float(np.percentile(samples, 90)), "samples": samples},
-        "eval_words_per_sec": 3 * words_per_sec, "valid_ppl": valid_ppl, "peak_memory_bytes": 600 * 2 ** 20,
+        "eval_words_per_sec": 3 * words_per_sec, "valid_ppl": valid_ppl, "test_ppl": test_ppl, "peak_memory_bytes": 600 * 2 ** 20,
         "padding_fraction": padding, "achieved_flops_per_sec": words_per_sec * 15.8e6, "flops_per_token": 15.8e6,
         "epoch_log": epoch_log, "tokens": 1000, "timed_tokens": 900, "train_seconds": 1.0}
     return r

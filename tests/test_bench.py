@@ -1,11 +1,31 @@
-"""`lmbench bench`: suite files, a failing cell that does not stop the rest, resume."""
+"""`lmbench bench`: suite files, failing cells that do not stop the rest, Ctrl-C and --resume.
+
+Real child runs are few (each torch process costs ~20 s here): one diverging cell, a
+cell killed by a 1-second timeout, and an interrupted 2-cell suite resumed.
+"""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
-from lmbench.bench import SuiteError, has_gpu, load_suite, run_suite, suite_path
+from lmbench.bench import _key, has_gpu, plan, run_suite
+from lmbench.suite import SuiteError, load_suite, spec_for, suite_path
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = """
+[defaults]
+preset = "tiny"
+steps = 3
+warmup = 0
+eval = "none"
+"""
 
 
 def suite(tmp_path, text, name="s.toml"):
@@ -14,26 +34,44 @@ def suite(tmp_path, text, name="s.toml"):
     return path
 
 
+def records_in(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
 def test_shipped_suites_load():
     cells = load_suite(suite_path("default"))
-    natives = {(c["backend"], c["layout"]) for c in cells}
-    assert {("torch", "packed"), ("tensorflow", "padded"), ("paddle", "lod"), ("torch", "padded"),
-            ("paddle", "padded")} <= natives
-    assert {c["mode"] for c in cells} == {"sentence", "stream"}
-    assert {c.get("batching") for c in cells if c["mode"] == "sentence"} == {"random", "bucketed"}
-    assert all(c.get("eval") == "valid" for c in cells if c["mode"] == "stream")
-    assert len(load_suite(suite_path("gpu"))) > len(cells)
-    assert len(load_suite(suite_path("check"))) == 2
+    pairs = {(c["backend"], c["layout"]) for c in cells}
+    # native layouts and each framework's padded layout (tensorflow's native one is padded)
+    assert pairs == {("torch", "packed"), ("torch", "padded"), ("tensorflow", "padded"), ("paddle", "lod"),
+                     ("paddle", "padded")}
+    sentence = [c for c in cells if c["mode"] == "sentence"]
+    stream = [c for c in cells if c["mode"] == "stream"]
+    assert len(sentence) == 10 and {c["batching"] for c in sentence} == {"random", "bucketed"}
+    assert sorted(c["backend"] for c in stream) == ["paddle", "tensorflow", "torch"]
+    assert all(c["eval"] == "valid" and c["eval_batches"] for c in stream)
+    assert all(c["eval"] == "none" and c["preset"] == "small" for c in sentence)
+    gpu = load_suite(suite_path("gpu"))
+    assert {c["preset"] for c in gpu} == {"medium", "large"}
+    assert {c["batch_size"] for c in gpu if c["mode"] == "sentence"} == {20, 64, 128}
+    check = load_suite(suite_path("check"))
+    assert [(c["backend"], c["layout"], c["repeats"]) for c in check] == [("torch", "packed", 2), ("torch", "padded", 2)]
 
 
 @pytest.mark.parametrize("text,needle", [
     ('[[matrix]]\nbackend = "jax"\n', "entry 1: unknown backend 'jax': available: paddle, tensorflow, torch"),
-    ('[[matrix]]\nbackend = "torch"\nhiden = 3\n', "entry 1: unknown field(s) ['hiden']"),
+    ('[[matrix]]\nbackend = "troch"\n', "unknown backend 'troch' (did you mean 'torch'?)"),
+    ('[[matrix]]\nbackend = "torch"\nhiden = 3\n', "entry 1: unknown field 'hiden' (did you mean 'hidden'?): allowed:"),
     ('[[matrix]]\nbackend = "torch"\nmode = "sentense"\n', "entry 1: invalid mode='sentense': allowed: sentence, stream"),
     ('[[matrix]]\nbackend = "torch"\n[[matrix]]\nbackend = "torch"\nlayout = "lod"\n',
-     "entry 2: backend 'torch' has no layout 'lod'"),
-    ('[[matrix]]\nbackend = "torch"\nsteps = 0\n', "entry 1: invalid steps=0"),
+     "entry 2: backend 'torch' has no layout 'lod': allowed: native, packed, padded, padded-gather"),
+    ('[[matrix]]\nbackend = "torch"\nsteps = 0\n', "entry 1: invalid steps=0: must be a positive integer"),
+    ('[[matrix]]\nbackend = "torch"\nrepeats = "3"\n', "invalid repeats='3': must be a positive integer"),
+    ('[[matrix]]\nbackend = "torch"\ntimeout = -1\n', "invalid timeout=-1: must be a positive number"),
+    ('[[matrix]]\nbackend = "torch"\npreset = ["small", "huge"]\n', "unknown preset 'huge'"),
+    ('[[matrix]]\nbackend = "torch"\nbatch_size = []\n', "batch_size is an empty list"),
+    ('[[matrix]]\nbackend = "torch"\nsteps = 5\nepochs = 1\n', "give steps or epochs, not both"),
     ('[matrix\n', "not valid TOML"),
+    ('[default]\nsteps = 3\n', "unknown top-level key(s) ['default']"),
     ('[defaults]\nsteps = 3\n', "no cells"),
 ])
 def test_bad_suite_files_name_file_entry_and_problem(tmp_path, text, needle):
@@ -48,42 +86,99 @@ def test_unknown_suite_name_lists_the_known_ones():
         suite_path("nightly")
 
 
+def test_matrix_expands_products_and_drops_duplicates(tmp_path):
+    cells = load_suite(suite(tmp_path, """
+[defaults]
+steps = 5
+[[matrix]]
+backend = "tensorflow"
+layout = ["native", "padded"]
+batch_size = [20, 64]
+"""))
+    assert [(c["layout"], c["batch_size"]) for c in cells] == [("padded", 20), ("padded", 64)]
+
+
+def test_plan_interleaves_repeats_and_skips_what_is_done(tmp_path):
+    cells = load_suite(suite(tmp_path, TINY + '[[matrix]]\nbackend = "torch"\nlayout = ["packed", "padded"]\n'
+                                              'repeats = 3\n'))
+    order = [spec["layout"] for _, spec in plan(cells, "cpu", None, {})]
+    assert order == ["packed", "padded"] * 3
+    done = {_key(spec_for(cells[0], "cpu")): 2}  # two ok packed records on disk: rounds 1 and 2
+    assert [spec["layout"] for _, spec in plan(cells, "cpu", None, done)] == ["padded", "padded", "packed", "padded"]
+
+
 @pytest.mark.skipif(has_gpu(), reason="this machine has a GPU")
 def test_cuda_without_gpu_fails_before_any_cell(tmp_path):
-    path = suite(tmp_path, '[[matrix]]\nbackend = "torch"\npreset = "tiny"\nsteps = 1\n')
+    path = suite(tmp_path, TINY + '[[matrix]]\nbackend = "torch"\n')
     with pytest.raises(SuiteError, match="no NVIDIA GPU"):
         run_suite(str(path), device="cuda", results_dir=tmp_path / "results", report=False)
     assert not (tmp_path / "results").exists()
 
 
-def test_failing_cell_is_recorded_and_resume_picks_up(tmp_path):
-    path = suite(tmp_path, """
-[defaults]
-preset = "tiny"
-steps = 3
-warmup = 0
-eval = "none"
+def test_failing_cells_are_recorded_and_the_rest_go_on(tmp_path):
+    path = suite(tmp_path, TINY + """
 [[matrix]]
 backend = "torch"
 layout = "packed"
+timeout = 1          # killed long before torch is even imported
 [[matrix]]
 backend = "torch"
 layout = "padded"
-lr = 1e30
+lr = 1e30            # diverges
 clip = 1e30
 init_scale = 50.0
 """)
     results = tmp_path / "results"
-    assert run_suite(str(path), device="cpu", results_dir=results) == 1  # one cell failed
+    assert run_suite(str(path), device="cpu", results_dir=results) == 1
     files = sorted(results.glob("*/*.jsonl"))
-    assert len(files) == 1
-    records = [json.loads(line) for line in files[0].read_text().splitlines()]
-    assert [(r["layout"], r["status"]) for r in records] == [("packed", "ok"), ("padded", "failed")]
-    assert "training loss became" in records[1]["error"]
-    assert (results / "report" / "report.html").exists()  # the report ran despite the failure
-    # an interrupted or failed suite: --resume re-runs only what has no ok record yet
-    assert run_suite(str(path), device="cpu", results_dir=results, resume=True, report=False) == 1
+    assert len(files) == 1 and files[0].parent.name != "report"
+    recs = records_in(files[0])
+    assert [(r["layout"], r["status"], r["error_kind"]) for r in recs] == [
+        ("packed", "failed", "timeout"), ("padded", "failed", "diverged")]
+    assert "timed out after 1 s" in recs[0]["error"]
+    assert "training loss became" in recs[1]["error"]
+    assert all(r["suite"] == str(path) and isinstance(r["load_average"], float) for r in recs)
+    md = (results / "report" / "report.md").read_text()  # the report still runs, listing them
+    assert "0 ok, 2 failed" in md and "| torch/packed tiny sentence/random B=32 | timeout |" in md
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def test_interrupted_suite_keeps_finished_runs_and_resume_runs_the_rest(tmp_path):
+    path = suite(tmp_path, TINY + '[[matrix]]\nbackend = "torch"\nlayout = ["packed", "padded"]\n')
+    results = tmp_path / "results"
+    proc = subprocess.Popen([sys.executable, "-m", "lmbench", "bench", "--suite", str(path), "--device", "cpu",
+                             "--results-dir", str(results), "--no-report"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 400
+    while not any(f.read_text().strip() for f in results.glob("*/*.jsonl")):
+        assert proc.poll() is None and time.monotonic() < deadline, "the first run never got recorded"
+        time.sleep(0.2)
+    workers = []
+    while not workers and time.monotonic() < deadline:  # the second cell's child process
+        workers = _children(proc.pid)
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "interrupted: 1 of 2 run(s) finished" in out and "--resume" in out
+    for w in workers:  # the run in flight was killed with the suite, not left running
+        assert not Path(f"/proc/{w}").exists() or "Z" in Path(f"/proc/{w}/stat").read_text().split()[2]
+    [first] = list(results.glob("*/*.jsonl"))
+    assert [(r["layout"], r["status"]) for r in records_in(first)] == [("packed", "ok")]
+    before = first.read_bytes()
+
+    time.sleep(1.1)  # a new UTC-second timestamp: the resumed suite writes its own file
+    assert run_suite(str(path), device="cpu", results_dir=results, resume=True) == 0
     files = sorted(results.glob("*/*.jsonl"))
-    assert len(files) == 2  # records are never rewritten: the resumed run has its own file
-    resumed = [json.loads(line) for line in files[1].read_text().splitlines()]
-    assert [r["layout"] for r in resumed] == ["padded"]
+    assert len(files) == 2 and files[0] == first  # records are never rewritten
+    assert first.read_bytes() == before
+    assert [(r["layout"], r["status"]) for r in records_in(files[1])] == [("padded", "ok")]
+    md = (results / "report" / "report.md").read_text()  # the report covers the resumed runs too
+    assert "2 run(s): 2 ok, 0 failed" in md
+    assert all(os.path.getsize(f) > 0 for f in files)

@@ -1,0 +1,139 @@
+"""Suite files: a small declarative TOML matrix of runs, expanded into validated cells.
+
+    [defaults]              # any field below, applied to every [[matrix]] table
+    preset = "small"
+    steps = 15
+    [[matrix]]              # each table expands the product of its list values
+    backend = ["torch", "paddle"]
+    layout = ["native", "padded"]     # "native" = the backend's first (default) layout
+    batching = ["random", "bucketed"]
+    batch_size = [20, 64]             # any config field may be a list
+
+Every problem (bad TOML, an unknown field or backend, a typo'd value, a layout the
+backend does not have) is a SuiteError naming the file, the [[matrix]] entry and what is
+allowed, raised before any cell runs. Loading imports no framework.
+"""
+from __future__ import annotations
+
+import difflib
+import itertools
+from pathlib import Path
+
+from .backend import available_backends, backend_layouts
+from .config import FIELDS, ConfigError, make_config
+from .runner import run_spec
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
+# suite-only fields (everything else is a lmbench.config field), with their checks
+POSITIVE_INT = ("steps", "epochs", "eval_batches", "epoch_batches", "repeats", "threads")
+RUN_FIELDS = {"backend", "layout", "warmup", "eval", "timeout", "target_ppl", *POSITIVE_INT}
+ALLOWED = sorted(RUN_FIELDS | set(FIELDS) - {"vocab_size"})
+
+
+class SuiteError(ValueError):
+    """An unusable suite file; the message names the file, the entry and the fix."""
+
+
+def suite_path(name_or_file: str | Path) -> Path:
+    """A name in suites/ ("default") or a path to a .toml file."""
+    p = Path(name_or_file)
+    if p.suffix == ".toml" or p.exists():
+        if not p.is_file():
+            raise SuiteError(f"suite file {p} does not exist")
+        return p
+    p = SUITES_DIR / f"{name_or_file}.toml"
+    if not p.is_file():
+        known = ", ".join(sorted(f.stem for f in SUITES_DIR.glob("*.toml")))
+        raise SuiteError(f"unknown suite {str(name_or_file)!r}: known suites: {known} (or give a .toml file)")
+    return p
+
+
+def _hint(word: str, allowed) -> str:
+    close = difflib.get_close_matches(word, list(allowed), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_run_fields(cell: dict, where: str) -> None:
+    for name in POSITIVE_INT:
+        v = cell.get(name)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):
+            raise SuiteError(f"{where}: invalid {name}={v!r}: must be a positive integer")
+    w = cell.get("warmup", 0)
+    if not isinstance(w, int) or isinstance(w, bool) or w < 0:
+        raise SuiteError(f"{where}: invalid warmup={w!r}: must be an integer >= 0")
+    for name in ("timeout", "target_ppl"):
+        v = cell.get(name)
+        if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0):
+            raise SuiteError(f"{where}: invalid {name}={v!r}: must be a positive number")
+    if cell.get("steps") and cell.get("epochs"):
+        raise SuiteError(f"{where}: give steps or epochs, not both")
+    if cell.get("epoch_batches") and not cell.get("epochs"):
+        raise SuiteError(f"{where}: epoch_batches goes with epochs")
+
+
+def load_suite(path: str | Path) -> list[dict]:
+    """Expand a suite file into cells (dicts of fields, layout resolved), duplicates dropped."""
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise SuiteError(f"{path}: not valid TOML ({e})") from e
+    unknown = set(doc) - {"defaults", "matrix"}
+    if unknown:
+        raise SuiteError(f"{path}: unknown top-level key(s) {sorted(unknown)}: allowed: [defaults], [[matrix]]")
+    defaults = doc.get("defaults", {})
+    if not isinstance(defaults, dict) or not isinstance(doc.get("matrix", []), list):
+        raise SuiteError(f"{path}: write [defaults] as a table and each [[matrix]] as an array table")
+    backends = available_backends()
+    cells, seen = [], set()
+    for i, entry in enumerate(doc.get("matrix", []), 1):
+        where = f"{path}: [[matrix]] entry {i}"
+        merged = {**defaults, **entry}
+        for name in merged:
+            if name not in ALLOWED:
+                raise SuiteError(f"{where}: unknown field {name!r}{_hint(name, ALLOWED)}: allowed: "
+                                 f"{', '.join(ALLOWED)}")
+        if "backend" not in merged:
+            raise SuiteError(f"{where}: no backend given (allowed: {', '.join(backends)})")
+        lists = {k: v if isinstance(v, list) else [v] for k, v in merged.items()}
+        for k, v in lists.items():
+            if not v:
+                raise SuiteError(f"{where}: {k} is an empty list")
+        for values in itertools.product(*lists.values()):
+            cell = dict(zip(lists, values))
+            if cell["backend"] not in backends:
+                raise SuiteError(f"{where}: unknown backend {cell['backend']!r}"
+                                 f"{_hint(str(cell['backend']), backends)}: available: {', '.join(backends)}")
+            layouts = backend_layouts(cell["backend"])
+            layout = cell.get("layout", "native")
+            cell["layout"] = layouts[0] if layout == "native" else layout
+            if cell["layout"] not in layouts:
+                raise SuiteError(f"{where}: backend {cell['backend']!r} has no layout {layout!r}"
+                                 f"{_hint(str(layout), layouts)}: allowed: native, {', '.join(layouts)}")
+            _check_run_fields(cell, where)
+            try:
+                spec_for(cell)  # every config/run value validated here, before any cell runs
+            except (ConfigError, TypeError) as e:
+                raise SuiteError(f"{where}: {e}") from e
+            key = repr(sorted(cell.items()))
+            if key not in seen:  # e.g. layout "native" and "padded" are one cell for tensorflow
+                seen.add(key)
+                cells.append(cell)
+    if not cells:
+        raise SuiteError(f"{path}: no cells: add at least one [[matrix]] table with a backend")
+    return cells
+
+
+def spec_for(cell: dict, device: str = "auto", data_dir=None) -> dict:
+    """The lmbench.runner spec of one cell."""
+    cfg = make_config(cell.get("preset", "small"),
+                      **{k: v for k, v in cell.items() if k in FIELDS and k != "preset"})
+    return run_spec(cfg, cell["backend"], cell["layout"], device, cell.get("threads"), cell.get("steps"),
+                    cell.get("epochs"), cell.get("warmup", 10), cell.get("eval", "valid"), data_dir,
+                    cell.get("target_ppl"), cell.get("eval_batches"),
+                    epoch_batches=cell.get("epoch_batches"))

@@ -1,0 +1,139 @@
+"""PaddlePaddle backend: its lod and padded layouts and PyTorch's packed layout compute the
+same function, weights round-trip, carried state and the lr reach the model, it learns,
+and a diverging `lmbench run` fails cleanly with Paddle's environment in the record.
+
+Three child processes, started together since importing a framework is the slow part:
+one Paddle probe (both layouts), one torch probe (the same script), one real run."""
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from lmbench.config import make_config
+from lmbench.corpus import make_batches
+from lmbench.probe import probe
+from lmbench.runner import run_isolated, run_spec
+from lmbench.verify import PER_KIND, TOLERANCES, _unpack, build_case, differences
+from lmbench.weights import comparable, shapes
+
+LAYOUTS = ("lod", "padded")
+UNTRAINED = 3  # random-batched valid batches evaluated from the initial weights
+TRAIN_STEPS = 24  # on the train split, lod layout: the loss must fall
+STREAM = 2 * PER_KIND  # index of build_case's first stream-mode batch
+
+
+@pytest.fixture(scope="module")
+def runs(corpus):
+    cfg, weights, batches, verify_script = build_case("tiny")
+    first_train = len(batches)
+    batches = batches + make_batches(corpus["train"], "sentence", cfg.batch_size, cfg.num_steps,
+                                     "random", cfg.seed)[:TRAIN_STEPS]
+    s1 = STREAM + 1
+    script = ([("weights",), ("eval", list(range(UNTRAINED)))] + verify_script
+              # stream batch 1 from zeros, then after batch 0's carried state; loss_and_grads
+              # in between must use the carried state without replacing it
+              + [("reset",), ("eval", [s1]),
+                 ("reset",), ("eval", [STREAM]), ("loss_and_grads", s1), ("eval", [s1]),
+                 # the lr given to train_step is the one applied
+                 ("reset",), ("train_step", 0, 0.0), ("weights",)]
+              + [("reset",)] + [("train_step", first_train + i, cfg.lr) for i in range(TRAIN_STEPS)])
+    n = 2 + len(verify_script)
+    nan_cfg = make_config("tiny", lr=1e30, clip=1e30)  # the first update blows the weights up
+    with ThreadPoolExecutor(3) as pool:
+        paddle = pool.submit(probe, "paddle", LAYOUTS, cfg, weights, batches, script)
+        torch = pool.submit(probe, "torch", "packed", cfg, weights, batches, script)
+        nan = pool.submit(run_isolated, run_spec(nan_cfg, "paddle", "lod", "cpu", threads=1, steps=3,
+                                                 warmup=0, eval="none"), 900)
+        out = {**paddle.result(), "torch": torch.result()["packed"]}
+        nan = nan.result()
+    return dict(
+        cfg=cfg, weights=weights, batches=batches, train_batches=batches[first_train:], nan=nan,
+        roundtrip={k: v[0] for k, v in out.items()},
+        untrained={k: v[1] for k, v in out.items()},
+        verify={k: _unpack(v[2:n]) for k, v in out.items()},
+        stream={k: dict(zero=v[n + 1], carried=v[n + 5], objective=v[n + 4][0])
+                for k, v in out.items()},
+        lr0={k: (v[n - 1], v[n + 8]) for k, v in out.items()},
+        learning={k: np.array(v[n + 10:]) for k, v in out.items()})
+
+
+def test_export_import_round_trips_exactly(runs):
+    for layout in LAYOUTS:
+        got = runs["roundtrip"][layout]
+        assert {k: v.shape for k, v in got.items()} == shapes(runs["cfg"])
+        for name, w in runs["weights"].items():
+            assert got[name].dtype == np.float32 and got[name].flags.c_contiguous, name
+            assert np.array_equal(got[name], w), (layout, name)
+
+
+@pytest.mark.parametrize("other", ["padded", "torch"])
+def test_lod_matches_padded_and_torch_packed(runs, other):
+    # one step's loss and gradients from the same weights, 3 SGD steps per batching kind
+    # (random, bucketed, stream with carried state), the stream eval sum, and the trained weights
+    d = differences(runs["verify"][other], runs["verify"]["lod"], runs["weights"])
+    assert all(d[k] <= TOLERANCES[k] for k in d), d
+    assert math.isclose(runs["untrained"][other], runs["untrained"]["lod"], rel_tol=1e-5)
+
+
+def test_the_comparison_is_not_trivial(runs):
+    v = runs["verify"]["lod"]
+    assert len(set(np.round(v["losses"], 3))) == len(v["losses"]) == 3
+    assert len(v["trained_losses"]) == 10  # 3 SGD steps x 3 batching kinds + the eval sum
+    assert all(np.isfinite(v["trained_losses"]))
+    moved = max(float(np.abs(v["weights"][k] - w).max()) for k, w in comparable(runs["weights"]).items())
+    assert moved > 0.1
+    norms = [math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads.values()))
+             for grads in v["grads"]]
+    assert all(n > 1.0 for n in norms), norms  # real gradients, not zeros
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_stream_mode_carries_the_state_and_loss_and_grads_leaves_it(runs, layout):
+    s, ref = runs["stream"][layout], runs["stream"]["torch"]
+    batch = runs["batches"][STREAM + 1]
+    assert batch.carry_state
+    # the carried state changes the loss, the same way as in torch
+    assert abs(s["carried"] - s["zero"]) > 1e-4 * s["zero"], s
+    assert math.isclose(s["carried"], ref["carried"], rel_tol=1e-5)
+    assert math.isclose(s["zero"], ref["zero"], rel_tol=1e-5)
+    # loss_and_grads saw the carried state (its objective is the same sum / B) and kept it
+    assert math.isclose(s["objective"] * batch.batch_size, s["carried"], rel_tol=1e-5)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_train_step_applies_the_lr_it_is_given(runs, layout):
+    before, after = runs["lr0"][layout]  # the verify script's trained weights, then an lr=0 step
+    assert set(before) == set(after)
+    for name in before:
+        assert np.array_equal(after[name], before[name]), name
+
+
+def test_untrained_perplexity_is_near_vocabulary_size(runs):
+    tokens = sum(b.num_targets for b in runs["batches"][:UNTRAINED])
+    for layout in LAYOUTS:
+        ppl = math.exp(runs["untrained"][layout] / tokens)
+        assert 9_000 < ppl < 11_000, (layout, ppl)
+
+
+def test_tiny_training_loss_falls_on_real_ptb(runs):
+    tokens = np.array([b.num_targets for b in runs["train_batches"]])
+    per_token = runs["learning"]["lod"] / tokens
+    assert len(per_token) == TRAIN_STEPS and np.all(np.isfinite(per_token))
+    assert per_token[-5:].mean() < per_token[:5].mean() - 0.5, per_token
+
+
+def test_diverging_run_is_a_failed_record_with_paddles_environment(runs):
+    record = runs["nan"]
+    assert record["status"] == "failed" and record["error_kind"] == "diverged", record.get("error")
+    # step 0 from the initial weights is sane; step 1 runs on weights blown up to ~1e30, where
+    # Paddle's CPU cross entropy saturates at a finite value far above ln(V) per token
+    assert "training loss became" in record["error"] and "at step 1 " in record["error"], record["error"]
+    assert "the model diverged" in record["error"] and "lr=1e+30" in record["error"]
+    assert record["device"] == "cpu" and record["layout"] == "lod"
+    env = record["environment"]
+    assert env["framework"] == "paddle" and env["framework_version"].startswith("3.")
+    assert env["device_name"] == "cpu" and env["cuda_version"] is None and env["cudnn_version"] is None
+    assert env["lstm_kernel"].startswith("fused rnn op") and env["cpu_math_threads"] == 1
