@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import os
 import shutil
 import signal
@@ -39,6 +40,12 @@ def has_gpu() -> bool:
 def _key(spec: dict) -> tuple:
     return cell_key({"backend": spec["backend"], "layout": spec["layout"], "config": spec["config"],
                      "run": {k: spec.get(k) for k in RECORDED_RUN_FIELDS}})
+
+
+def checkpoint_for(machine_dir: Path, spec: dict, n: int) -> Path:
+    """Where the n-th not-yet-recorded run of a training cell keeps its per-epoch checkpoint."""
+    digest = hashlib.sha256(repr(_key(spec)).encode()).hexdigest()[:16]
+    return Path(machine_dir) / "checkpoints" / f"{digest}-{n}.ckpt"
 
 
 def plan(cells: list[dict], device: str, data_dir, done: dict[tuple, int]) -> list[tuple[dict, dict]]:
@@ -100,11 +107,26 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
         + (f", {total - len(todo)} already recorded for commit {(commit or '')[:10]}" if total > len(todo) else "")
         + (" (uncommitted changes: --resume will not tell them apart)" if dirty else "")
         + f"; records go to {results_file}")
+    if report and todo:
+        from .peak import measure_peaks, missing_peaks
+
+        # once per machine: the report's utilisation column divides by this GEMM rate
+        missing = missing_peaks([spec["backend"] for _, spec in todo], results_dir)
+        if missing:
+            say(f"measuring the float32 GEMM peak once for this machine: {', '.join(missing)} "
+                f"(`lmbench peak` re-measures)")
+            measure_peaks(missing, results_dir, device, say=say)
     failed = finished = 0
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # a kill is handled like Ctrl-C
     bar = tqdm(total=len(todo), unit="run", file=out, dynamic_ncols=True)
+    occurrences: dict[tuple, int] = {}
     try:
         for cell, spec in todo:
+            if spec.get("epochs"):
+                # trainings checkpoint every epoch; `--resume` continues the interrupted one
+                # (the first run of a cell not yet recorded ok) from its last epoch
+                n = occurrences[_key(spec)] = occurrences.get(_key(spec), -1) + 1
+                spec = {**spec, "checkpoint": str(checkpoint_for(machine_dir, spec, n)), "resume": resume}
             name = label({"backend": spec["backend"], "layout": spec["layout"], "config": spec["config"]})
             bar.set_description(name)
             bar.set_postfix_str("starting")
@@ -118,6 +140,8 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
             record["suite"] = str(suite)
             record["load_average"] = round(load, 2)  # other work on the machine when the run started
             append_record(results_file, record)
+            if record["status"] == "ok" and spec.get("checkpoint"):
+                Path(spec["checkpoint"]).unlink(missing_ok=True)  # recorded: nothing left to resume
             finished += 1
             if record["status"] != "ok":
                 failed += 1

@@ -121,31 +121,46 @@ def cmd_peak(a) -> int:
 
         if not has_gpu():
             raise Fail("--device cuda: this machine has no NVIDIA GPU; use --device cpu or auto")
-    out = peak_file(a.results_dir)
+    return measure_peaks(a.frameworks, a.results_dir, a.device, a.threads, a.reps, a.size)
+
+
+def measure_peaks(frameworks, results_dir="results", device="auto", threads=None, reps=5, size=None,
+                  say=print) -> int:
+    """Measure each framework in its own child process and merge into peak.json; 0 if all did."""
+    out = peak_file(results_dir)
     peaks = json.loads(out.read_text()) if out.is_file() else {}
-    threads = a.threads or env.cpu_count()
+    threads = threads or env.cpu_count()
     status = 0
-    for fw in a.frameworks:
-        cmd = [sys.executable, "-m", "lmbench.peak", "--child", fw, "--reps", str(a.reps),
-               "--threads", str(threads), "--device", a.device] + (["--size", str(a.size)] if a.size else [])
+    for fw in frameworks:
+        cmd = [sys.executable, "-m", "lmbench.peak", "--child", fw, "--reps", str(reps),
+               "--threads", str(threads), "--device", device] + (["--size", str(size)] if size else [])
         proc = subprocess.run(cmd, capture_output=True, text=True)
         lines = proc.stdout.strip().splitlines()
         if proc.returncode != 0 or not lines:
             err = proc.stderr.strip().splitlines()
-            print(f"{fw}: failed: {err[-1] if err else f'exit status {proc.returncode}'}", file=sys.stderr)
+            say(f"{fw}: GEMM peak failed: {err[-1] if err else f'exit status {proc.returncode}'}")
             status = 1
             continue
         entry = json.loads(lines[-1])
-        entry.update(threads=threads, reps=a.reps, cpu_model=env.cpu_model(),
+        entry.update(threads=threads, reps=reps, cpu_model=env.cpu_model(),
                      utc_time=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
         peaks[fw] = entry
-        print(f"{fw}: {entry['gflops']:,.1f} GFLOP/s float32 GEMM "
-              f"({entry['size']}x{entry['size']}, {entry['device']}, {threads} threads)")
+        say(f"{fw}: {entry['gflops']:,.1f} GFLOP/s float32 GEMM "
+            f"({entry['size']}x{entry['size']}, {entry['device']}, {threads} threads)")
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(peaks, indent=1) + "\n")  # after each: a later failure keeps it
+        tmp = out.with_name(f".{out.name}.tmp")  # after each framework, atomically: a later failure keeps it
+        tmp.write_text(json.dumps(peaks, indent=1) + "\n")
+        os.replace(tmp, out)
     if peaks:
-        print(f"saved in {out}")
+        say(f"saved in {out}")
     return status
+
+
+def missing_peaks(frameworks, results_dir="results") -> list[str]:
+    """Frameworks with no GEMM peak measured on this machine yet."""
+    out = peak_file(results_dir)
+    peaks = json.loads(out.read_text()) if out.is_file() else {}
+    return [fw for fw in dict.fromkeys(frameworks) if fw in FRAMEWORKS and fw not in peaks]
 
 
 def add_parser(sub) -> None:

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from lmbench.bench import _key, has_gpu, plan, run_suite
+from lmbench import env
+from lmbench.bench import _key, checkpoint_for, has_gpu, plan, run_suite
+from lmbench.runner import run_isolated
 from lmbench.suite import SuiteError, load_suite, spec_for, suite_path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -181,4 +183,26 @@ def test_interrupted_suite_keeps_finished_runs_and_resume_runs_the_rest(tmp_path
     assert [(r["layout"], r["status"]) for r in records_in(files[1])] == [("padded", "ok")]
     md = (results / "report" / "report.md").read_text()  # the report covers the resumed runs too
     assert "2 run(s): 2 ok, 0 failed" in md
+    # the GEMM peak was measured once for this machine, and the report divides by it
+    assert "torch" in json.loads((files[1].parent / "peak.json").read_text())
+    assert "pct_of_peak = achieved model FLOP/s" in md
     assert all(os.path.getsize(f) > 0 for f in files)
+
+
+def test_resume_continues_an_interrupted_training_cell_from_its_checkpoint(tmp_path):
+    path = suite(tmp_path, TINY.replace("steps = 3", "epochs = 2\nepoch_batches = 3")
+                 + '[[matrix]]\nbackend = "torch"\n')
+    results = tmp_path / "results"
+    [cell] = load_suite(path)
+    spec = spec_for(cell, "cpu")
+    ckpt = checkpoint_for(results / env.machine_key(), spec, 0)
+    # what an interrupted suite leaves behind: the cell's checkpoint after its first epoch
+    first = run_isolated({**spec, "epochs": 1, "checkpoint": str(ckpt)})
+    assert first["status"] == "ok" and ckpt.is_file()
+    assert run_suite(str(path), device="cpu", results_dir=results, resume=True, report=False) == 0
+    [record] = records_in(next(results.glob("*/*.jsonl")))
+    m = record["metrics"]
+    assert record["status"] == "ok" and m["resumed_from_epoch"] == 1
+    assert [e["epoch"] for e in m["epoch_log"]] == [1, 2]
+    assert m["epoch_log"][0] == first["metrics"]["epoch_log"][0]  # epoch 1 came from the checkpoint
+    assert not ckpt.exists()  # recorded: the checkpoint is gone
