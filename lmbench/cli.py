@@ -6,7 +6,7 @@ import importlib
 import importlib.util
 import sys
 
-from .config import PRESETS, ConfigError, make_config
+from .config import PRESETS, Config, ConfigError, make_config
 
 # config fields settable from the command line, with their types
 OVERRIDES = {"hidden": int, "layers": int, "num_steps": int, "batch_size": int,
@@ -27,7 +27,7 @@ def add_config_args(p: argparse.ArgumentParser, mode_default="sentence") -> None
                        help=f"override the preset's {name}")
 
 
-def config_from_args(a) -> "Config":  # noqa: F821
+def config_from_args(a) -> Config:
     overrides = {k: getattr(a, k) for k in OVERRIDES}
     overrides["epochs"] = getattr(a, "epochs", None)  # `run --epochs N` trains N epochs
     return make_config(a.preset, mode=a.mode, batching=a.batching, **overrides)

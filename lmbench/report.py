@@ -30,7 +30,7 @@ def frame(records: list[dict], search: list[Path] = ()) -> pd.DataFrame:
     for r in records:
         if r["status"] != "ok" or not r.get("metrics"):
             continue
-        m, c, e = r["metrics"], r["config"], r.get("environment") or {}
+        m, c = r["metrics"], r["config"]
         st = m.get("step_time_ms") or {}
         gflops = (m.get("achieved_flops_per_sec") or np.nan) / 1e9
         peak = peak_for(r, list(search))

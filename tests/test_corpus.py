@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from lmbench.config import ConfigError
-from lmbench.corpus import (PAD_ID, CorpusError, Vocab, load_corpus, make_batches, padding_fraction,
+from lmbench.corpus import (PAD_ID, CorpusError, Vocab, make_batches, padding_fraction,
                             tokenize)
 
 TARGETS = {"train": 929_589, "valid": 73_760, "test": 82_430}

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import stat
 import sys
 import threading
