@@ -45,6 +45,7 @@ def frame(records: list[dict], search: list[Path] = ()) -> pd.DataFrame:
             "padding_fraction": m.get("padding_fraction", np.nan), "achieved_gflops": gflops,
             "pct_of_peak": 100 * gflops / peak if peak else np.nan,
             "epoch_log": m.get("epoch_log") or None,
+            "target_ppl": m.get("target_ppl"), "time_to_target_seconds": m.get("time_to_target_seconds"),
         })
     return pd.DataFrame(rows)
 
@@ -183,11 +184,22 @@ def write_report(paths, out_dir="results/report", warn=print) -> list[Path]:
         body += ["<ul>"] + [f"<li>{html.escape(n)}</li>" for n in notes] + ["</ul>"]
         trained = df[df.epoch_log.notna() & df.preset.isin(PUBLISHED)]
         if not trained.empty:
-            ppl = pd.DataFrame([{"run": f"{r.backend}/{r.layout} {r.preset} {r.mode}", "valid_ppl": r.valid_ppl,
-                                 "test_ppl": r.test_ppl, "published_valid": PUBLISHED[r.preset][0],
-                                 "published_test": PUBLISHED[r.preset][1]} for r in trained.itertuples()]).round(2)
+            ppl = pd.DataFrame([{
+                "run": f"{r.backend}/{r.layout} {r.preset} {r.mode}", "epochs": len(r.epoch_log),
+                "valid_ppl": r.valid_ppl, "test_ppl": r.test_ppl, "published_valid": PUBLISHED[r.preset][0],
+                "published_test": PUBLISHED[r.preset][1], "minutes": r.epoch_log[-1]["wall_seconds"] / 60,
+                "target_ppl": r.target_ppl,
+                # time-to-quality: wall minutes until validation perplexity first fell below the target
+                "minutes_to_target": (r.time_to_target_seconds / 60
+                                    if r.time_to_target_seconds is not None and r.time_to_target_seconds == r.time_to_target_seconds
+                                    else None),
+            } for r in trained.itertuples()]).round(2)
             md += ["## Perplexity vs Zaremba et al. (2014)", "", ppl.to_markdown(index=False), ""]
             body += ["<h2>Perplexity vs Zaremba et al. (2014)</h2>", ppl.to_html(index=False, na_rep="-")]
+            note = ("published = Zaremba et al. 2014 after the preset's full schedule (small: 13 epochs); "
+                    "minutes_to_target empty = validation perplexity never fell below target_ppl")
+            md += [f"- {note}", ""]
+            body += [f"<p>{html.escape(note)}</p>"]
         md += ["## Plots", ""]
         body += ["<h2>Plots</h2>"]
         for name, (caption, png) in plots(df).items():

@@ -11,7 +11,8 @@ from lmbench.runner import SCHEMA_VERSION
 
 def record(backend="torch", layout="packed", batching="random", words_per_sec=1000.0, step_ms=100.0,
            spread=5.0, n=40, seed=0, mode="sentence", valid_ppl=None, padding=0.4, epoch_log=None,
-           cpu="Test CPU", batch_size=20, status="ok", load_average=None, test_ppl=None):
+           cpu="Test CPU", batch_size=20, status="ok", load_average=None, test_ppl=None,
+           time_to_target=None):
     rng = np.random.default_rng(seed)
     samples = list(np.round(rng.normal(step_ms, spread, n).clip(1), 4))
     cfg = make_config("small", mode=mode, batching=batching, batch_size=batch_size).to_dict()
@@ -31,7 +32,8 @@ def record(backend="torch", layout="packed", batching="random", words_per_sec=10
             "p90": float(np.percentile(samples, 90)), "samples": samples},
         "eval_words_per_sec": 3 * words_per_sec, "valid_ppl": valid_ppl, "test_ppl": test_ppl, "peak_memory_bytes": 600 * 2 ** 20,
         "padding_fraction": padding, "achieved_flops_per_sec": words_per_sec * 15.8e6, "flops_per_token": 15.8e6,
-        "epoch_log": epoch_log, "tokens": 1000, "timed_tokens": 900, "train_seconds": 1.0}
+        "epoch_log": epoch_log, "target_ppl": 125.0 if epoch_log else None,
+        "time_to_target_seconds": time_to_target, "tokens": 1000, "timed_tokens": 900, "train_seconds": 1.0}
     return r
 
 

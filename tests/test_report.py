@@ -32,7 +32,7 @@ def report(tmp_path_factory):
         record("paddle", "lod", "bucketed", 2200, seed=4, padding=0.01),
         record("torch", "packed", "random", 1500, seed=5, batch_size=64),
         record("torch", "packed", mode="stream", words_per_sec=1600, seed=6, valid_ppl=130.5, test_ppl=125.25,
-               padding=0.0, epoch_log=EPOCHS),
+               padding=0.0, epoch_log=EPOCHS, time_to_target=90.0),
         record("tensorflow", "padded", status="failed", seed=7),
     ]
     future = record(seed=8)
@@ -98,7 +98,8 @@ def test_failed_runs_environment_and_published_perplexity(written):
     assert failed == [["tensorflow/padded small sentence/random B=20", "crash", "RuntimeError: boom"]]
     assert "machine h: Test CPU, 2 CPUs" in md and "torch: torch 1.0 on cpu" in md
     col, ppl = table_rows(md, "## Perplexity vs Zaremba et al. (2014)")
-    assert ppl == [["torch/packed small stream", "130.5", "125.25", "120.7", "114.5"]]
+    # 2 epochs in 120 s; valid ppl fell below the target (125) at 90 s
+    assert ppl == [["torch/packed small stream", "2", "130.5", "125.25", "120.7", "114.5", "2", "125", "1.5"]]
     # bad lines are skipped with a warning naming the file and line; good records are used
     assert f"results.jsonl:8: record has schema_version {SCHEMA_VERSION + 1}" in warnings
     assert "results.jsonl:9: skipped a corrupt or truncated record" in warnings
