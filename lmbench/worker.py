@@ -192,10 +192,15 @@ def run(spec: dict, progress: Progress, out: dict) -> dict:
         ckpt = spec.get("checkpoint")
         if ckpt and spec.get("resume") and os.path.exists(ckpt):
             weights, meta = checkpoint.load(ckpt)
-            if meta["config"] != cfg.to_dict() or meta["backend"] != [spec["backend"], spec["layout"]]:
+            # the number of epochs may grow (resume a 2-epoch run to 13): the lr of an epoch
+            # depends only on its index; every other setting must be the same
+            same = {k: v for k, v in meta["config"].items() if k != "epochs"} == \
+                {k: v for k, v in cfg.to_dict().items() if k != "epochs"}
+            if not same or meta["backend"] != [spec["backend"], spec["layout"]]:
+                diff = sorted(k for k, v in cfg.to_dict().items() if meta["config"].get(k) != v and k != "epochs")
                 raise checkpoint.CheckpointError(
-                    f"checkpoint {ckpt} belongs to another run ({meta['backend']}, "
-                    f"{meta['config']}); use a different --checkpoint file")
+                    f"checkpoint {ckpt} belongs to another run ({meta['backend'][0]}/{meta['backend'][1]}"
+                    + (f"; differs in {', '.join(diff)}" if diff else "") + "); use a different --checkpoint file")
             backend.set_weights(weights)
             start, t_offset, epoch_log = meta["epoch"], meta["wall_seconds"], meta["epoch_log"]
             out["time_to_target_seconds"] = meta["time_to_target_seconds"]

@@ -83,3 +83,22 @@ def test_killed_run_resumes_to_the_same_result(runs):
     assert [e["valid_ppl"] for e in a] == [e["valid_ppl"] for e in b]  # bitwise, on the CPU
     assert [e["train_ppl"] for e in a] == [e["train_ppl"] for e in b]
     assert full["metrics"]["valid_ppl"] == resumed["metrics"]["valid_ppl"]
+
+
+def test_a_finished_training_extends_to_more_epochs_but_not_to_another_config(tmp_path):
+    ckpt = tmp_path / "ck.npz"
+    settings = {**EPOCHS, "eval": "none"}
+    one = run_isolated(run_spec(make_config("tiny", epochs=1), "torch", checkpoint=ckpt,
+                                **{**settings, "epochs": 1}))
+    assert one["status"] == "ok", one.get("error")
+    # `lmbench run --epochs 2 --resume` after a 1-epoch run: the schedule only depends on the epoch
+    more = run_isolated(run_spec(make_config("tiny", epochs=2), "torch", checkpoint=ckpt, resume=True,
+                                 **{**settings, "epochs": 2}))
+    assert more["status"] == "ok", more.get("error")
+    assert more["metrics"]["resumed_from_epoch"] == 1
+    assert [e["epoch"] for e in more["metrics"]["epoch_log"]] == [1, 2]
+    assert more["metrics"]["epoch_log"][0] == one["metrics"]["epoch_log"][0]
+    other = run_isolated(run_spec(make_config("tiny", epochs=3, hidden=16), "torch", checkpoint=ckpt,
+                                  resume=True, **{**settings, "epochs": 3}))
+    assert other["status"] == "failed" and other["error_kind"] == "checkpoint"
+    assert "belongs to another run (torch/packed; differs in hidden)" in other["error"]
