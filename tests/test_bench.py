@@ -50,7 +50,7 @@ def test_shipped_suites_load():
     stream = [c for c in cells if c["mode"] == "stream"]
     assert len(sentence) == 10 and {c["batching"] for c in sentence} == {"random", "bucketed"}
     assert sorted(c["backend"] for c in stream) == ["paddle", "tensorflow", "torch"]
-    assert all(c["eval"] == "valid" and c["eval_batches"] for c in stream)
+    assert all(c["eval"] == "valid" and "eval_batches" not in c for c in stream)  # the whole split
     assert all(c["eval"] == "none" and c["preset"] == "small" for c in sentence)
     gpu = load_suite(suite_path("gpu"))
     assert {c["preset"] for c in gpu} == {"medium", "large"}
