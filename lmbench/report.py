@@ -94,11 +94,12 @@ def plots(df: pd.DataFrame) -> dict[str, tuple[str, bytes]]:
             pad=("padding_fraction", "median")).reset_index()
         # words/s is tokens / step time: the p90 step time gives the low end, p10 the high end
         err = np.clip([g.wps - g.wps * g.med / g.p90, g.wps * g.med / g.p10 - g.wps], 0, None)
-        fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(g)), 4))
+        fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(g)), 4.5))
         ax.bar([f"{b}/{l}\n{bt}" for b, l, bt in zip(g.backend, g.layout, g.batching)], g.wps,
                yerr=np.nan_to_num(err), capsize=3, color=[f"C{sorted(set(g.backend)).index(b)}" for b in g.backend])
         ax.set_ylabel("train words/s (real tokens)")
-        ax.tick_params(axis="x", labelsize=7)
+        ax.tick_params(axis="x", labelsize=7, labelrotation=30)
+        plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")  # long names must not overlap
         out["throughput"] = ("Training throughput per backend, layout and batching "
                              "(error bars: step-time p10-p90)", _png(fig))
         # what padding costs: every layout of a framework side by side, per batching
