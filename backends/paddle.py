@@ -1,14 +1,29 @@
-"""PaddlePaddle: non-padded LoD-style input (flat real tokens + offsets), plus padded.
+"""PaddlePaddle: non-padded LoD input (flat real tokens + offsets), plus padded layouts.
 
 Layouts
-- lod:    the batch arrives as its concatenated real tokens and offsets (the LoD view).
-          Only real tokens are embedded; they are scattered by the offsets into a [B, T, H]
-          buffer for paddle.nn.LSTM(sequence_length=lengths) -- which never reads past a
-          sequence's length -- and the real positions are gathered back, so the decoder
-          and the loss see only real tokens. Paddle 3 has no LoDTensor / dynamic_lstm; this
-          is the same contract (no padded work outside the recurrence) in today's API.
-- padded: the same model on the padded [B, T] batch; decoder and a masked loss on every
-          position, the work a padded TensorFlow batch does.
+- lod:        what Fluid's dynamic_lstm did: no padded position is computed anywhere. The
+              batch arrives as its concatenated real tokens and offsets (the LoD view);
+              sequences are ordered by length and the recurrence runs over a batch that
+              shrinks as sequences end (Fluid's "sequence2batch", PyTorch's PackedSequence):
+
+                  lengths of rows b0..b3 = 2 5 1 3, ordered by length: b1 b3 b0 b2
+                          t = 0 1 2 3 4
+                     b1       x x x x x     [0, 1): 4 rows x 1 step
+                     b3       x x x         [1, 2): 3 rows x 1 step
+                     b0       x x           [2, 3): 2 rows x 1 step
+                     b2       x             [3, 5): 1 row  x 2 steps
+
+              Between two consecutive lengths the batch is constant, so each such segment
+              is one call of the fused multi-layer rnn op on rows [:bs] with the (h, c) the
+              previous segment ended with (layer l at time t needs only layer l-1 at t and
+              layer l at t-1, so cutting time into segments changes nothing). Embedding,
+              LSTM, decoder and loss see exactly the batch's real tokens.
+- lod-padded: the earlier scheme: only real tokens are embedded, scattered by the offsets
+              into a [B, T, H] buffer for nn.LSTM(sequence_length=lengths) and gathered
+              back for decoder and loss. On the CPU the rnn kernel still runs every time
+              step for every row and masks (sequence_length does not shrink the work).
+- padded:     the same model on the padded [B, T] batch; decoder and a masked loss on
+              every position, the work a padded TensorFlow batch does.
 paddle.nn.LSTM runs the fused `rnn` op (not a Python loop of LSTMCell) whenever its
 parameters are the standard four per layer (`could_use_cudnn`; custom bias/weight attrs set
 to False, or ROCm with sequence_length, fall back to the loop): cuDNN on GPU, on the CPU
@@ -22,9 +37,25 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-from lmbench.backend import Backend as BaseBackend, BackendUnavailable, StepTimer
+from lmbench.backend import Backend as BaseBackend, BackendUnavailable
 
-LAYOUTS = ("lod", "padded")
+LAYOUTS = ("lod", "lod-padded", "padded")
+
+
+def length_segments(lengths: np.ndarray, offsets: np.ndarray):
+    """The lod layout's schedule, in numpy: rows ordered by length (longest first, stable),
+    and for every run of time steps over which the number of unfinished rows is constant,
+    (rows, first step, steps). Also the flat index of every token in segment order: segment
+    by segment, row-major over [rows, steps]."""
+    order = np.argsort(-lengths, kind="stable")
+    ends = sorted(set(lengths.tolist()))  # the time steps at which some rows finish
+    segments, flat, t = [], [], 0
+    for end in ends:
+        rows = int(np.sum(lengths >= end))
+        segments.append((rows, t, end - t))
+        flat.append((offsets[order[:rows], None] + np.arange(t, end)[None, :]).reshape(-1))
+        t = end
+    return order, segments, np.concatenate(flat)
 
 
 class LSTMLM(nn.Layer):
@@ -38,13 +69,14 @@ class LSTMLM(nn.Layer):
         self.decoder = nn.Linear(hidden, vocab_size)
 
     def forward(self, batch, layout, state):
-        """Summed NLL over real targets, the final (h, c), and a NaN guard for the report."""
+        """Summed NLL over real targets and the final (h, c) (None where not kept)."""
+        if layout == "lod":
+            return self._forward_lod(batch, state)
         B, T, H = batch["B"], batch["T"], self.hidden
         lengths = batch["lengths"]
-        if layout == "lod":
-            # LoD (Fluid's dynamic_lstm): a batch is N real tokens + offsets, no padding. Paddle 3
-            # keeps that contract around nn.LSTM: embed the N tokens, scatter them by offset into
-            # [B, T, H] zeros the LSTM never reads past `lengths`, gather the N outputs back.
+        if layout == "lod-padded":
+            # embed the N real tokens, scatter them by offset into [B, T, H] zeros the LSTM
+            # masks past `lengths`, gather the N outputs back
             emb = self.drop(self.embedding(batch["flat_inputs"]))  # [N, H]: real tokens only
             slots = batch["slots"]  # flat position of each real token in [B * T]
             padded = paddle.scatter(paddle.zeros([B * T, H], emb.dtype), slots, emb)
@@ -60,25 +92,33 @@ class LSTMLM(nn.Layer):
             gold = paddle.where(mask, batch["targets"], paddle.zeros_like(batch["targets"]))
             nll = F.cross_entropy(logits, gold, reduction="none").reshape([-1])
             loss = (nll * mask.astype(nll.dtype)).sum()
-        # Paddle's CPU softmax (so cross_entropy) over 10,000 classes maps NaN logits to a
-        # uniform distribution: a diverged model reports log(V) per token, never NaN. The
-        # reported loss carries 0 * sum(logits) (one read, no backward) so NaN/inf show.
-        return loss, state, 0.0 * logits.detach().sum()
+        return loss, state
 
-
-class CudaEventTimer(StepTimer):
-    # paddle.device.Event (Paddle 3) has record() and elapsed_time() in ms on the current
-    # device; the older paddle.device.cuda.Event documents no elapsed_time.
-    def start(self):
-        self._starts.append(paddle.device.Event(enable_timing=True))
-        self._starts[-1].record()
-
-    def stop(self):
-        self._stops.append(paddle.device.Event(enable_timing=True))
-        self._stops[-1].record()
-
-    def samples_ms(self):
-        return [a.elapsed_time(b) for a, b in zip(self._starts, self._stops)]
+    def _forward_lod(self, batch, state):
+        """The shrinking batch (see the module docstring); tokens in segment order."""
+        x = self.drop(self.embedding(batch["seg_inputs"]))  # [N, H], real tokens only
+        order, segments, H = batch["order"], batch["segments"], self.hidden
+        if state is not None:  # carried (h, c) in batch order -> length order
+            state = tuple(paddle.index_select(s, order, axis=1) for s in state)
+        outputs, done, start = [], [], 0  # done: (h, c) of rows that finished, last rows first
+        for k, (rows, _, steps) in enumerate(segments):
+            xk = x[start:start + rows * steps].reshape([rows, steps, H])
+            start += rows * steps
+            if state is not None:
+                state = tuple(s[:, :rows] for s in state)
+            out, state = self.lstm(xk, state)
+            outputs.append(out.reshape([rows * steps, H]))
+            after = segments[k + 1][0] if k + 1 < len(segments) else 0
+            if batch["keep_final"] and after < rows:
+                done.append(tuple(s[:, after:rows] for s in state))
+        hidden = paddle.concat(outputs) if len(outputs) > 1 else outputs[0]
+        logits = self.decoder(self.drop(hidden))
+        loss = F.cross_entropy(logits, batch["seg_targets"], reduction="sum")
+        final = None
+        if batch["keep_final"]:  # length order -> batch order
+            final = tuple(paddle.index_select(paddle.concat([d[i] for d in reversed(done)], axis=1),
+                                              batch["unorder"], axis=1) for i in range(2))
+        return loss, final
 
 
 class Backend(BaseBackend):
@@ -86,8 +126,6 @@ class Backend(BaseBackend):
 
     def __init__(self, cfg, layout, device, threads):
         super().__init__(cfg, layout, device, threads)
-        if layout not in LAYOUTS:
-            raise ValueError(f"paddle: invalid layout={layout!r}: allowed: {', '.join(LAYOUTS)}")
         if device == "cuda" and not self.cuda_available():
             raise BackendUnavailable("paddle: --device cuda, but this paddle build sees no CUDA device "
                                      "(install paddlepaddle-gpu)")
@@ -96,10 +134,16 @@ class Backend(BaseBackend):
         # (MKL_Set_Num_Threads + omp_set_num_threads, or openblas_set_num_threads).
         paddle.base.core.set_num_threads(threads)
         paddle.set_device("gpu:0" if device == "cuda" else "cpu")
+        if device == "cuda":
+            # true float32: Paddle 3.3 lets cuDNN (so the LSTM) use TF32 by default
+            paddle.set_flags({"FLAGS_cudnn_allow_tf32": False, "FLAGS_cublas_allow_tf32": False})
         self.model = LSTMLM(cfg.vocab_size, cfg.hidden, cfg.layers, cfg.dropout)
-        self.optimizer = paddle.optimizer.SGD(learning_rate=cfg.lr, parameters=self.model.parameters(),
-                                              grad_clip=nn.ClipGradByGlobalNorm(cfg.clip))
-        self.state = None
+        self.params = self.model.parameters()
+        # Gradients are clipped by hand (the global norm, as ClipGradByGlobalNorm computes
+        # it) because that norm is also the divergence guard: Paddle's CPU softmax maps NaN
+        # logits to a uniform distribution, so a diverged model's loss stays finite, but
+        # its gradient norm does not. The step returns loss + 0 * norm: one scalar op.
+        self.optimizer = paddle.optimizer.SGD(learning_rate=cfg.lr, parameters=self.params)
 
     @classmethod
     def cuda_available(cls):
@@ -128,13 +172,16 @@ class Backend(BaseBackend):
         return {name: (p.numpy().T if t else p.numpy()).copy() for name, (p, t) in self._named().items()}
 
     # -- steps --------------------------------------------------------------------------
-    def reset_state(self):
-        self.state = None
-
-    def _tensors(self, batch):
+    def _tensors(self, batch, keep_final):
         B, T = batch.inputs.shape
+        if self.layout == "lod":  # no lengths tensor: no host copy of it inside the rnn op
+            order, segments, flat = length_segments(batch.lengths, batch.offsets)
+            return {"B": B, "T": T, "segments": segments, "keep_final": keep_final,
+                    "seg_inputs": paddle.to_tensor(batch.flat_inputs[flat]),
+                    "seg_targets": paddle.to_tensor(batch.flat_targets[flat]),
+                    "order": paddle.to_tensor(order), "unorder": paddle.to_tensor(np.argsort(order))}
         out = {"B": B, "T": T, "lengths": paddle.to_tensor(batch.lengths.astype(np.int32))}
-        if self.layout == "lod":
+        if self.layout == "lod-padded":
             rows = np.repeat(np.arange(B), batch.lengths)
             slots = rows * T + (np.arange(len(rows)) - batch.offsets[rows])
             out.update(flat_inputs=paddle.to_tensor(batch.flat_inputs),
@@ -145,27 +192,31 @@ class Backend(BaseBackend):
         return out
 
     def _forward(self, batch, keep_state):
-        state = self.state if batch.carry_state and self.state is not None \
-            and self.state[0].shape[1] == batch.batch_size else None
-        loss, new_state, guard = self.model(self._tensors(batch), self.layout, state)
+        keep = keep_state and batch.carry_state
+        loss, final_state = self.model(self._tensors(batch, keep), self.layout, self.carried_state(batch))
         if keep_state:
-            self.state = tuple(s.detach() for s in new_state) if batch.carry_state else None
-        return loss, guard
+            self.keep_state(batch, final_state, paddle.Tensor.detach)
+        return loss
 
     def train_step(self, batch, lr):
         self.model.train()
-        loss, guard = self._forward(batch, keep_state=True)
+        loss = self._forward(batch, keep_state=True)
         (loss / batch.batch_size).backward()  # summed over time, averaged over sequences
+        with paddle.no_grad():
+            grads = [p.grad for p in self.params]
+            norm = paddle.sqrt(paddle.add_n([paddle.sum(paddle.square(g)) for g in grads]))
+            scale = self.cfg.clip / paddle.maximum(norm, paddle.full([], self.cfg.clip, norm.dtype))
+            for g in grads:
+                g.multiply_(scale)
         self.optimizer.set_lr(lr)
         self.optimizer.step()
         self.optimizer.clear_grad()
-        return loss.detach() + guard
+        return loss.detach() + 0.0 * norm  # NaN/inf in the norm shows in the loss read back
 
     def eval_step(self, batch):
         self.model.eval()
         with paddle.no_grad():
-            loss, guard = self._forward(batch, keep_state=True)
-            return loss + guard
+            return self._forward(batch, keep_state=True)
 
     def loss_and_grads(self, batch):
         # Train mode (the fused rnn op keeps what backward needs only when not is_test),
@@ -175,15 +226,14 @@ class Backend(BaseBackend):
         self.model.drop.p = self.model.lstm.dropout = 0.0
         self.optimizer.clear_grad()
         try:
-            loss, guard = self._forward(batch, keep_state=False)
-            objective = loss / batch.batch_size
+            objective = self._forward(batch, keep_state=False) / batch.batch_size
             objective.backward()
         finally:
             self.model.drop.p, self.model.lstm.dropout = saved
         grads = {name: (p.grad.numpy().T if t else p.grad.numpy()).copy()
                  for name, (p, t) in self._named().items()}
         self.optimizer.clear_grad()
-        return float(objective + guard), grads
+        return float(objective), grads
 
     def to_floats(self, handles):
         return paddle.stack(handles).numpy().reshape(-1).tolist() if handles else []
@@ -193,8 +243,10 @@ class Backend(BaseBackend):
         if self.device == "cuda":
             paddle.device.synchronize()
 
-    def step_timer(self):
-        return CudaEventTimer() if self.device == "cuda" else StepTimer()
+    def device_event(self):
+        # paddle.device.Event (Paddle 3) has record() and elapsed_time() in ms on the current
+        # device; the older paddle.device.cuda.Event documents no elapsed_time
+        return paddle.device.Event(enable_timing=True) if self.device == "cuda" else None
 
     def peak_memory_bytes(self):
         return paddle.device.cuda.max_memory_allocated() if self.device == "cuda" else None
@@ -205,6 +257,10 @@ class Backend(BaseBackend):
             kernel = "paddle.nn.RNN loop of LSTMCell"
         else:
             kernel = "fused rnn op: cudnn" if cuda else "fused rnn op: phi CPU kernel (BLAS GEMM per step)"
+            if self.layout == "lod":
+                kernel += ", once per run of equal batch size (shrinking batch, real tokens only)"
+            else:
+                kernel += ", every row for all T steps (sequence_length masks)"
         return {
             "framework": "paddle", "framework_version": paddle.__version__,
             "device_name": paddle.device.cuda.get_device_name() if cuda else "cpu",
@@ -212,4 +268,9 @@ class Backend(BaseBackend):
             "cudnn_version": paddle.version.cudnn() if cuda else None,
             "cpu_math_threads": self.threads,
             "lstm_kernel": kernel,
+            "precision": {"dtype": "float32",
+                          "tf32_cudnn": paddle.get_flags(["FLAGS_cudnn_allow_tf32"])["FLAGS_cudnn_allow_tf32"]
+                          if cuda else None,
+                          "tf32_cublas": paddle.get_flags(["FLAGS_cublas_allow_tf32"])["FLAGS_cublas_allow_tf32"]
+                          if cuda else None},
         }

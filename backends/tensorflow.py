@@ -59,12 +59,15 @@ class KerasLM:
     - unit_forget_bias False: the forget-gate bias starts at the imported 0, not 1.
     """
 
-    def __init__(self, cfg, gather: bool):
+    def __init__(self, cfg, gather: bool, cuda: bool):
         V, H, L = cfg.vocab_size, cfg.hidden, cfg.layers
         self.cfg, self.gather = cfg, gather
         self.embedding = keras.layers.Embedding(V, H)
+        # On GPU cuDNN is asked for outright: with "auto" an ineligible layer silently takes
+        # the generic loop while the record would say cuDNN; True makes that an error that
+        # names the reason. On the CPU there is no cuDNN: False, the generic loop.
         self.lstms = [keras.layers.LSTM(H, return_sequences=True, return_state=True,
-                                        unit_forget_bias=False, use_cudnn="auto")
+                                        unit_forget_bias=False, use_cudnn=cuda)
                       for _ in range(L)]
         self.decoder = keras.layers.Dense(V)
         self.drops = ([keras.layers.Dropout(cfg.dropout, seed=cfg.seed + i) for i in range(L + 1)]
@@ -219,18 +222,17 @@ def _clip_scale(norm, clip):
     return tf.where(tf.math.is_finite(norm), clip / tf.maximum(norm, clip), float("nan"))
 
 
-class SyncStepTimer(StepTimer):
-    """TF has no per-step device events in Python: on GPU each step's stop waits for the
-    device, so per-step samples include that sync (throughput comes from the harness's
-    region, which syncs only at its ends)."""
+class NoStepTimer(StepTimer):
+    """TF has no per-step device events in Python, and timing each step on the host would
+    need a device sync per step -- a stall no training loop has. On GPU the throughput
+    region is bounded by syncs only; per-step samples are not taken (the record says so)."""
+    source = "none: TensorFlow has no device events; throughput from the synced region"
 
-    def __init__(self, sync):
-        super().__init__()
-        self._sync = sync
+    def start(self):
+        pass
 
     def stop(self):
-        self._sync()
-        super().stop()
+        pass
 
 
 class Backend(BaseBackend):
@@ -246,10 +248,13 @@ class Backend(BaseBackend):
             tf.config.threading.set_inter_op_parallelism_threads(1)
         except RuntimeError:
             pass
+        # true float32: TF's default runs float32 matmuls and cuDNN (the LSTM) in TF32 on
+        # Ampere and newer; this global switch is what both consult
+        tf.config.experimental.enable_tensor_float_32_execution(False)
         self.dev = "/GPU:0" if device == "cuda" else "/CPU:0"
         with tf.device(self.dev):
-            self.model = LegacyLM(cfg) if layout == "dynamic_rnn" else KerasLM(cfg, layout == "padded-gather")
-        self.state = None
+            self.model = LegacyLM(cfg) if layout == "dynamic_rnn" else KerasLM(cfg, layout == "padded-gather",
+                                                                                  device == "cuda")
         self._zeros = {}
         L, H = cfg.layers, cfg.hidden
         ids = tf.TensorSpec([None, None], tf.int64)
@@ -303,13 +308,11 @@ class Backend(BaseBackend):
         return {k: np.ascontiguousarray(v) for k, v in self.model.to_canonical(arrays).items()}
 
     # -- steps --------------------------------------------------------------------------
-    def reset_state(self):
-        self.state = None
-
     def _args(self, batch):
         B = batch.batch_size
-        if batch.carry_state and self.state is not None and self.state[0].shape[1] == B:
-            h0, c0 = self.state
+        carried = self.carried_state(batch)
+        if carried is not None:
+            h0, c0 = carried
         else:
             if B not in self._zeros:
                 zeros = tf.zeros([self.cfg.layers, B, self.cfg.hidden])
@@ -318,7 +321,7 @@ class Backend(BaseBackend):
         return (tf.constant(batch.inputs), tf.constant(batch.targets), tf.constant(batch.lengths), h0, c0)
 
     def _keep(self, batch, h, c):
-        self.state = (h, c) if batch.carry_state else None
+        self.keep_state(batch, (h, c))  # returned tensors are on no tape: already detached
 
     def train_step(self, batch, lr):
         with tf.device(self.dev):
@@ -348,7 +351,7 @@ class Backend(BaseBackend):
             tf.test.experimental.sync_devices()
 
     def step_timer(self):
-        return SyncStepTimer(self.sync) if self.device == "cuda" else StepTimer()
+        return NoStepTimer() if self.device == "cuda" else StepTimer()
 
     def peak_memory_bytes(self):
         return tf.config.experimental.get_memory_info("GPU:0")["peak"] if self.device == "cuda" else None
@@ -377,4 +380,6 @@ class Backend(BaseBackend):
             "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
             "legacy_keras": os.environ.get("TF_USE_LEGACY_KERAS") == "1",
             "lstm_kernel": kernel,
+            "precision": {"dtype": "float32",
+                          "tf32": tf.config.experimental.tensor_float_32_execution_enabled() if cuda else None},
         }

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
-from lmbench.backend import Backend as BaseBackend, BackendUnavailable, StepTimer
+from lmbench.backend import Backend as BaseBackend, BackendUnavailable
 from lmbench.corpus import PAD_ID
 
 LAYOUTS = ("packed", "padded", "padded-gather")
@@ -54,19 +54,6 @@ class LSTMLM(nn.Module):
         return loss, state
 
 
-class CudaEventTimer(StepTimer):
-    def start(self):
-        self._starts.append(torch.cuda.Event(enable_timing=True))
-        self._starts[-1].record()
-
-    def stop(self):
-        self._stops.append(torch.cuda.Event(enable_timing=True))
-        self._stops[-1].record()
-
-    def samples_ms(self):
-        return [a.elapsed_time(b) for a, b in zip(self._starts, self._stops)]
-
-
 class Backend(BaseBackend):
     name = "torch"
 
@@ -81,11 +68,13 @@ class Backend(BaseBackend):
             pass
         if device == "cuda":
             torch.backends.cudnn.enabled = True
+            # true float32: torch's defaults let cuDNN (so the LSTM) use TF32 on Ampere+
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
         self.dev = torch.device(device)
         self.model = LSTMLM(cfg.vocab_size, cfg.hidden, cfg.layers, cfg.dropout).to(self.dev)
         self.params = list(self.model.parameters())
         self.optimizer = torch.optim.SGD(self.params, lr=cfg.lr)
-        self.state = None
 
     @classmethod
     def cuda_available(cls):
@@ -111,18 +100,13 @@ class Backend(BaseBackend):
         return {name: p.detach().cpu().numpy().copy() for name, p in self._named().items()}
 
     # -- steps --------------------------------------------------------------------------
-    def reset_state(self):
-        self.state = None
-
     def _forward(self, batch, keep_state):
         inputs = torch.from_numpy(batch.inputs).to(self.dev, non_blocking=True)
         targets = torch.from_numpy(batch.targets).to(self.dev, non_blocking=True)
         lengths = torch.from_numpy(batch.lengths)  # stays on the CPU for packing
-        state = self.state if batch.carry_state and self.state is not None \
-            and self.state[0].shape[1] == batch.batch_size else None
-        loss, new_state = self.model(inputs, targets, lengths, self.layout, state)
+        loss, final_state = self.model(inputs, targets, lengths, self.layout, self.carried_state(batch))
         if keep_state:
-            self.state = tuple(s.detach() for s in new_state) if batch.carry_state else None
+            self.keep_state(batch, final_state, torch.Tensor.detach)
         return loss
 
     def train_step(self, batch, lr):
@@ -158,8 +142,8 @@ class Backend(BaseBackend):
         if self.dev.type == "cuda":
             torch.cuda.synchronize()
 
-    def step_timer(self):
-        return CudaEventTimer() if self.dev.type == "cuda" else StepTimer()
+    def device_event(self):
+        return torch.cuda.Event(enable_timing=True) if self.dev.type == "cuda" else None
 
     def peak_memory_bytes(self):
         return torch.cuda.max_memory_allocated() if self.dev.type == "cuda" else None
@@ -179,4 +163,7 @@ class Backend(BaseBackend):
             "cudnn_version": torch.backends.cudnn.version() if cuda else None,
             "intra_op_threads": torch.get_num_threads(),
             "lstm_kernel": kernel,
+            "precision": {"dtype": "float32",
+                          "tf32_matmul": torch.backends.cuda.matmul.allow_tf32 if cuda else None,
+                          "tf32_cudnn": torch.backends.cudnn.allow_tf32 if cuda else None},
         }

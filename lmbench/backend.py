@@ -20,7 +20,11 @@ Conventions every backend follows (see lmbench.config for why):
 - weights in and out are the canonical layout of lmbench.weights;
 - `batch.carry_state` (stream mode) means: start from the final state of the previous
   batch (detached from its graph) when one of the same batch size is held, else zeros;
-  keep the new final state. Otherwise start from zeros and keep nothing.
+  keep the new final state. Otherwise start from zeros and keep nothing. The base class
+  implements the rule once (`carried_state`, `keep_state`) for a state held as a tuple
+  whose tensors are shaped [layers, B, H];
+- float32 means true float32: no TF32 on GPUs (each backend turns it off explicitly) and
+  `environment()["precision"]` says what the matmuls and the LSTM ran in.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ import abc
 import ast
 import functools
 import importlib
+import sys
 import threading
 import time
 from pathlib import Path
@@ -50,6 +55,8 @@ class StepTimer:
     does not add a host-device sync a hand-written loop would not have.
     """
 
+    source = "host wall clock"
+
     def __init__(self):
         self._starts: list[float] = []
         self._stops: list[float] = []
@@ -65,13 +72,63 @@ class StepTimer:
         return [(b - a) * 1e3 for a, b in zip(self._starts, self._stops)]
 
 
+class EventTimer(StepTimer):
+    """Per-step device times from events recorded on the device's stream (CUDA events in
+    torch and Paddle 3 share this API: record(), a.elapsed_time(b) in ms). Recording an
+    event does not block the host, so timing adds no sync a hand-written loop would not have."""
+    source = "device events"
+
+    def __init__(self, new_event):
+        super().__init__()
+        self._new_event = new_event
+
+    def _record(self, into: list) -> None:
+        event = self._new_event()
+        event.record()
+        into.append(event)
+
+    def start(self) -> None:
+        self._record(self._starts)
+
+    def stop(self) -> None:
+        self._record(self._stops)
+
+    def samples_ms(self) -> list[float]:
+        return [a.elapsed_time(b) for a, b in zip(self._starts, self._stops)]
+
+
 class Backend(abc.ABC):
     name: str = ""
+    state: Any = None  # the carried (h, c, ...) of stream mode, tensors shaped [layers, B, H]
 
     def __init__(self, cfg: Config, layout: str, device: str, threads: int):
         """Build the model on `device` ('cpu' or 'cuda'); raise BackendUnavailable when
         'cuda' is asked for and this framework build or machine has no GPU."""
+        # the LAYOUTS of the backend module this class (or the class it extends) comes from
+        modules = (sys.modules.get(c.__module__) for c in type(self).__mro__)
+        layouts = next((m.LAYOUTS for m in modules if hasattr(m, "LAYOUTS")), ())
+        if layout not in layouts:
+            raise ValueError(f"{self.name}: invalid layout={layout!r}: allowed: {', '.join(layouts)}")
         self.cfg, self.layout, self.device, self.threads = cfg, layout, device, threads
+        self.state = None
+
+    # -- the carried-state rule of stream mode, once for every backend ------------------
+    def carried_state(self, batch: Batch):
+        """The state `batch` starts from: the one kept from the previous batch when the batch
+        carries state and the sizes match, else None (zeros)."""
+        held = self.state
+        if batch.carry_state and held is not None and held[0].shape[1] == batch.batch_size:
+            return held
+        return None
+
+    def keep_state(self, batch: Batch, final_state, detach=lambda t: t) -> None:
+        """Keep `final_state` (each tensor detached from its graph) for the next batch when
+        `batch` carries state; otherwise keep nothing."""
+        self.state = tuple(detach(t) for t in final_state) if batch.carry_state else None
+
+    def reset_state(self) -> None:
+        """Forget any carried hidden state (start of an epoch or an evaluation pass)."""
+        self.state = None
 
     @classmethod
     @abc.abstractmethod
@@ -82,10 +139,6 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def get_weights(self) -> dict[str, np.ndarray]: ...
-
-    @abc.abstractmethod
-    def reset_state(self) -> None:
-        """Forget any carried hidden state (start of an epoch or an evaluation pass)."""
 
     @abc.abstractmethod
     def train_step(self, batch: Batch, lr: float) -> Any:
@@ -110,8 +163,13 @@ class Backend(abc.ABC):
     def sync(self) -> None:
         """Block until all queued device work is done (no-op on a synchronous CPU)."""
 
+    def device_event(self):
+        """A new timing event on the device's stream (GPU backends), or None: then per-step
+        times are the host's wall clock, right for a synchronous CPU."""
+        return None
+
     def step_timer(self) -> StepTimer:
-        return StepTimer()
+        return EventTimer(self.device_event) if self.device_event() is not None else StepTimer()
 
     def peak_memory_bytes(self) -> int | None:
         """Peak device memory on GPU; None on CPU (the harness reports process RSS)."""

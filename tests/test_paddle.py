@@ -21,7 +21,7 @@ from lmbench.weights import shapes
 
 from equivalence import assert_not_trivial, assert_same_function
 
-LAYOUTS = ("lod", "padded")
+LAYOUTS = ("lod", "lod-padded", "padded")
 UNTRAINED = 3  # random-batched valid batches evaluated from the initial weights
 TRAIN_STEPS = 24  # on the train split, lod layout: the loss must fall
 STREAM = 2 * PER_KIND  # index of build_case's first stream-mode batch
@@ -71,7 +71,7 @@ def test_export_import_round_trips_exactly(runs):
             assert np.array_equal(got[name], w), (layout, name)
 
 
-@pytest.mark.parametrize("other", ["padded", "torch"])
+@pytest.mark.parametrize("other", ["lod-padded", "padded", "torch"])
 def test_lod_matches_padded_and_torch_packed(runs, other):
     # one step's loss and gradients from the same weights, 3 SGD steps per batching kind
     # (random, bucketed, stream with carried state), the stream eval sum, and the trained weights
@@ -133,3 +133,52 @@ def test_diverging_run_is_a_failed_record_with_paddles_environment(runs):
     assert env["framework"] == "paddle" and env["framework_version"].startswith("3.")
     assert env["device_name"] == "cpu" and env["cuda_version"] is None and env["cudnn_version"] is None
     assert env["lstm_kernel"].startswith("fused rnn op") and env["cpu_math_threads"] == 1
+
+
+# Counts, in a Paddle child process, the LSTM rows x time steps the rnn op is handed during
+# one training step on a random-batched (so heavily padded) batch, per layout.
+_COUNT_WORK = r"""
+import json, sys
+import numpy as np
+from lmbench.config import make_config
+from lmbench.corpus import load_corpus, make_batches
+from lmbench.weights import init_weights
+from lmbench.backends.paddle import Backend
+
+cfg = make_config("tiny", dropout=0.0)
+valid = load_corpus(sys.argv[1], splits=("valid",))["valid"]
+batch = make_batches(valid, "sentence", cfg.batch_size, cfg.num_steps, "random", cfg.seed)[0]
+out = {"real": int(batch.lengths.sum()), "B": batch.batch_size, "T": int(batch.inputs.shape[1]),
+       "distinct_lengths": len(set(batch.lengths.tolist()))}
+for layout in sys.argv[2:]:
+    backend = Backend(cfg, layout, "cpu", 1)
+    backend.set_weights(init_weights(cfg))
+    calls = []
+    backend.model.lstm.register_forward_pre_hook(
+        lambda layer, inputs: calls.append(list(inputs[0].shape[:2])))
+    backend.train_step(batch, cfg.lr)
+    out[layout] = calls
+print(json.dumps(out))
+"""
+
+
+def test_lod_layout_runs_the_lstm_on_real_tokens_only(ptb_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", _COUNT_WORK, str(ptb_path), "lod", "lod-padded", "padded"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    B, T, real = got["B"], got["T"], got["real"]
+    assert real < 0.8 * B * T, got  # the batch really is padded
+    # lod: the rnn op sees exactly the real tokens, one call per run of equal batch size,
+    # each call on fewer rows than the last
+    assert sum(rows * steps for rows, steps in got["lod"]) == real
+    assert len(got["lod"]) == got["distinct_lengths"]
+    assert [rows for rows, _ in got["lod"]] == sorted({r for r, _ in got["lod"]}, reverse=True)
+    # the padded schemes hand it every row for every step
+    assert got["lod-padded"] == [[B, T]] and got["padded"] == [[B, T]]
