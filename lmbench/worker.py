@@ -7,6 +7,13 @@ the parent turns that into the run record.
 Timing protocol:
 - the first `warmup` training steps are not timed (their time is kept apart: first-step
   trace/compile/autotune cost is a figure users want);
+- in a run of `steps` (not `epochs`), every batch shape [B, T] the timed window holds is
+  seen once before it, untimed ("shape warm-up": a step at lr 0 on the first batch of each
+  shape the warm-up steps did not cover, run twice so that the first-time cost -- oneDNN
+  primitive creation, cuDNN autotuning, a retrace -- is measured apart as cold_shapes). A
+  200-step window holds ~30 first-time lengths where a whole epoch holds ~60, so leaving
+  them in would weigh first-time costs ~5x what a real training pays. A training of whole
+  epochs keeps them: it pays them once per shape, like any training;
 - the device is synchronised before every clock read that bounds a timed region, and
   nowhere inside a step; per-step times come from backend.step_timer() (wall clock on a
   synchronous CPU, device events on GPU);
@@ -92,11 +99,40 @@ def _check(losses: list[float], tokens: list[int], step0: int, lr: float, vocab_
                            f"the model diverged: lower --lr or --clip, or check --init-scale")
 
 
-def train_pass(backend, batches, lr, warmup, progress, phase="train", step_offset=0):
-    """Run SGD over `batches`; the first `warmup` steps are untimed. Returns a dict."""
+def shape_warmup(backend, batches, warmup: int) -> tuple[dict, set]:
+    """Untimed steps at lr 0 (the full step's work, weights unchanged) on the first batch of
+    every shape in batches[warmup:] that batches[:warmup] does not hold; each runs twice,
+    so the first-time cost of a shape is its first step minus its second. Returns the
+    summary for the record and the shapes it ran."""
+    seen, ran = {b.inputs.shape for b in batches[:warmup]}, set()
+    first, again = [], []
+    for batch in batches[warmup:]:
+        if batch.inputs.shape in seen:
+            continue
+        seen.add(batch.inputs.shape)
+        ran.add(batch.inputs.shape)
+        for into in (first, again):
+            backend.sync()
+            t0 = time.perf_counter()
+            backend.to_floats([backend.train_step(batch, 0.0)])
+            backend.sync()
+            into.append((time.perf_counter() - t0) * 1e3)
+    backend.reset_state()  # stream mode: the lr-0 steps must not hand their state on
+    extra = [a - b for a, b in zip(first, again)]
+    return {"count": len(first), "seconds": (sum(first) + sum(again)) / 1e3,
+            "first_step_ms_median": _percentile(first, 50), "extra_ms_median": _percentile(extra, 50),
+            "extra_ms_total": sum(extra)}, ran
+
+
+def train_pass(backend, batches, lr, warmup, progress, phase="train", step_offset=0, seen_shapes=None):
+    """Run SGD over `batches`; the first `warmup` steps are untimed. Returns a dict, with
+    the number of timed steps whose batch shape no earlier step had (`seen_shapes`: the
+    shapes run before this pass)."""
     from .corpus import padding_fraction
 
     timer = backend.step_timer()
+    seen = set(seen_shapes or ())
+    first_time_timed = 0
     handles, losses, counts = [], [], []
     backend.sync()
     t_start = t0 = time.perf_counter()
@@ -108,6 +144,8 @@ def train_pass(backend, batches, lr, warmup, progress, phase="train", step_offse
             t0 = time.perf_counter()
             warmup_seconds = t0 - t_start
         timed = i >= warmup
+        first_time_timed += timed and batch.inputs.shape not in seen
+        seen.add(batch.inputs.shape)
         if timed:
             timer.start()
         handles.append(backend.train_step(batch, lr))
@@ -131,7 +169,8 @@ def train_pass(backend, batches, lr, warmup, progress, phase="train", step_offse
     timed_batches = batches[warmup:]
     return dict(losses=losses, warmup_seconds=warmup_seconds, first_step_ms=first_step_ms,
                 timed_seconds=timed_seconds, timed_tokens=timed_tokens,
-                step_ms=timer.samples_ms(), tokens=sum(b.num_targets for b in batches),
+                step_ms=timer.samples_ms(), step_time_source=timer.source,
+                first_time_shapes_timed=first_time_timed, tokens=sum(b.num_targets for b in batches),
                 padding_fraction=padding_fraction(timed_batches or batches))
 
 
@@ -238,8 +277,9 @@ def run(spec: dict, progress: Progress, out: dict) -> dict:
         while len(batches) < warmup + steps:
             batches += epoch_batches("train", epoch)
             epoch += 1
-        backend.reset_state()
-        passes.append(train_pass(backend, batches[:warmup + steps], cfg.lr, warmup, progress))
+        batches = batches[:warmup + steps]
+        out["cold_shapes"], warmed = shape_warmup(backend, batches, warmup)
+        passes.append(train_pass(backend, batches, cfg.lr, warmup, progress, seen_shapes=warmed))
 
     step_ms = [s for p in passes for s in p["step_ms"]]
     timed_seconds = sum(p["timed_seconds"] for p in passes)
@@ -255,6 +295,8 @@ def run(spec: dict, progress: Progress, out: dict) -> dict:
         tokens=sum(p["tokens"] for p in passes),
         timed_tokens=timed_tokens,
         padding_fraction=sum(p["padding_fraction"] for p in passes) / len(passes),
+        step_time_source=passes[0]["step_time_source"],
+        first_time_shapes_timed=sum(p["first_time_shapes_timed"] for p in passes),
         step_time_ms={"median": _percentile(step_ms, 50), "p10": _percentile(step_ms, 10),
                       "p90": _percentile(step_ms, 90),
                       # long trainings keep an even subsample, enough for any statistic

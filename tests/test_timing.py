@@ -1,0 +1,116 @@
+"""The worker's timing protocol, measured on a backend whose costs are known.
+
+A stand-in backend sleeps a known time per step (so the true throughput is known) and
+logs every step it is handed, so the tests can check what the timed window held."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from lmbench.backend import StepTimer
+from lmbench.corpus import Batch
+from lmbench.worker import shape_warmup, train_pass
+
+STEP_SECONDS = 0.02
+
+
+class SleepingBackend:
+    """Each step sleeps STEP_SECONDS (x `slow` for shapes it has not seen: a cold cost)."""
+
+    def __init__(self, cold_factor=1.0):
+        self.cold_factor, self.seen, self.log = cold_factor, set(), []
+        self.timing = False
+        self.cfg = type("Cfg", (), {"vocab_size": 10_000})()
+
+    def step_timer(self):
+        backend = self
+
+        class Flagging(StepTimer):  # tells the backend whether a step is inside the window
+            def start(self):
+                backend.timing = True
+                super().start()
+
+            def stop(self):
+                super().stop()
+                backend.timing = False
+        return Flagging()
+
+    def train_step(self, batch, lr):
+        shape = batch.inputs.shape
+        self.log.append((shape, lr, self.timing))
+        time.sleep(STEP_SECONDS * (self.cold_factor if shape not in self.seen else 1.0))
+        self.seen.add(shape)
+        return 5.0 * batch.num_targets
+
+    def to_floats(self, handles):
+        return [float(h) for h in handles]
+
+    def sync(self):
+        pass
+
+    def reset_state(self):
+        pass
+
+
+def batch(lengths, T=None):
+    lengths = np.array(lengths, dtype=np.int64)
+    T = T or int(lengths.max())
+    ids = np.ones((len(lengths), T), dtype=np.int64)
+    return Batch(ids, ids.copy(), lengths)
+
+
+def quiet(**event):
+    pass
+
+
+def test_throughput_counts_real_tokens_never_padding():
+    # 4 sequences of T=50 positions holding 10 real tokens each: 80% padding
+    batches = [batch([10, 10, 10, 10], T=50) for _ in range(12)]
+    p = train_pass(SleepingBackend(), batches, 1.0, 2, quiet)
+    real = 10 * 40  # 10 timed steps x 40 real tokens
+    assert p["timed_tokens"] == real and p["padding_fraction"] == pytest.approx(0.8)
+    words_per_sec = p["timed_tokens"] / p["timed_seconds"]
+    # 10 steps of 20 ms: 400 real tokens in ~0.2 s; sleep may overshoot, never undershoot
+    assert 0.6 * real / (10 * STEP_SECONDS) < words_per_sec <= real / (10 * STEP_SECONDS)
+
+
+def test_per_step_times_add_up_to_the_timed_region():
+    batches = [batch([5, 7, 9]) for _ in range(25)]
+    p = train_pass(SleepingBackend(), batches, 1.0, 5, quiet)
+    assert len(p["step_ms"]) == 20
+    assert all(s >= STEP_SECONDS * 1e3 for s in p["step_ms"])
+    region_ms = p["timed_seconds"] * 1e3
+    assert sum(p["step_ms"]) <= region_ms
+    assert region_ms - sum(p["step_ms"]) < 0.1 * region_ms  # the loop adds little around steps
+
+
+def test_shape_warmup_leaves_no_first_time_shape_in_the_timed_window():
+    rng = np.random.default_rng(0)
+    batches = [batch(rng.integers(1, 30, size=4)) for _ in range(40)]  # many distinct T
+    timed_shapes = {b.inputs.shape for b in batches[3:]}
+    assert len(timed_shapes) > 10
+
+    # without it, the window holds first-time shapes, and the counter sees them
+    cold = SleepingBackend(cold_factor=5.0)
+    p = train_pass(cold, batches, 1.0, 3, quiet)
+    assert p["first_time_shapes_timed"] > 10
+
+    backend = SleepingBackend(cold_factor=5.0)
+    summary, warmed = shape_warmup(backend, batches, 3)
+    p = train_pass(backend, batches, 1.0, 3, quiet, seen_shapes=warmed)
+    assert p["first_time_shapes_timed"] == 0
+    # every shape a timed step got had been run before, untimed and at lr 0
+    run_before = set()
+    for shape, lr, timed in backend.log:
+        if timed:
+            assert shape in run_before, shape
+        else:
+            run_before.add(shape)
+    assert all(lr == 0.0 for _, lr, timed in backend.log[:2 * summary["count"]])
+    # the cold cost is measured apart: 4 extra sleeps of 20 ms per new shape
+    assert summary["count"] == len(timed_shapes - {b.inputs.shape for b in batches[:3]})
+    assert summary["extra_ms_median"] == pytest.approx(4 * STEP_SECONDS * 1e3, rel=0.5)
+    # and it no longer inflates the timed steps
+    assert max(p["step_ms"]) < 3 * STEP_SECONDS * 1e3
