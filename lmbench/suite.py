@@ -28,7 +28,15 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
+
+
+def suites_dir() -> Path:
+    """suites/, installed as the package lmbench.suites (editable or not)."""
+    from . import suites
+
+    return Path(next(iter(suites.__path__)))
+
+
 # suite-only fields (everything else is a lmbench.config field), with their checks
 POSITIVE_INT = ("steps", "epochs", "eval_batches", "epoch_batches", "repeats", "threads")
 RUN_FIELDS = {"backend", "layout", "warmup", "eval", "timeout", "target_ppl", *POSITIVE_INT}
@@ -46,9 +54,9 @@ def suite_path(name_or_file: str | Path) -> Path:
         if not p.is_file():
             raise SuiteError(f"suite file {p} does not exist")
         return p
-    p = SUITES_DIR / f"{name_or_file}.toml"
+    p = suites_dir() / f"{name_or_file}.toml"
     if not p.is_file():
-        known = ", ".join(sorted(f.stem for f in SUITES_DIR.glob("*.toml")))
+        known = ", ".join(sorted(f.stem for f in suites_dir().glob("*.toml")))
         raise SuiteError(f"unknown suite {str(name_or_file)!r}: known suites: {known} (or give a .toml file)")
     return p
 
