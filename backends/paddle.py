@@ -274,3 +274,10 @@ class Backend(BaseBackend):
                           "tf32_cublas": paddle.get_flags(["FLAGS_cublas_allow_tf32"])["FLAGS_cublas_allow_tf32"]
                           if cuda else None},
         }
+
+
+def gemm(n: int, device: str):
+    """`lmbench peak`: a blocking n x n float32 matrix product on `device`, and the version."""
+    paddle.set_device("gpu:0" if device == "cuda" else "cpu")
+    a, b = paddle.randn([n, n]), paddle.randn([n, n])
+    return (lambda: float(paddle.matmul(a, b).sum())), paddle.__version__

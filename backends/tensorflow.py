@@ -383,3 +383,11 @@ class Backend(BaseBackend):
             "precision": {"dtype": "float32",
                           "tf32": tf.config.experimental.tensor_float_32_execution_enabled() if cuda else None},
         }
+
+
+def gemm(n: int, device: str):
+    """`lmbench peak`: a blocking n x n float32 matrix product on `device`, and the version."""
+    with tf.device("/GPU:0" if device == "cuda" else "/CPU:0"):
+        a, b = tf.random.normal([n, n]), tf.random.normal([n, n])
+        product = tf.function(lambda: tf.reduce_sum(tf.linalg.matmul(a, b)))
+    return (lambda: product().numpy()), tf.__version__

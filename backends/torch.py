@@ -167,3 +167,9 @@ class Backend(BaseBackend):
                           "tf32_matmul": torch.backends.cuda.matmul.allow_tf32 if cuda else None,
                           "tf32_cudnn": torch.backends.cudnn.allow_tf32 if cuda else None},
         }
+
+
+def gemm(n: int, device: str):
+    """`lmbench peak`: a blocking n x n float32 matrix product on `device`, and the version."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    return (lambda: (a @ b).sum().item()), torch.__version__

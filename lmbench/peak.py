@@ -18,52 +18,23 @@ import time
 from pathlib import Path
 
 from . import env
+from .backend import available_backends
 
-FRAMEWORKS = ("torch", "tensorflow", "paddle")
-
-
-def _setup(framework: str, device: str):
-    """(device used, framework version, make(n) -> a GEMM closure that blocks until done)."""
-    if framework == "torch":
-        import torch
-
-        dev = "cuda" if device != "cpu" and torch.cuda.is_available() else "cpu"
-
-        def make(n):
-            a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
-            return lambda: (a @ b).sum().item()
-        return dev, torch.__version__, make
-    if framework == "tensorflow":
-        if device == "cpu":
-            os.environ["CUDA_VISIBLE_DEVICES"] = ""
-        import tensorflow as tf
-
-        dev = "cuda" if tf.config.list_physical_devices("GPU") else "cpu"
-
-        def make(n):
-            a, b = tf.random.normal([n, n]), tf.random.normal([n, n])
-            mm = tf.function(lambda: tf.reduce_sum(tf.linalg.matmul(a, b)))
-            return lambda: mm().numpy()
-        return dev, tf.__version__, make
-    if framework == "paddle":
-        import paddle
-
-        dev = ("cuda" if device != "cpu" and paddle.device.is_compiled_with_cuda()
-               and paddle.device.cuda.device_count() > 0 else "cpu")
-        paddle.set_device("gpu" if dev == "cuda" else "cpu")
-
-        def make(n):
-            a, b = paddle.randn([n, n]), paddle.randn([n, n])
-            return lambda: float(paddle.matmul(a, b).sum())
-        return dev, paddle.__version__, make
-    raise ValueError(f"unknown framework {framework!r}: allowed: {', '.join(FRAMEWORKS)}")
+# Best of 10 after a warm-up: the best of more repetitions is less sensitive to another
+# tenant's bursts on a shared machine, and a 2048^2 GEMM costs well under a second.
+REPS = 10
+CHILD_TIMEOUT = 600  # seconds for one framework's import + warm-up + repetitions
 
 
 def measure(framework: str, n: int | None, reps: int, device: str = "auto") -> dict:
-    """GFLOP/s of an n x n float32 GEMM (2 n^3 FLOPs), best of `reps` after one warm-up."""
-    dev, version, make = _setup(framework, device)
+    """GFLOP/s of an n x n float32 GEMM (2 n^3 FLOPs), best of `reps` after one warm-up.
+    The GEMM itself is the backend module's `gemm(n, device)`: one module per framework."""
+    from .backend import load_backend
+
+    backend_cls = load_backend(framework)
+    dev = "cuda" if device != "cpu" and backend_cls.cuda_available() else "cpu"
     n = n or (8192 if dev == "cuda" else 2048)  # large enough to reach the ceiling
-    mm = make(n)
+    mm, version = sys.modules[backend_cls.__module__].gemm(n, dev)
     mm()
     best = float("inf")
     for _ in range(reps):
@@ -113,9 +84,9 @@ def peak_for(record: dict, search: list[Path]) -> float | None:
 def cmd_peak(a) -> int:
     from .cli import Fail
 
-    bad = [f for f in a.frameworks if f not in FRAMEWORKS]
+    bad = [f for f in a.frameworks if f not in available_backends()]
     if bad:
-        raise Fail(f"unknown framework(s) {', '.join(bad)}: allowed: {', '.join(FRAMEWORKS)}")
+        raise Fail(f"unknown framework(s) {', '.join(bad)}: allowed: {', '.join(available_backends())}")
     if a.device == "cuda":
         from .bench import has_gpu
 
@@ -124,17 +95,22 @@ def cmd_peak(a) -> int:
     return measure_peaks(a.frameworks, a.results_dir, a.device, a.threads, a.reps, a.size)
 
 
-def measure_peaks(frameworks, results_dir="results", device="auto", threads=None, reps=5, size=None,
+def measure_peaks(frameworks, results_dir="results", device="auto", threads=None, reps=None, size=None,
                   say=print) -> int:
     """Measure each framework in its own child process and merge into peak.json; 0 if all did."""
     out = peak_file(results_dir)
     peaks = json.loads(out.read_text()) if out.is_file() else {}
-    threads = threads or env.cpu_count()
+    threads, reps = threads or env.cpu_count(), reps or REPS
     status = 0
     for fw in frameworks:
         cmd = [sys.executable, "-m", "lmbench.peak", "--child", fw, "--reps", str(reps),
                "--threads", str(threads), "--device", device] + (["--size", str(size)] if size else [])
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT)
+        except subprocess.TimeoutExpired:  # run() kills the child before raising
+            say(f"{fw}: GEMM peak failed: no result within {CHILD_TIMEOUT} s")
+            status = 1
+            continue
         lines = proc.stdout.strip().splitlines()
         if proc.returncode != 0 or not lines:
             err = proc.stderr.strip().splitlines()
@@ -160,14 +136,14 @@ def missing_peaks(frameworks, results_dir="results") -> list[str]:
     """Frameworks with no GEMM peak measured on this machine yet."""
     out = peak_file(results_dir)
     peaks = json.loads(out.read_text()) if out.is_file() else {}
-    return [fw for fw in dict.fromkeys(frameworks) if fw in FRAMEWORKS and fw not in peaks]
+    return [fw for fw in dict.fromkeys(frameworks) if fw in available_backends() and fw not in peaks]
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("peak", help="measure the float32 GEMM rate per framework (for utilisation)")
-    p.add_argument("--frameworks", nargs="*", default=list(FRAMEWORKS))
+    p.add_argument("--frameworks", nargs="*", default=available_backends(), help="default: every backend")
     p.add_argument("--size", type=int, default=None, help="matrix size (default 2048 on CPU, 8192 on GPU)")
-    p.add_argument("--reps", type=int, default=5, help="timed repetitions; the best counts")
+    p.add_argument("--reps", type=int, default=REPS, help=f"timed repetitions; the best counts (default {REPS})")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores, as runs)")
     p.add_argument("--results-dir", default=os.environ.get("LMBENCH_RESULTS_DIR", "results"))
@@ -176,9 +152,9 @@ def add_parser(sub) -> None:
 
 def _child(argv) -> None:
     p = argparse.ArgumentParser(prog="python -m lmbench.peak")
-    p.add_argument("--child", required=True, choices=FRAMEWORKS)
+    p.add_argument("--child", required=True, choices=available_backends())
     p.add_argument("--size", type=int, default=None)
-    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--reps", type=int, default=REPS)
     p.add_argument("--threads", type=int, required=True)
     p.add_argument("--device", default="auto")
     a = p.parse_args(argv)
