@@ -25,9 +25,11 @@ bench: $(STAMP)
 	$(LMBENCH) bench --suite $(SUITE)
 
 # Short `check` suite vs the committed baseline for this kind of machine: exit 1 on a
-# regression (`lmbench compare`: >10% slower with significantly longer step times, or
-# perplexity up >2%), 2 without a baseline. Refresh the baseline on the machine itself
-# (quiet, nothing else running): make bench-check-baseline, then commit results/baselines/.
+# regression (`lmbench compare`: median words/s over 5 runs >10% lower and the runs
+# significantly slower, one-sided Mann-Whitney p < 0.01; or perplexity up >2%) or on a
+# baseline cell missing/failed in the candidate, 2 without a baseline. In GitHub Actions
+# the table is also appended to $GITHUB_STEP_SUMMARY. Refresh the baseline on the machine
+# itself: make bench-check-baseline, then commit results/baselines/.
 MACHINE = $(shell $(PY) -c 'import lmbench.env as e; print(e.machine_key())')
 BASELINE = results/baselines/$(MACHINE).jsonl
 
@@ -35,8 +37,9 @@ bench-check: $(STAMP)
 	@test -f $(BASELINE) || { echo "no baseline for this machine: $(BASELINE); create it with" \
 	  "'make bench-check-baseline' and commit it"; exit 2; }
 	rm -rf results/check
-	$(LMBENCH) bench --suite check --results-dir results/check --no-report
-	$(LMBENCH) compare $(BASELINE) results/check
+	@# failed runs (exit 1) go on to compare, which reports them and fails; Ctrl-C stops here
+	$(LMBENCH) bench --suite check --results-dir results/check --no-report || test $$? -eq 1
+	$(LMBENCH) compare $(BASELINE) results/check $${GITHUB_STEP_SUMMARY:+--summary "$$GITHUB_STEP_SUMMARY"}
 
 bench-check-baseline: $(STAMP)
 	rm -rf results/check

@@ -111,10 +111,13 @@ def throughput_verdict(base: list[dict], cand: list[dict], max_slowdown: float,
 def _missing(base_ok, cand) -> list[tuple[dict, str]]:
     """(baseline record, what happened) for every baseline configuration the candidate lacks
     or failed in (a failed run among ok ones counts too: it is a run that did not finish)."""
-    cand_ok, cand_failed = _group(cand), _group(cand, ok=False)
+    cand_ok, cand_failed = _group(cand), defaultdict(list)
+    for r in cand:
+        if r["status"] != "ok":  # a run that failed early may not know its device
+            cand_failed[cell_key(r)].append(r)
     out = []
     for key, runs in base_ok.items():
-        failed = cand_failed.get(key, [])
+        failed = cand_failed.get(key[:-1], [])
         if failed:
             kinds = sorted({r.get("error_kind") or "error" for r in failed})
             first = (failed[0].get("error") or "").strip().splitlines()[:1] or [""]

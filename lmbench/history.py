@@ -1,0 +1,161 @@
+"""`lmbench history [RESULTS_DIR]`: throughput per cell over commits, as asv shows it.
+
+Results accumulate per machine under RESULTS_DIR/<machine>/ (lmbench bench files them
+there). For every machine and cell this orders the recorded commits as `git log` does
+(oldest first; commits not on the current branch last, by time), shows each commit's runs
+as median and spread (min-max), and marks the commits where `lmbench compare`'s rule
+(against the previous commit with runs) would have fired. It writes history.md and one
+PNG per machine into RESULTS_DIR/report/; history_section() gives the same to a report.
+"""
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from . import env
+from .compare import _key, throughput_verdict
+from .results import ResultsError, label, load_records
+
+MAX_SLOWDOWN = 0.10
+
+
+def _machine_of(r: dict) -> str:
+    device = (r.get("environment") or {}).get("device_name") if r.get("device") == "cuda" else None
+    return env.machine_key(device or f"{r.get('cpu_model')}-{r.get('cpu_count')}cpu")
+
+
+def machine_records(results_dir) -> dict[str, list[dict]]:
+    """Records of RESULTS_DIR/<machine>/*.jsonl whose machine is the directory's name (so that
+    baselines/, report/ or copies filed elsewhere are left out)."""
+    out = defaultdict(list)
+    for d in sorted(p for p in Path(results_dir).iterdir() if p.is_dir()):
+        files = sorted(d.glob("*.jsonl"))
+        if not files:
+            continue
+        for r in load_records(files, warn=lambda m: print(m, file=sys.stderr)):
+            if _machine_of(r) == d.name and r["status"] == "ok" and r.get("metrics"):
+                out[d.name].append(r)
+    return dict(out)
+
+
+def commit_order(repo: Path | None = None) -> list[str]:
+    repo = repo or Path(__file__).resolve().parent.parent
+    log = subprocess.run(["git", "-C", str(repo), "log", "--format=%H", "--reverse"], capture_output=True,
+                         text=True)
+    return log.stdout.split() if log.returncode == 0 else []
+
+
+def series(records: list[dict], order: list[str]) -> dict[tuple, list[dict]]:
+    """Per cell: [{commit, runs, words, median, fired, ratio}] in commit order."""
+    rank = {c: i for i, c in enumerate(order)}
+    by_cell: dict[tuple, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        by_cell[_key(r)][r.get("git_commit") or "unknown"].append(r)
+    out = {}
+    for key, commits in by_cell.items():
+        ordered = sorted(commits, key=lambda c: (c not in rank, rank.get(c, 0),
+                                                 min(r.get("utc_time") or "" for r in commits[c])))
+        points, previous = [], None
+        for c in ordered:
+            runs = commits[c]
+            words = [r["metrics"]["train_words_per_sec"] for r in runs]
+            point = {"commit": c, "on_branch": c in rank, "runs": runs, "words": words,
+                     "median": statistics.median(words), "dirty": any(r.get("git_dirty") for r in runs),
+                     "fired": False, "ratio": None}
+            if previous:
+                _, _, point["ratio"], verdict = throughput_verdict(previous["runs"], runs, MAX_SLOWDOWN)
+                point["fired"] = verdict.startswith("REGRESSION")
+            points.append(point)
+            previous = point
+        out[key] = points
+    return out
+
+
+def _plot(machine: str, cells: dict[tuple, list[dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    commits = []
+    for points in cells.values():
+        for p in points:
+            if p["commit"] not in commits:
+                commits.append(p["commit"])
+    x_of = {c: i for i, c in enumerate(commits)}
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(commits) + 3), 4.5))
+    for key, points in cells.items():
+        xs = [x_of[p["commit"]] for p in points]
+        line, = ax.plot(xs, [p["median"] for p in points], marker="o", label=label(points[0]["runs"][0]))
+        for p, x in zip(points, xs):
+            ax.vlines(x, min(p["words"]), max(p["words"]), color=line.get_color(), alpha=0.5)
+            ax.scatter([x] * len(p["words"]), p["words"], s=8, color=line.get_color(), alpha=0.4)
+            if p["fired"]:
+                ax.scatter([x], [p["median"]], s=160, facecolors="none", edgecolors="red", linewidths=2)
+    ax.set_xticks(range(len(commits)), [c[:7] for c in commits], rotation=45, ha="right")
+    ax.set_ylabel("train words/s (median, runs, min-max)")
+    ax.set_title(f"{machine}: throughput per commit (red circle: compare's rule fired)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def history_section(results_dir, out_dir=None) -> tuple[str, list[Path]] | None:
+    """Markdown (tables per machine and cell) and the PNG plots it refers to, written to
+    out_dir (default RESULTS_DIR/report); None if no machine has recorded runs."""
+    results_dir = Path(results_dir)
+    machines = machine_records(results_dir) if results_dir.is_dir() else {}
+    if not machines:
+        return None
+    out_dir = Path(out_dir or results_dir / "report")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    order, pngs = commit_order(), []
+    lines = ["## History", "",
+             f"Train words/s per commit (git log order; median and min-max over the commit's runs). "
+             f"**fired**: `lmbench compare`'s rule against the previous commit (> {MAX_SLOWDOWN:.0%} slower "
+             f"and per-run p < 0.01).", ""]
+    for machine, records in machines.items():
+        cells = series(records, order)
+        png = out_dir / f"history-{machine}.png"
+        _plot(machine, cells, png)
+        pngs.append(png)
+        lines += [f"### {machine}", "", f"![history {machine}]({png.name})", ""]
+        for points in cells.values():
+            lines += [f"**{label(points[0]['runs'][0])}**", "",
+                      "| commit | runs | median words/s | min-max | vs previous | compare |",
+                      "|---|---:|---:|---:|---:|---|"]
+            for p in points:
+                name = p["commit"][:10] + ("+dirty" if p["dirty"] else "") + ("" if p["on_branch"] else " (not in git log)")
+                ratio = f"{p['ratio']:.3f}" if p["ratio"] is not None else ""
+                lines.append(f"| {name} | {len(p['words'])} | {p['median']:,.0f} | {min(p['words']):,.0f}-"
+                             f"{max(p['words']):,.0f} | {ratio} | {'**fired**' if p['fired'] else ''} |")
+            lines.append("")
+    return "\n".join(lines), pngs
+
+
+def cmd_history(a) -> int:
+    try:
+        section = history_section(a.results_dir, a.out)
+    except ResultsError as e:
+        print(f"lmbench history: error: {e}", file=sys.stderr)
+        return 2
+    if section is None:
+        print(f"lmbench history: error: no recorded runs under {a.results_dir}/<machine>/ (run `lmbench bench` "
+              f"first, or give the results directory)", file=sys.stderr)
+        return 2
+    text, pngs = section
+    out = Path(a.out or Path(a.results_dir) / "report") / "history.md"
+    out.write_text(text + "\n")
+    print(f"history: {out}, {', '.join(map(str, pngs))}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("history", help="throughput per cell over commits (table + plot), regressions marked")
+    p.add_argument("results_dir", nargs="?", default="results")
+    p.add_argument("--out", help="directory for history.md and the plots (default RESULTS_DIR/report)")
+    p.set_defaults(func=cmd_history)
