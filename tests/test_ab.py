@@ -1,0 +1,137 @@
+"""`lmbench ab`: side A's code really comes from the ref, interleaving, resume, verdicts.
+
+The real A/B runs use the tiny preset (20 timed steps) with 2 threads set explicitly, so
+that a side pinned to one core records the same configuration and runs really slower."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from lmbench.ab import REPO, Worktree, import_root, plan
+
+TINY = """[defaults]
+preset = "tiny"
+mode = "sentence"
+steps = 20
+warmup = 2
+eval = "none"
+threads = 2
+repeats = 5
+timeout = 600
+
+[[matrix]]
+backend = "torch"
+layout = "packed"
+"""
+
+
+def where_lmbench_comes_from(root: Path) -> list[str]:
+    code = "import lmbench, lmbench.backends; print(lmbench.__file__); print(list(lmbench.backends.__path__)[0])"
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+                         capture_output=True, text=True, check=True).stdout.split()
+    return [str(Path(p).resolve()) for p in out]
+
+
+def test_side_a_imports_the_worktree_not_the_editable_install(tmp_path):
+    tree = Worktree("HEAD", tmp_path)
+    try:
+        package, backends = where_lmbench_comes_from(import_root(tree.path, tmp_path / "root"))
+        assert package == str((tree.path / "lmbench" / "__init__.py").resolve())
+        assert backends == str((tree.path / "backends").resolve())  # pyproject's package-dir mapping
+    finally:
+        tree.remove()
+    assert not tree.path.exists()
+    assert str(tree.path) not in subprocess.run(["git", "-C", str(REPO), "worktree", "list"],
+                                                capture_output=True, text=True).stdout
+
+
+def test_interleaving_and_resume_plan():
+    cells = [{"backend": "torch", "layout": "packed", "repeats": 3}, {"backend": "torch", "layout": "padded"}]
+    order = [(side, c["layout"]) for side, c in plan(cells, None, Counter())]
+    assert order == [("A", "packed"), ("B", "packed"), ("A", "padded"), ("B", "padded"),
+                     ("B", "packed"), ("A", "packed"), ("A", "packed"), ("B", "packed")]
+    from lmbench.ab import cell_id
+    done = Counter({("A", cell_id(cells[0])): 2, ("B", cell_id(cells[1])): 1})
+    left = [(side, c["layout"]) for side, c in plan(cells, None, done)]
+    assert left == [("B", "packed"), ("A", "padded"), ("B", "packed"), ("A", "packed"), ("B", "packed")]
+
+
+def ab(tmp_path, *argv, **popen):
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(TINY)
+    cmd = [sys.executable, "-m", "lmbench", "ab", "--suite", str(suite), "--out", str(tmp_path / "ab.jsonl"),
+           *map(str, argv)]
+    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def records(tmp_path):
+    path = tmp_path / "ab.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.mark.slow
+def test_same_code_ab_passes_and_resumes_after_interruption(tmp_path):
+    proc = ab(tmp_path, "--ref", "HEAD", "--repeats", "2")
+    deadline = time.monotonic() + 600
+    while not records(tmp_path) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, out
+    assert "--resume runs only what is missing" in out
+    first = records(tmp_path)
+    assert 1 <= len(first) < 4 and first[0]["ab_side"] == "A"
+    assert "lmbench-ab-" not in subprocess.run(["git", "-C", str(REPO), "worktree", "list"], capture_output=True,
+                                               text=True).stdout  # the temporary worktree is gone
+
+    again = ab(tmp_path, "--ref", "HEAD", "--repeats", "2")
+    out = again.communicate(timeout=120)[0]
+    assert again.returncode == 2 and "pass --resume to continue it" in out
+
+    summary = tmp_path / "summary.md"
+    proc = ab(tmp_path, "--ref", "HEAD", "--repeats", "2", "--resume", "--summary", summary)
+    out = proc.communicate(timeout=1200)[0]
+    assert proc.returncode == 0, out
+    assert f"{4 - len(first)} run(s) to do" in out
+    rs = records(tmp_path)
+    assert Counter(r["ab_side"] for r in rs) == {"A": 2, "B": 2} and all(r["status"] == "ok" for r in rs)
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    assert {r["git_commit"] for r in rs if r["ab_side"] == "A"} == {head.strip()}
+    assert "side A: HEAD" in out and "torch 2." in out and "1 configuration(s) matched" in out
+    assert summary.read_text().startswith("### lmbench ab: A = HEAD")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("taskset") or len(os.sched_getaffinity(0)) < 2, reason="needs taskset, 2 cores")
+def test_side_b_pinned_to_one_core_is_a_regression(tmp_path):
+    slow_python = tmp_path / "python-one-core"
+    slow_python.write_text(f"#!/bin/sh\nexec taskset -c 0 {sys.executable} \"$@\"\n")
+    slow_python.chmod(0o755)
+    proc = ab(tmp_path, "--python-b", slow_python)
+    out = proc.communicate(timeout=3000)[0]
+    assert proc.returncode == 1, out
+    assert "REGRESSION (runs slower" in out and "x5/5" in out
+
+
+@pytest.mark.slow
+def test_failing_side_b_fails_the_verdict_unless_allowed(tmp_path):
+    broken = tmp_path / "python-broken"
+    broken.write_text("#!/bin/sh\necho 'ImportError: no module named torch' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    proc = ab(tmp_path, "--python-b", broken, "--repeats", "1")
+    out = proc.communicate(timeout=1200)[0]
+    assert proc.returncode == 1, out
+    assert "FAILED in 1 run(s) (crash)" in out and "1 A configuration(s) missing or failed" in out
+    proc = ab(tmp_path, "--python-b", broken, "--repeats", "1", "--resume", "--allow-missing")
+    out = proc.communicate(timeout=1200)[0]
+    assert proc.returncode == 0, out
+    assert "(allowed)" in out
