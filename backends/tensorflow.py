@@ -205,15 +205,6 @@ class LegacyLM:
         return out
 
 
-def _dedup(g):
-    """Sum repeated rows of a sparse (embedding) gradient, so that its norm is the dense
-    gradient's: clip_by_global_norm takes the norm of IndexedSlices.values as they are."""
-    if not isinstance(g, tf.IndexedSlices):
-        return g
-    rows, pos = tf.unique(g.indices)
-    return tf.IndexedSlices(tf.math.unsorted_segment_sum(g.values, pos, tf.shape(rows)[0]), rows, g.dense_shape)
-
-
 def _clip_scale(norm, clip):
     """min(1, clip / norm), the global-norm clipping factor. Not tf.clip_by_global_norm: it
     computes clip * min(1 / norm, 1 / clip), and 1 / clip flushes to 0 for clip > ~8.5e37,
@@ -277,16 +268,17 @@ class Backend(BaseBackend):
         with tf.GradientTape() as tape:
             loss, h, c = self.model(inputs, targets, lengths, h0, c0, training=True)
             objective = loss / tf.cast(tf.shape(inputs)[0], tf.float32)  # summed over time, / B
-        grads = [_dedup(g) for g in tape.gradient(objective, variables)]
+        # The embedding's gradient arrives as IndexedSlices (rows looked up, repeats not
+        # summed); made dense here so that TF does the work PyTorch and Paddle do with
+        # their default dense embeddings: one [V, H] gradient, one dense update. The
+        # sparse idiom's cost or saving is measured in the README (model section).
+        grads = [tf.convert_to_tensor(g) for g in tape.gradient(objective, variables)]
         # SGD on the canonical model, whose LSTM bias is b_ih + b_hh: both get the same
         # gradient, so the norm counts it twice and the sum moves by 2 * lr * g.
         norm = tf.linalg.global_norm([g for g, k in zip(grads, self.model.copies) for _ in range(k)])
         step = lr * _clip_scale(norm, self.cfg.clip)
         for v, g, k in zip(variables, grads, self.model.copies):
-            if isinstance(g, tf.IndexedSlices):  # embedding: update only the rows looked up
-                v.scatter_sub(tf.IndexedSlices(step * g.values, g.indices, g.dense_shape))
-            else:
-                v.assign_sub((k * step) * g)
+            v.assign_sub((k * step) * g)
         return loss, h, c
 
     def _eval_fn(self, inputs, targets, lengths, h0, c0):
