@@ -32,6 +32,7 @@ import abc
 import ast
 import functools
 import importlib
+import importlib.util
 import sys
 import threading
 import time
@@ -216,7 +217,7 @@ def _module_constants(path: Path, mtime_ns: int) -> dict:
 
 def _module_constant(name: str, constant: str, default=None):
     """A literal module-level constant of a backend, read from its source (no import)."""
-    path = _backends_dir() / f"{name}.py"
+    path = _backend_file(name)
     if not path.is_file():
         raise BackendUnavailable(f"unknown backend {name!r}: available: {', '.join(available_backends())}")
     constants = _module_constants(path, path.stat().st_mtime_ns)
@@ -237,11 +238,23 @@ def layout_env(name: str, layout: str) -> dict[str, str]:
     return dict(_module_constant(name, "LAYOUT_ENV", {}).get(layout, {}))
 
 
+def _backend_file(name: str) -> Path:
+    """A backend's source: `backends/<name>.py`, or `name` itself when it is a path to a .py
+    file -- how the tests hand `lmbench verify` a deliberately broken copy of a backend."""
+    return Path(name) if name.endswith(".py") else _backends_dir() / f"{name}.py"
+
+
 def load_backend(name: str) -> type[Backend]:
     """Import a backend module (and so its framework). Call only in the run's own process."""
     backend_layouts(name)  # unknown names get the friendly error
     try:
-        module = importlib.import_module(f"lmbench.backends.{name}")
+        if name.endswith(".py"):
+            spec = importlib.util.spec_from_file_location(Path(name).stem, name)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module  # the base class finds LAYOUTS through sys.modules
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(f"lmbench.backends.{name}")
     except ImportError as e:
         raise BackendUnavailable(
             f"backend {name!r} cannot be imported ({e}); install its framework with "
