@@ -33,7 +33,7 @@ from pathlib import Path
 from . import env
 from .compare import RULE, add_threshold_args, compare_records, print_table, write_summary
 from .results import ResultsError, label, load_records
-from .runner import RECORDED_RUN_FIELDS, append_record
+from .runner import RECORDED_RUN_FIELDS, SCHEMA_VERSION, append_record
 from .suite import SuiteError, load_suite, spec_for, suite_path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,7 +78,7 @@ def _toml_cell(cell: dict) -> str:
 
 def _failed_record(cell: dict, side: str, error: str) -> dict:
     spec = spec_for(cell)
-    return {"schema_version": 1, "run_id": f"ab-{time.time_ns()}", "backend": spec["backend"],
+    return {"schema_version": SCHEMA_VERSION, "run_id": f"ab-{time.time_ns()}", "backend": spec["backend"],
             "layout": spec["layout"], "config": spec["config"],
             "utc_time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "run": {k: spec.get(k) for k in RECORDED_RUN_FIELDS}, "status": "failed", "error_kind": "crash",
@@ -163,6 +163,8 @@ def run_ab(suite="check", ref=None, python_a=None, python_b=None, out=None, resu
     if not ref and not python_a and not python_b:
         raise ResultsError("nothing to compare: give --ref REF (lmbench at a git ref vs the working tree) "
                            "and/or --python-a/--python-b (two Python environments)")
+    if repeats is not None and repeats < 1:
+        raise ResultsError(f"--repeats {repeats}: give a positive number of runs per side (5 or more to test)")
     cells = load_suite(suite_path(suite))
     if backends:
         cells = [c for c in cells if c["backend"] in backends]
