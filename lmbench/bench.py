@@ -11,16 +11,18 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
+import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from . import env
 from .results import ResultsError, cell_key, label, load_records
-from .runner import RECORDED_RUN_FIELDS, append_record, run_isolated
+from .config import ConfigError
+from .runner import (RECORDED_RUN_FIELDS, RecordWriteError, append_record, check_writable,
+                     interrupt_exit_status, run_isolated, signals_as_interrupt)
 from .suite import SuiteError, load_suite, spec_for, suite_path
 
 __all__ = ["SuiteError", "has_gpu", "load_suite", "plan", "run_suite", "suite_path"]
@@ -80,8 +82,27 @@ def _already_done(machine_dir: Path, commit: str | None, warn) -> tuple[dict[tup
     return done, sources
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
+def _preflight(todo, machine_dir: Path, results_file: Path, resume: bool, data_dir, say) -> None:
+    """Everything a suite needs, checked before the first cell instead of after it: a
+    writable results dir, no stale training checkpoint overwritten without --resume, and
+    the data, resolved once (offline, every cell would otherwise retry the download)."""
+    from .download import download_ptb
+
+    try:
+        check_writable(results_file, "--results-dir")
+    except ConfigError as e:
+        raise SuiteError(str(e)) from e
+    if not resume:
+        occurrences: dict[tuple, int] = {}
+        for _, spec in todo:
+            if spec.get("epochs"):
+                n = occurrences[_key(spec)] = occurrences.get(_key(spec), -1) + 1
+                ckpt = checkpoint_for(machine_dir, spec, n)
+                if ckpt.exists():
+                    raise SuiteError(f"checkpoint {ckpt} of an interrupted training is there: pass --resume "
+                                     f"to continue it, or delete it to train from the start")
+    if todo:
+        download_ptb(data_dir, log=say)
 
 
 def run_suite(suite: str, device="auto", results_dir="results", resume=False, report=True,
@@ -103,24 +124,27 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
     done, sources = _already_done(machine_dir, commit, say) if resume else ({}, set())
     todo = plan(cells, device, data_dir, done)
     total = sum(cell.get("repeats", 1) for cell in cells)
+    _preflight(todo, machine_dir, results_file, resume, data_dir, say)
     say(f"suite {suite}: {len(todo)} run(s) to do"
         + (f", {total - len(todo)} already recorded for commit {(commit or '')[:10]}" if total > len(todo) else "")
         + (" (uncommitted changes: --resume will not tell them apart)" if dirty else "")
         + f"; records go to {results_file}")
-    if report and todo:
-        from .peak import measure_peaks, missing_peaks
-
-        # once per machine: the report's utilisation column divides by this GEMM rate
-        missing = missing_peaks([spec["backend"] for _, spec in todo], results_dir)
-        if missing:
-            say(f"measuring the float32 GEMM peak once for this machine: {', '.join(missing)} "
-                f"(`lmbench peak` re-measures)")
-            measure_peaks(missing, results_dir, device, say=say)
     failed = finished = 0
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # a kill is handled like Ctrl-C
-    bar = tqdm(total=len(todo), unit="run", file=out, dynamic_ncols=True)
+    bar = None
     occurrences: dict[tuple, int] = {}
+    stop = signals_as_interrupt()  # SIGTERM and SIGHUP are handled like Ctrl-C, in every phase
+    stop.__enter__()
     try:
+        if report and todo:
+            from .peak import measure_peaks, missing_peaks
+
+            # once per machine: the report's utilisation column divides by this GEMM rate
+            missing = missing_peaks([spec["backend"] for _, spec in todo], results_dir)
+            if missing:
+                say(f"measuring the float32 GEMM peak once for this machine: {', '.join(missing)} "
+                    f"(`lmbench peak` re-measures)")
+                measure_peaks(missing, results_dir, device, say=say)
+        bar = tqdm(total=len(todo), unit="run", file=out, dynamic_ncols=True)
         for cell, spec in todo:
             if spec.get("epochs"):
                 # trainings checkpoint every epoch; `--resume` continues the interrupted one
@@ -139,7 +163,13 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
             record = run_isolated(spec, timeout=cell.get("timeout"), on_progress=progress)
             record["suite"] = str(suite)
             record["load_average"] = round(load, 2)  # other work on the machine when the run started
-            append_record(results_file, record)
+            try:
+                append_record(results_file, record)
+            except RecordWriteError as e:  # a full or vanished disk: the next runs would fail the same way
+                bar.close()
+                say(f"lmbench: error: {e}; the suite stopped. The run's record follows, save it by hand:\n"
+                    f"{json.dumps(record)}")
+                return 2
             if record["status"] == "ok" and spec.get("checkpoint"):
                 Path(spec["checkpoint"]).unlink(missing_ok=True)  # recorded: nothing left to resume
             finished += 1
@@ -150,14 +180,16 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
                 bar.write(f"ok     {name}: {record['metrics']['train_words_per_sec']:,.0f} train words/s",
                           file=out)
             bar.update(1)
-    except KeyboardInterrupt:
-        bar.close()
+    except KeyboardInterrupt as e:
+        if bar is not None:
+            bar.close()
         say(f"interrupted: {finished} of {len(todo)} run(s) finished and recorded in {results_file}; "
             f"`lmbench bench --suite {suite} --resume` runs only what is missing")
-        return 130
+        return interrupt_exit_status(e)
     finally:
-        bar.close()
-        signal.signal(signal.SIGTERM, previous)
+        if bar is not None:
+            bar.close()
+        stop.__exit__(None, None, None)
     if report and results_file.exists():
         from .report import write_report
 

@@ -51,3 +51,39 @@ def load(path) -> tuple[dict[str, np.ndarray], dict]:
             f"checkpoint {path} is damaged or truncated ({type(e).__name__}: {e}); it was not "
             f"loaded. Delete it to train from the start, or pass --checkpoint with another file") from e
     return arrays, meta
+
+
+def lock(path):
+    """Hold `<checkpoint>.lock` for the life of the calling process: two workers never
+    train one checkpoint at once (an orphan of a killed `bench` and its `--resume`, or two
+    suites). Returns the descriptor (the lock goes with it, or with the process); raises
+    CheckpointError naming the holder if another process has it."""
+    import fcntl
+
+    lock_path = Path(f"{path}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise CheckpointError(
+                f"checkpoint {path} is being trained by process {holder} right now (it holds {lock_path}); "
+                f"this run did not start. Wait for that run, stop it, or pass --checkpoint another file")
+        try:  # the lock file may have been removed (unlock) between open and flock: retry on the new one
+            if os.stat(lock_path).st_ino == os.fstat(fd).st_ino:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, str(os.getpid()).encode(), 0)
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def unlock(path, fd: int) -> None:
+    """Release the lock and remove the lock file (while still holding it, so no one else
+    can be waiting on this inode and mistake it for free)."""
+    Path(f"{path}.lock").unlink(missing_ok=True)
+    os.close(fd)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import json
 import sys
 
 from .config import PRESETS, Config, ConfigError, make_config
@@ -42,23 +43,30 @@ def cmd_download(a) -> int:
 
 
 def cmd_run(a) -> int:
-    from .runner import append_record, run_isolated, run_spec, summary
+    from .runner import (RecordWriteError, append_record, interrupt_exit_status, preflight, run_isolated,
+                         run_spec, signals_as_interrupt, summary)
 
     cfg = config_from_args(a)
-    if a.steps and a.epochs:
-        raise Fail("give --steps or --epochs, not both")
-    if (a.checkpoint or a.resume or a.epoch_batches) and not a.epochs:
-        raise Fail("--checkpoint, --resume and --epoch-batches go with --epochs N")
-    if a.resume and not a.checkpoint:
-        raise Fail("--resume needs --checkpoint FILE")
     spec = run_spec(cfg, a.backend, a.layout, a.device, a.threads, a.steps, a.epochs, a.warmup,
                     a.eval, a.data_dir, a.target_ppl, a.eval_batches, a.checkpoint, a.resume,
-                    a.epoch_batches)
-    record = run_isolated(spec, timeout=a.timeout, on_progress=_printer(a.quiet))
-    if a.out:
-        append_record(a.out, record)
+                    a.epoch_batches, oversubscribe=a.oversubscribe)
+    preflight(spec, timeout=a.timeout, out=a.out, overwrite=a.overwrite)  # fail before the work
+    try:
+        with signals_as_interrupt():
+            record = run_isolated(spec, timeout=a.timeout, on_progress=_printer(a.quiet))
+    except KeyboardInterrupt as e:
+        print("lmbench: interrupted: the worker was stopped, nothing was recorded"
+              + (f"; `--resume` continues from {a.checkpoint}'s last epoch" if a.checkpoint else ""),
+              file=sys.stderr)
+        return interrupt_exit_status(e)
     print(summary(record))
     if a.out:
+        try:
+            append_record(a.out, record)
+        except RecordWriteError as e:
+            print(f"lmbench: error: {e}; the record follows, save it by hand:\n{json.dumps(record)}",
+                  file=sys.stderr)
+            return 2
         print(f"record appended to {a.out}")
     return 0 if record["status"] == "ok" else 1
 
@@ -110,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --epochs: train only the first N batches of every epoch")
     r.add_argument("--checkpoint", default=None, help="with --epochs: checkpoint file written after every epoch")
     r.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
+    r.add_argument("--overwrite", action="store_true", help="start an existing --checkpoint again from epoch 0")
+    r.add_argument("--oversubscribe", action="store_true",
+                   help="allow --threads above the machine's CPU count (the record carries a warning)")
     r.add_argument("--target-ppl", type=float, default=None, help="time-to-quality target (valid ppl)")
     r.add_argument("--timeout", type=float, default=None, help="kill the run after this many seconds")
     r.add_argument("--data-dir", default=None)

@@ -196,6 +196,16 @@ def _from_tgz(url: str, names: list[str], out: Path, timeout: float, retries: in
                     Path(tmp.name).unlink(missing_ok=True)
 
 
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out, prefix=".probe-"):
+            pass
+    except OSError as e:
+        raise DownloadError(f"cannot write the PTB files to {out} ({e.strerror}): pass --data-dir DIR "
+                            f"(or set {DATA_DIR_ENV}) to a writable directory, or make {out} writable") from e
+
+
 def download_ptb(data_dir=None, mirror: str | None = None, *, timeout: float = 30.0,
                  retries: int = 3, backoff: float = 1.0, canonical: bool = True,
                  log=print) -> Path:
@@ -206,20 +216,17 @@ def download_ptb(data_dir=None, mirror: str | None = None, *, timeout: float = 3
     network access; a cached file that no longer verifies is reported and fetched again.
     """
     out = ptb_dir(data_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    missing = []
-    for name in FILES.values():
+    missing = [name for name in FILES.values()
+               if not (out / name).is_file() or sha256_of(out / name) != SHA256[name]]
+    if not missing:
+        return out  # a verified cache: nothing to write, so a read-only data dir is fine
+    _check_writable(out)
+    for name in missing:
         path = out / name
         if path.exists():
-            actual = sha256_of(path)
-            if actual == SHA256[name]:
-                continue
-            log(f"cached {path} fails verification (expected sha256 {SHA256[name]}, got {actual}); "
-                f"fetching it again")
+            log(f"cached {path} fails verification (expected sha256 {SHA256[name]}, got "
+                f"{sha256_of(path)}); fetching it again")
             path.unlink()
-        missing.append(name)
-    if not missing:
-        return out
 
     mirror = mirror or os.environ.get(MIRROR_ENV) or None
     failures: dict[str, list[str]] = {name: [] for name in missing}

@@ -158,7 +158,10 @@ def _child(argv) -> None:
     p.add_argument("--threads", type=int, required=True)
     p.add_argument("--device", default="auto")
     a = p.parse_args(argv)
+    from .lifeline import die_with_parent
     from .worker import set_thread_env
+
+    die_with_parent()  # a killed `bench` must not leave its GEMM running
 
     set_thread_env(a.threads)  # before the framework import, exactly as a run does
     print(json.dumps(measure(a.child, a.size, a.reps, a.device)))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from .runner import SCHEMA_VERSION
@@ -23,16 +24,49 @@ def _files(paths) -> list[Path]:
     return files
 
 
+CONFIG_KEYS = ("preset", "mode", "batching", "batch_size")  # what labels, keys and reports read
+
+
+def _incomplete(record: dict) -> str | None:
+    """Why a JSON-valid record cannot be used (it would break a reader), or None."""
+    for key in ("backend", "layout"):
+        if not isinstance(record.get(key), str):
+            return f"no {key!r}"
+    config = record.get("config")
+    if not isinstance(config, dict) or any(k not in config for k in CONFIG_KEYS):
+        return f"'config' lacks one of {', '.join(CONFIG_KEYS)}"
+    if record.get("status") not in ("ok", "failed"):
+        return f"status {record.get('status')!r} is neither 'ok' nor 'failed'"
+    if record["status"] == "ok":
+        m = record.get("metrics")
+        wps = m.get("train_words_per_sec") if isinstance(m, dict) else None
+        if (not isinstance(wps, (int, float)) or isinstance(wps, bool) or not math.isfinite(wps)
+                or wps <= 0):
+            return f"an ok record whose train_words_per_sec is {wps!r}, not a positive number"
+    elif not isinstance(record.get("error"), str):
+        return "a failed record without an 'error' message"
+    return None
+
+
+def _lines(f: Path) -> list[str]:
+    try:
+        return f.read_bytes().decode("utf-8", errors="replace").splitlines()
+    except OSError as e:
+        raise ResultsError(f"{f}: cannot be read ({e.strerror})") from e
+
+
 def load_records(paths, warn=print, future_is_error: bool = False) -> list[dict]:
-    """Every good record in `paths`; a corrupt, truncated or future-schema line is skipped
-    with a warning naming file and line (or, with future_is_error, raises)."""
+    """Every good record in `paths`; a corrupt, truncated, incomplete or future-schema line is
+    skipped with a warning naming file and line. With future_is_error (strict, as `compare`
+    reads), a future schema or a file that holds no usable record raises ResultsError."""
     files = _files(paths)
     if not files:
         raise ResultsError(f"no .jsonl results in {', '.join(map(str, paths))}: run `lmbench bench` "
                            f"or `lmbench run --out FILE.jsonl` first")
     records = []
     for f in files:
-        for n, line in enumerate(f.read_text(errors="replace").splitlines(), 1):
+        before = len(records)
+        for n, line in enumerate(_lines(f), 1):
             if not line.strip():
                 continue
             try:
@@ -43,14 +77,21 @@ def load_records(paths, warn=print, future_is_error: bool = False) -> list[dict]
                 warn(f"warning: {f}:{n}: skipped a corrupt or truncated record ({e})")
                 continue
             if record["schema_version"] != SCHEMA_VERSION:
-                msg = (f"{f}:{n}: record has schema_version {record['schema_version']}, this lmbench "
+                msg = (f"{f}:{n}: record has schema_version {record['schema_version']!r}, this lmbench "
                        f"reads {SCHEMA_VERSION}")
                 if future_is_error:
                     raise ResultsError(msg + "; compare results written by the same lmbench version")
                 warn(f"warning: {msg}; skipped")
                 continue
+            problem = _incomplete(record)
+            if problem:
+                warn(f"warning: {f}:{n}: skipped an incomplete record ({problem})")
+                continue
             record["_source"] = f"{f}:{n}"
             records.append(record)
+        if future_is_error and len(records) == before:
+            raise ResultsError(f"{f}: holds no usable run record (empty, or every line was skipped): "
+                               f"give a .jsonl file written by `lmbench run --out` or `lmbench bench`")
     return records
 
 

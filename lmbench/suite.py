@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .backend import available_backends, backend_layouts
 from .config import FIELDS, ConfigError, make_config
-from .runner import run_spec
+from .runner import check_timeout, run_spec
 
 try:
     import tomllib
@@ -66,40 +66,46 @@ def _hint(word: str, allowed) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _check_run_fields(cell: dict, where: str) -> None:
-    for name in POSITIVE_INT:
-        v = cell.get(name)
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):
-            raise SuiteError(f"{where}: invalid {name}={v!r}: must be a positive integer")
-    w = cell.get("warmup", 0)
-    if not isinstance(w, int) or isinstance(w, bool) or w < 0:
-        raise SuiteError(f"{where}: invalid warmup={w!r}: must be an integer >= 0")
-    for name in ("timeout", "target_ppl"):
-        v = cell.get(name)
-        if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0):
-            raise SuiteError(f"{where}: invalid {name}={v!r}: must be a positive number")
-    if cell.get("steps") and cell.get("epochs"):
-        raise SuiteError(f"{where}: give steps or epochs, not both")
-    if cell.get("epoch_batches") and not cell.get("epochs"):
-        raise SuiteError(f"{where}: epoch_batches goes with epochs")
+def _check_suite_fields(cell: dict, where: str) -> None:
+    """The two fields only suites have; every run field is checked by lmbench.runner.run_spec."""
+    v = cell.get("repeats")
+    if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):
+        raise SuiteError(f"{where}: invalid repeats={v!r}: must be a positive integer")
+    try:
+        check_timeout(cell.get("timeout"))
+    except ConfigError as e:
+        raise SuiteError(f"{where}: {e}") from e
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise SuiteError(f"suite file {path} cannot be read ({e.strerror})") from e
+    except UnicodeDecodeError as e:
+        raise SuiteError(f"suite file {path} is not UTF-8 text (byte {e.start}: {e.reason}); save it as "
+                         f"UTF-8") from e
 
 
 def load_suite(path: str | Path) -> list[dict]:
     """Expand a suite file into cells (dicts of fields, layout resolved), duplicates dropped."""
     path = Path(path)
     try:
-        doc = tomllib.loads(path.read_text())
+        doc = tomllib.loads(_read(path))
     except tomllib.TOMLDecodeError as e:
         raise SuiteError(f"{path}: not valid TOML ({e})") from e
     unknown = set(doc) - {"defaults", "matrix"}
     if unknown:
         raise SuiteError(f"{path}: unknown top-level key(s) {sorted(unknown)}: allowed: [defaults], [[matrix]]")
     defaults = doc.get("defaults", {})
-    if not isinstance(defaults, dict) or not isinstance(doc.get("matrix", []), list):
-        raise SuiteError(f"{path}: write [defaults] as a table and each [[matrix]] as an array table")
+    matrix = doc.get("matrix", [])
+    if (not isinstance(defaults, dict) or not isinstance(matrix, list)
+            or not all(isinstance(entry, dict) for entry in matrix)):
+        raise SuiteError(f"{path}: write [defaults] as a table and each [[matrix]] as an array table "
+                         f"([[matrix]] lines, each followed by its fields)")
     backends = available_backends()
     cells, seen = [], set()
-    for i, entry in enumerate(doc.get("matrix", []), 1):
+    for i, entry in enumerate(matrix, 1):
         where = f"{path}: [[matrix]] entry {i}"
         merged = {**defaults, **entry}
         for name in merged:
@@ -123,7 +129,7 @@ def load_suite(path: str | Path) -> list[dict]:
             if cell["layout"] not in layouts:
                 raise SuiteError(f"{where}: backend {cell['backend']!r} has no layout {layout!r}"
                                  f"{_hint(str(layout), layouts)}: allowed: native, {', '.join(layouts)}")
-            _check_run_fields(cell, where)
+            _check_suite_fields(cell, where)
             try:
                 spec_for(cell)  # every config/run value validated here, before any cell runs
             except (ConfigError, TypeError) as e:

@@ -23,6 +23,7 @@ Timing protocol:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -320,19 +321,39 @@ def run(spec: dict, progress: Progress, out: dict) -> dict:
     return out
 
 
+@contextlib.contextmanager
+def _checkpoint_lock(path):
+    """One worker per checkpoint at a time (lmbench.checkpoint.lock); none without one."""
+    if not path:
+        yield
+        return
+    from . import checkpoint
+
+    fd = checkpoint.lock(path)
+    try:
+        yield
+    finally:
+        checkpoint.unlock(path, fd)
+
+
 def main(argv=None) -> int:
     spec_path, result_path, fd = (argv or sys.argv[1:])[:3]
+    from .lifeline import die_with_parent
+
+    die_with_parent(os.path.dirname(os.path.abspath(spec_path)), int(fd))  # never outlive the parent
     with open(spec_path) as f:
         spec = json.load(f)
     set_thread_env(spec["threads"])
     progress = Progress(int(fd))
+    progress(phase="start", pid=os.getpid())
     from .backend import BackendUnavailable, layout_env
     from .checkpoint import CheckpointError
 
     os.environ.update(layout_env(spec["backend"], spec["layout"]))
     result: dict = {"status": "ok", "error": None, "metrics": {}}
     try:
-        run(spec, progress, result["metrics"])
+        with _checkpoint_lock(spec.get("checkpoint")):
+            run(spec, progress, result["metrics"])
     except BackendUnavailable as e:
         result.update(status="failed", error=str(e), error_kind="unavailable")
     except CheckpointError as e:
