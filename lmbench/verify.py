@@ -22,15 +22,17 @@ rounding of the total, and three orders below the smallest scale measured (W_hh'
 gradient on tiny); it only keeps an exactly-zero tensor from dividing by zero.
 
 Tolerances, from `lmbench verify --preset tiny` and `--preset small` on torch 3 layouts,
-TensorFlow 3, Paddle 3 (CPU; worst over every pair and tensor). Rounding alone (any two
-layouts of one framework, TensorFlow vs Paddle, and PyTorch with exact clipping vs both):
-loss 1.2e-7, grad 7.9e-6 (decoder.b: a sum over every token with cancellation), trained
-losses 1.3e-6, trained weights 9.3e-6 -- training at lr 1 with norms up to ~80 amplifies
-each step's rounding into the next. Tolerances: loss 1e-5, grad 1e-4, trained_loss 1e-4.
-trained_weights is 1e-3, not 1e-4, for one measured difference that is not rounding:
-torch's clip_grad_norm_ scales by clip / (norm + 1e-6), the others by clip / norm; the
-1.4e-7 relative step difference grows to 1.1e-4 (tiny) and 2.1e-3 (small, where it fails)
-in the trained weights, and to 4.1e-4 in the trained losses on small.
+TensorFlow 3, Paddle 3 (CPU; worst over every pair and tensor; about 5x above it):
+- loss 1e-5 (measured 1.2e-7) and grad 1e-4 (7.9e-6, decoder.b on tiny: a sum over every
+  token with cancellation) -- one step from the same weights is rounding only;
+- trained_loss 2e-3 (4.1e-4) and trained_weights 1e-2 (2.1e-3), both torch vs the others
+  on small. Training at lr 1 reaches norms of ~80 and is chaotic: PyTorch's global norm
+  (torch.nn.utils.get_total_norm, a norm of per-tensor norms) differs from TensorFlow's
+  and Paddle's (a sum of squares) in the last bit, and the clipping factor carries that
+  into every weight; nine steps grow it to 2.1e-3 (1.0e-4 on tiny). Between TensorFlow
+  and Paddle, or any two layouts of one framework, which compute the norm alike, the
+  trained weights agree to 9.3e-6 and the losses to 1.5e-6; so does torch when it sums
+  squares as they do (measured). The bugs these checks exist for move them by 0.1 to 1e3.
 A deliberately broken copy of the torch backend for each of five bugs fails these
 checks by orders of magnitude (tests/test_verify.py, tests/mutants/).
 """
@@ -50,7 +52,7 @@ from .download import download_ptb
 from .probe import ProbeError, probe
 from .weights import comparable, init_weights, num_params
 
-TOLERANCES = {"loss": 1e-5, "grad": 1e-4, "trained_loss": 1e-4, "trained_weights": 1e-3}
+TOLERANCES = {"loss": 1e-5, "grad": 1e-4, "trained_loss": 2e-3, "trained_weights": 1e-2}
 FLOOR = 1e-7  # per-tensor scales below FLOOR x the total (all tensors) count as that
 PER_KIND = 4  # batches of each kind: random, bucketed, stream
 

@@ -1,7 +1,9 @@
 """Mutant (c): the objective is the NLL averaged over real target tokens instead of
-summed and divided by the number of sequences B (Zaremba et al.'s, and every backend's)."""
+summed and divided by the number of sequences B (Zaremba et al.'s, and every backend's).
+Otherwise a copy of backends/torch.py's train_step and loss_and_grads."""
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from lmbench.backends.torch import Backend as TorchBackend
@@ -14,8 +16,10 @@ class Backend(TorchBackend):
         self.model.train()
         loss = self._forward(batch, keep_state=True)
         self.optimizer.zero_grad(set_to_none=True)
-        (loss / batch.num_targets).backward()
-        nn.utils.clip_grad_norm_(self.params, self.cfg.clip)
+        (loss / batch.num_targets).backward()  # the bug (and again in loss_and_grads)
+        grads = [p.grad for p in self.params]
+        norm = nn.utils.get_total_norm(grads)
+        torch._foreach_mul_(grads, self.cfg.clip / torch.clamp(norm, min=self.cfg.clip))
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.step()
