@@ -36,8 +36,8 @@ def _pipe_closed(fd: int | None) -> bool:
     if fd is None or not hasattr(select, "poll"):
         return False
     poller = select.poll()
-    poller.register(fd, 0)  # no events asked for: POLLERR/POLLHUP are always reported
-    return any(ev & (select.POLLERR | select.POLLHUP | select.POLLNVAL) for _, ev in poller.poll(0))
+    poller.register(fd, 0)  # no events asked for: POLLERR (no reader left) is always reported
+    return any(ev & select.POLLERR for _, ev in poller.poll(0))
 
 
 def _die(temp_dir: Path | None) -> None:
@@ -50,6 +50,8 @@ def die_with_parent(temp_dir: str | os.PathLike | None = None, pipe_fd: int | No
     """Arm both mechanisms for the calling process (call it first thing in the child)."""
     parent = int(os.environ.pop(PARENT_PID_ENV, None) or os.getppid())  # popped: not for grandchildren
     temp_dir = Path(temp_dir) if temp_dir else None
+    # our own descriptor of the pipe: the caller's may be closed (at exit, say) and its number reused
+    pipe_fd = os.dup(pipe_fd) if pipe_fd is not None else None
 
     def on_death_signal(signum, frame):
         if _parent_gone(parent):  # also sent when the parent's *thread* that forked us exits

@@ -287,7 +287,10 @@ def append_record(path, record: dict) -> None:
     line = (json.dumps(record, allow_nan=True) + "\n").encode()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fd, created = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644), True
+        except FileExistsError:
+            fd, created = os.open(path, os.O_RDWR | os.O_APPEND), False
     except OSError as e:
         raise RecordWriteError(f"cannot append the record to {path} ({e.strerror}); "
                                f"nothing was written") from e
@@ -305,10 +308,12 @@ def append_record(path, record: dict) -> None:
         except OSError as e:
             try:
                 os.ftruncate(fd, size)
+                if created and size == 0:
+                    path.unlink()
             except OSError:
                 pass
-            raise RecordWriteError(f"could not append the record to {path} ({e.strerror}); the "
-                                   f"file was left as it was ({size} bytes)") from e
+            was = "no file was left" if created and size == 0 else f"the file was left as it was ({size} bytes)"
+            raise RecordWriteError(f"could not append the record to {path} ({e.strerror}); {was}") from e
     finally:
         os.close(fd)
 
