@@ -6,11 +6,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from lmbench.backend import available_backends, backend_layouts
+from lmbench.backend import BackendUnavailable, available_backends, backend_layouts
 from lmbench.cli import main as cli_main
-from lmbench.verify import verify
+from lmbench.verify import FLOOR, compare, failed_checks, verify
 
 MUTANTS_DIR = Path(__file__).parent / "mutants"
 # mutant module -> the check (and tensor) that must catch it
@@ -23,6 +24,50 @@ MUTANTS = {
 }
 # bugs the loss and gradients from the initial weights cannot show (so those checks must pass)
 TRAINING_ONLY = {"no_b_hh", "no_clipping"}
+
+
+def _result(grads: dict, weights: dict) -> dict:
+    """An unpacked probe result: one loss_and_grads step, one training loss, the weights."""
+    return {"losses": np.array([3.0]), "grads": [grads], "trained_losses": np.array([2.0]),
+            "weights": weights}
+
+
+def test_a_wrong_gradient_in_a_globally_tiny_tensor_is_named():
+    # W_hh's gradient is 4e-6 of the global norm; 10% wrong in it is 4e-7 of the global
+    # norm, which a global tolerance would pass
+    ref = {"decoder.b": np.full(100, 1e5), "lstm0.w_hh": np.ones((4, 4))}
+    bad = {"decoder.b": ref["decoder.b"], "lstm0.w_hh": 1.1 * ref["lstm0.w_hh"]}
+    weights = {k: np.zeros_like(v) for k, v in ref.items()}
+    assert failed_checks(compare(_result(ref, weights), _result(ref, weights), weights)) == []
+    assert failed_checks(compare(_result(bad, weights), _result(ref, weights), weights)) == [
+        "grad[lstm0.w_hh] 1.0e-01 > 1e-04"]
+
+
+def test_a_tensor_with_zero_gradient_is_held_to_the_floor_not_divided_by_zero():
+    ref = {"decoder.b": np.full(4, 1.0), "embedding": np.zeros((3, 2))}  # total norm 2
+    weights = {k: np.zeros_like(v) for k, v in ref.items()}
+    floor = FLOOR * 2
+    for noise, failed in ((0.0, []), (0.5e-4 * floor, []), (2e-4 * floor, ["grad[embedding]"])):
+        other = {"decoder.b": ref["decoder.b"], "embedding": np.full((3, 2), noise / np.sqrt(6))}
+        got = failed_checks(compare(_result(other, weights), _result(ref, weights), weights))
+        assert [g.split(" ")[0] for g in got] == failed, noise
+
+
+def test_trained_weights_are_compared_to_how_far_training_moved_each_tensor():
+    grads = {"decoder.w": np.ones((2, 2)), "lstm0.w_hh": np.ones((2, 2))}
+    initial = {"decoder.w": np.zeros((2, 2)), "lstm0.w_hh": np.full((2, 2), 100.0)}
+    ref = {"decoder.w": np.full((2, 2), 100.0), "lstm0.w_hh": np.full((2, 2), 101.0)}  # moved 100 and 1
+    close = {"decoder.w": ref["decoder.w"] + 0.2, "lstm0.w_hh": ref["lstm0.w_hh"] + 0.002}
+    far = {"decoder.w": ref["decoder.w"], "lstm0.w_hh": ref["lstm0.w_hh"] + 0.02}  # 2% of its move, 2e-4 of all
+    assert failed_checks(compare(_result(grads, close), _result(grads, ref), initial)) == []
+    assert failed_checks(compare(_result(grads, far), _result(grads, ref), initial)) == [
+        "trained_weights[lstm0.w_hh] 2.0e-02 > 1e-02"]
+
+
+def test_a_backend_path_that_does_not_exist_is_a_clear_error(tmp_path):
+    with pytest.raises(BackendUnavailable, match="unknown backend .*nothere.py"):
+        backend_layouts(str(tmp_path / "nothere.py"))
+    assert backend_layouts(str(MUTANTS_DIR / "truncated_bptt.py")) == ("padded",)
 
 
 def test_verify_tiny_passes_across_all_three_frameworks(capsys):
