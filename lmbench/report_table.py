@@ -1,0 +1,162 @@
+"""The report's numbers: one row per run, then one row per cell (medians over repeats),
+the device ceiling for utilisation, and the tables as readers see them (human headers,
+units, formatted numbers) for both report.md and report.html.
+
+Utilisation divides a run's achieved model FLOP/s by ONE ceiling per device: the best
+float32 GEMM rate any framework reached on that device in `lmbench peak` (peak.json).
+Dividing by each framework's own GEMM rate would credit a framework for a slow GEMM;
+that own rate stays a column of its own in the details table.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .backend import available_backends, backend_layouts
+from .peak import find_peaks
+
+PUBLISHED = {"small": (120.7, 114.5), "medium": (86.2, 82.7), "large": (82.2, 78.4)}  # Zaremba 2014
+
+
+def native_layout(backend: str) -> str | None:
+    """The backend's first LAYOUTS entry (read from source, no framework import)."""
+    return backend_layouts(backend)[0] if backend in available_backends() else None
+
+
+def device_ceiling(peaks: dict, device: str | None) -> tuple[float, str] | tuple[None, None]:
+    """(GFLOP/s, framework) of the best float32 GEMM any framework reached on `device`."""
+    best = [(e["gflops"], fw) for fw, e in peaks.items()
+            if isinstance(e, dict) and e.get("gflops") and e.get("device", device) == device]
+    return max(best) if best else (None, None)
+
+
+def frame(records: list[dict], search=()) -> pd.DataFrame:
+    """One row per successful run; fields a record lacks become NaN/None."""
+    rows = []
+    for r in records:
+        if r.get("status") != "ok" or not r.get("metrics"):
+            continue
+        m, c = r["metrics"], r["config"]
+        st = m.get("step_time_ms") or {}
+        peaks = find_peaks(r, list(search))
+        framework = (r.get("environment") or {}).get("framework") or r["backend"]
+        own = peaks.get(framework) if isinstance(peaks.get(framework), dict) else {}
+        own_gflops = own.get("gflops") if own.get("device", r.get("device")) == r.get("device") else None
+        ceiling, ceiling_by = device_ceiling(peaks, r.get("device"))
+        gflops = (m.get("achieved_flops_per_sec") or np.nan) / 1e9
+        mem = m.get("peak_memory_bytes")
+        # timed steps: all steps but the untimed warm-up
+        steps = (m["steps"] - (m.get("warmup_steps") or 0) if m.get("steps")
+                 else (r.get("run") or {}).get("steps"))
+        timed = m.get("timed_tokens")
+        tokens_per_step = timed / steps if steps and timed else np.nan
+        rows.append({
+            "backend": r["backend"], "layout": r["layout"], "preset": c["preset"], "mode": c["mode"],
+            "batching": c["batching"] if c["mode"] == "sentence" else "-", "batch_size": c["batch_size"],
+            "hidden": c.get("hidden"), "device": r.get("device") or "-",
+            "epochs": (r.get("run") or {}).get("epochs"), "steps": (r.get("run") or {}).get("steps"),
+            # a 2-epoch and a 13-epoch training are different cells, not repeats
+            "length": (f"{r['run']['epochs']} epochs" if (r.get("run") or {}).get("epochs")
+                       else f"{(r.get('run') or {}).get('steps') or m.get('steps') or '?'} steps"),
+            "train_words_per_sec": m["train_words_per_sec"], "step_ms_median": st.get("median", np.nan),
+            "step_ms_p10": st.get("p10", np.nan), "step_ms_p90": st.get("p90", np.nan),
+            # the median step's time per real token it carried: comparable across batchings
+            "us_per_token": 1e3 * st.get("median", np.nan) / tokens_per_step,
+            "eval_words_per_sec": m.get("eval_words_per_sec", np.nan),
+            "valid_ppl": m.get("valid_ppl", np.nan), "test_ppl": m.get("test_ppl", np.nan),
+            "peak_memory_mib": mem / 2 ** 20 if mem else np.nan,
+            "padding_fraction": m.get("padding_fraction", np.nan), "achieved_gflops": gflops,
+            "own_gemm_gflops": own_gflops or np.nan, "ceiling_gflops": ceiling or np.nan,
+            "ceiling_by": ceiling_by, "pct_of_ceiling": 100 * gflops / ceiling if ceiling else np.nan,
+            "cold_shapes_ms": (m.get("cold_shapes") or {}).get("extra_ms_median", np.nan)
+            if isinstance(m.get("cold_shapes"), dict) else np.nan,
+            "epoch_log": m.get("epoch_log") or None, "target_ppl": m.get("target_ppl"),
+            "time_to_target_seconds": m.get("time_to_target_seconds"),
+        })
+    df = pd.DataFrame(rows)
+    for col in ("valid_ppl", "test_ppl", "eval_words_per_sec"):  # None -> NaN for medians
+        if col in df:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+    return df
+
+
+CELL = ["preset", "mode", "batching", "batch_size", "length", "backend", "layout"]
+
+
+def headline(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell: medians over repeats, the spread across repeats (min-max words/s),
+    and throughput relative to the fastest cell of the same preset and mode."""
+    agg = {"runs": ("train_words_per_sec", "size"), "wps_min": ("train_words_per_sec", "min"),
+           "wps_max": ("train_words_per_sec", "max"), "peak_memory_mib": ("peak_memory_mib", "max")}
+    for col in ("train_words_per_sec", "step_ms_p10", "step_ms_median", "step_ms_p90", "us_per_token",
+                "eval_words_per_sec", "valid_ppl", "test_ppl", "padding_fraction", "achieved_gflops",
+                "own_gemm_gflops", "ceiling_gflops", "pct_of_ceiling", "cold_shapes_ms"):
+        agg[col] = (col, "median")
+    t = df.groupby(CELL, sort=False, dropna=False).agg(**agg).reset_index()
+    t["vs_fastest"] = t["train_words_per_sec"] / t.groupby(["preset", "mode"])["train_words_per_sec"].transform("max")
+    t["native"] = [native_layout(b) == lay for b, lay in zip(t.backend, t.layout)]
+    return t.sort_values(["preset", "mode", "train_words_per_sec"], ascending=[True, True, False]).reset_index(drop=True)
+
+
+def _num(x, digits=0) -> str:
+    return "–" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:,.{digits}f}"
+
+
+def _sig(x) -> str:
+    """Three significant figures for rates whose size varies (GFLOP/s, µs/token)."""
+    if x is None or not np.isfinite(x):
+        return "–"
+    return _num(x, max(0, 2 - int(np.floor(np.log10(abs(x))))) if x else 0)
+
+
+# (header, value for sorting, text) per column; a column is shown only where some row has a value
+HEADLINE = [
+    ("Framework", lambda r: r.backend, lambda r: r.backend),
+    ("Layout", lambda r: r.layout, lambda r: r.layout + (" (native)" if r.native else "")),
+    ("Batching", lambda r: r.batching, lambda r: r.batching),
+    ("Batch", lambda r: r.batch_size, lambda r: str(r.batch_size)),
+    ("Trained for", lambda r: r.length, lambda r: r.length),
+    ("Runs", lambda r: r.runs, lambda r: str(r.runs)),
+    ("Train words/s [repeat min–max]", lambda r: r.train_words_per_sec,
+     lambda r: _num(r.train_words_per_sec) + (f" [{_num(r.wps_min)}–{_num(r.wps_max)}]" if r.runs > 1 else "")),
+    ("Step time ms p50 [p10–p90]", lambda r: r.step_ms_median,
+     lambda r: f"{_num(r.step_ms_median, 1)} [{_num(r.step_ms_p10, 1)}–{_num(r.step_ms_p90, 1)}]"),
+    ("µs per real token (p50 step)", lambda r: r.us_per_token, lambda r: _sig(r.us_per_token)),
+    ("Eval words/s", lambda r: r.eval_words_per_sec, lambda r: _num(r.eval_words_per_sec)),
+    ("Valid ppl", lambda r: r.valid_ppl, lambda r: _num(r.valid_ppl, 2)),
+    ("Peak memory MiB", lambda r: r.peak_memory_mib, lambda r: _num(r.peak_memory_mib)),
+    ("Padding %", lambda r: r.padding_fraction, lambda r: _num(100 * r.padding_fraction, 1)),
+    ("Utilisation % of device ceiling", lambda r: r.pct_of_ceiling, lambda r: _num(r.pct_of_ceiling, 1)),
+    ("× fastest", lambda r: r.vs_fastest, lambda r: f"{r.vs_fastest:.2f}×"),
+]
+DETAILS = [
+    ("Framework", lambda r: r.backend, lambda r: r.backend),
+    ("Layout", lambda r: r.layout, lambda r: r.layout),
+    ("Batching", lambda r: r.batching, lambda r: r.batching),
+    ("Batch", lambda r: r.batch_size, lambda r: str(r.batch_size)),
+    ("Achieved GFLOP/s", lambda r: r.achieved_gflops, lambda r: _sig(r.achieved_gflops)),
+    ("Own GEMM GFLOP/s", lambda r: r.own_gemm_gflops, lambda r: _sig(r.own_gemm_gflops)),
+    ("Device ceiling GFLOP/s", lambda r: r.ceiling_gflops, lambda r: _sig(r.ceiling_gflops)),
+    ("Test ppl", lambda r: r.test_ppl, lambda r: _num(r.test_ppl, 2)),
+    ("First-step extra ms (cold shape, p50)", lambda r: r.cold_shapes_ms, lambda r: _num(r.cold_shapes_ms, 1)),
+]
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and not np.isfinite(v))
+
+
+def cells(t: pd.DataFrame, columns) -> tuple[list[str], list[list[tuple[object, str]]]]:
+    """(headers, rows of (sort value, text)); columns with no value anywhere (no eval run,
+    no peak measured, one batch size) are left out so the table fits the page."""
+    rows = list(t.itertuples())
+    keep = []
+    for header, key, text in columns:
+        values = [key(r) for r in rows]
+        if all(_missing(v) for v in values):
+            continue
+        if header in ("Batching", "Batch", "Trained for") and len(set(values)) == 1:
+            continue
+        keep.append((header, key, text))
+    return ([h for h, _, _ in keep],
+            [[(None if _missing(key(r)) else key(r), text(r)) for _, key, text in keep] for r in rows])
