@@ -40,25 +40,29 @@ def fastest(t: pd.DataFrame) -> list[str]:
 
 
 def padding_cost(t: pd.DataFrame) -> list[str]:
-    """Per framework: the padding-free layouts against the 'padded' layout of the same cell,
-    and bucketed against random batching for the same layout."""
+    """Per framework: its padding-free layouts against its 'padded' layout in the same cell,
+    and bucketed against random batching for each layout."""
     out = []
     sentence = t[t["mode"] == "sentence"]
     for (preset, batch, backend), g in sentence.groupby(["preset", "batch_size", "backend"], sort=True):
         parts = []
-        for batching, b in sorted(g.groupby("batching"), key=lambda x: x[0] != "random"):
-            padded = b[b.layout == "padded"]
-            if padded.empty:
-                continue
-            for r in b[b.layout != "padded"].itertuples():
-                parts.append(f"{r.layout} is {r.train_words_per_sec / padded.iloc[0].train_words_per_sec:.2f}× "
-                             f"padded with {batching} batching ({r.padding_fraction:.0%} padding)")
+        for layout in [lay for lay in dict.fromkeys(g.layout) if lay != "padded"]:
+            ratios = []
+            for batching in ("random", "bucketed"):
+                mine, padded = (g[(g.layout == lay) & (g.batching == batching)] for lay in (layout, "padded"))
+                if not mine.empty and not padded.empty:
+                    ratios.append(f"{mine.iloc[0].train_words_per_sec / padded.iloc[0].train_words_per_sec:.2f}× "
+                                  f"with {batching} batching ({mine.iloc[0].padding_fraction:.0%} padding)")
+            if ratios:
+                parts.append(f"{layout} vs padded layout " + ", ".join(ratios))
+        gains = []
         for layout, b in g.groupby("layout", sort=False):
             rnd, bkt = b[b.batching == "random"], b[b.batching == "bucketed"]
             if not rnd.empty and not bkt.empty:
-                parts.append(f"bucketing makes {layout} {bkt.iloc[0].train_words_per_sec / rnd.iloc[0].train_words_per_sec:.2f}× "
-                             f"faster than random batching (padding {rnd.iloc[0].padding_fraction:.0%} → "
-                             f"{bkt.iloc[0].padding_fraction:.1%})")
+                gains.append(f"{layout} {bkt.iloc[0].train_words_per_sec / rnd.iloc[0].train_words_per_sec:.2f}×")
+                cut = f" (padding {rnd.iloc[0].padding_fraction:.0%} → {bkt.iloc[0].padding_fraction:.1%})"
+        if gains:
+            parts.append("bucketed vs random batching " + ", ".join(gains) + cut)
         if parts:
             out.append(f"Padding, {backend} ({preset}, B={batch}): " + "; ".join(parts) + ".")
     return out
@@ -77,9 +81,9 @@ def perplexity_agreement(df: pd.DataFrame, verdicts: list[dict]) -> list[str]:
         spread = per.max() / per.min() - 1
         length = f"{int(key[4])} epochs" if key[4] != -1 else f"{int(key[5])} steps"
         values = ", ".join(f"{b} {v:.2f}" for b, v in per.items())
-        word = "agree" if spread <= PPL_AGREE else "DISAGREE"
-        out.append(f"Validation perplexity ({key[0]} {key[1]}, {length}): frameworks {word} within "
-                   f"{spread:.1%} ({values}).")
+        verdict = (f"frameworks agree within {spread:.1%}" if spread <= PPL_AGREE else
+                   f"frameworks differ by {spread:.1%}, more than the {PPL_AGREE:.0%} called agreement")
+        out.append(f"Validation perplexity ({key[0]} {key[1]}, {length}): {verdict} ({values}).")
     for v in verdicts:
         out.append(f"`lmbench verify` ({v.get('preset', '?')} preset, commit {str(v.get('git_commit') or '?')[:7]}): "
                    f"{v.get('verdict')}.")

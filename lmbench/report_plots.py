@@ -123,15 +123,18 @@ def padding(t: pd.DataFrame, plt) -> tuple[str, bytes] | None:
 
 
 def by_size(df: pd.DataFrame, column: str, name: str, plt) -> tuple[str, bytes] | None:
-    """Throughput vs batch size or hidden size, one line per framework/layout/batching."""
-    if df[column].nunique() < 2:
+    """Throughput vs batch size or hidden size: one line per cell that differs in that
+    column only (same preset, or same batch size for hidden sizes), where it has 2+ values."""
+    fixed = ["backend", "layout", "batching", "mode", "preset" if column == "batch_size" else "batch_size"]
+    lines = [(k, g) for k, g in df.groupby(fixed, sort=True) if g[column].nunique() > 1]
+    if not lines:
         return None
     fig, ax = plt.subplots(figsize=(9, 4.5))
     seen: list[str] = []
-    for i, ((b, lay, bt, mode), part) in enumerate(df.groupby(["backend", "layout", "batching", "mode"])):
+    for i, ((b, lay, bt, mode, other), part) in enumerate(lines):
         part = part.groupby(column)["train_words_per_sec"].median()
         ax.plot(part.index, part.values, marker="o", color=colour(b, seen), linestyle=["-", "--", ":", "-."][i % 4],
-                label=f"{b}/{lay} {mode} {bt}".replace(" -", ""))
+                label=f"{b}/{lay} {mode} {bt} ".replace(" - ", " ") + (other if column == "batch_size" else f"B={other}"))
     ax.set_xlabel(name)
     ax.set_ylabel("train words/s (real tokens)")
     ax.set_title(f"Throughput vs {name}")

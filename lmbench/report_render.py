@@ -23,6 +23,8 @@ table{border-collapse:collapse;font-size:12.5px;width:100%;margin:.4em 0}
 th,td{border-bottom:1px solid #e3e3e3;padding:4px 6px;text-align:right;vertical-align:top}
 th{background:#f6f6f6;font-weight:600;white-space:normal}
 td:first-child,th:first-child,td.t,th.t{text-align:left}
+table.headline td.t,table.details td.t{white-space:nowrap}
+table.failed td,.md td{overflow-wrap:anywhere}
 table.sortable th{cursor:pointer;user-select:none}
 table.sortable th[aria-sort=ascending]::after{content:" ▲"}
 table.sortable th[aria-sort=descending]::after{content:" ▼"}

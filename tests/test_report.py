@@ -23,6 +23,7 @@ import numpy as np
 from lmbench import env, report_plots
 from lmbench.cli import main as cli_main
 from lmbench.report import build
+from lmbench.report_findings import padding_cost
 from lmbench.report_render import to_markdown
 from lmbench.report_table import device_ceiling, frame, headline
 from lmbench.results import load_records
@@ -46,6 +47,8 @@ def report(tmp_path_factory):
         record("paddle", "lod", mode="stream", words_per_sec=1200, seed=9, valid_ppl=132.0, padding=0.0),
         record("tensorflow", "padded", status="failed", seed=7),
     ]
+    # a long unbroken reason must wrap, not push the page sideways
+    records[-1]["error"] = "RuntimeError: boom in " + "0123456789" * 60 + "\nTraceback ..."
     future = record(seed=8)
     future["schema_version"] = SCHEMA_VERSION + 1
     results = tmp / "results.jsonl"
@@ -142,7 +145,7 @@ def test_findings_are_computed_from_the_data(written):
     assert ("Fastest in small sentence mode: paddle/lod, bucketed batching, B=20 at 2,200 words/s, 1.47× the "
             "best other framework (torch/packed, random batching, B=64, 1,500); the slowest (torch/padded, "
             "random batching, B=20) reaches 36% of it.") in found
-    assert "Padding, torch (small, B=20): packed is 1.38× padded with random batching (45% padding)." in found
+    assert "Padding, torch (small, B=20): packed vs padded layout 1.38× with random batching (45% padding)." in found
     assert ("Validation perplexity (small stream, 40 steps): frameworks agree within 1.1% "
             "(paddle 132.00, torch 130.50).") in found
     assert "No `lmbench verify` verdict is recorded" in found
@@ -152,6 +155,18 @@ def test_findings_are_computed_from_the_data(written):
     for line in found.strip().splitlines():
         if line.startswith("- "):
             assert line[2:].replace("`", "") in page, line
+
+
+def test_padding_cost_finding_compares_layouts_and_batchings():
+    runs = [record("torch", "packed", "random", 1000, seed=1, padding=0.4),
+            record("torch", "packed", "bucketed", 2000, seed=2, padding=0.01),
+            record("torch", "padded", "random", 500, seed=3, padding=0.4),
+            record("torch", "padded", "bucketed", 1900, seed=4, padding=0.01),
+            record("tensorflow", "padded", "random", 400, seed=5, padding=0.4)]
+    assert padding_cost(headline(frame(runs))) == [
+        "Padding, torch (small, B=20): packed vs padded layout 2.00× with random batching (40% padding), "
+        "1.05× with bucketed batching (1% padding); bucketed vs random batching packed 2.00×, padded 3.80× "
+        "(padding 40% → 1.0%)."]  # tensorflow: one layout, one batching -- nothing to say
 
 
 def test_verify_verdict_and_skipped_runs_are_reported(tmp_path):
@@ -166,7 +181,7 @@ def test_verify_verdict_and_skipped_runs_are_reported(tmp_path):
     records = load_records([d]) + [skipped]
     blocks, _ = build(records, [d], tmp_path / "out")
     md = to_markdown(blocks)
-    assert "frameworks DISAGREE within 16.7% (paddle 140.00, torch 120.00)" in md
+    assert ("frameworks differ by 16.7%, more than the 2% called agreement (paddle 140.00, torch 120.00)") in md
     assert "`lmbench verify` (tiny preset, commit abc1234): FAIL." in md
     assert "1 run(s) skipped: tensorflow/padded small sentence/random B=20" in md
     col, rows = table_rows(md, "## Failed and skipped runs")
@@ -222,7 +237,8 @@ def test_failed_runs_environment_and_published_perplexity(written):
     md = (out / "report.md").read_text()
     assert "8 run(s): 1 failed, 7 ok." in md
     col, failed = table_rows(md, "## Failed and skipped runs")
-    assert failed == [["tensorflow/padded small sentence/random B=20", "failed", "crash", "RuntimeError: boom"]]
+    assert len(failed) == 1 and failed[0][:3] == ["tensorflow/padded small sentence/random B=20", "failed", "crash"]
+    assert failed[0][3].startswith("RuntimeError: boom in 0123456789")
     assert "machine h: Test CPU, 2 CPUs" in md and "torch: torch 1.0 on cpu" in md
     col, ppl = table_rows(md, "## Perplexity vs Zaremba et al. (2014)")
     # 2 epochs in 120 s; valid ppl fell below the target (125) at 90 s
