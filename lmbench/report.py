@@ -91,7 +91,9 @@ def _history(paths: list[Path], out_dir: Path) -> list:
             continue
         if section:
             text, pngs = section
-            blocks.append(("markdown", text, {p.name: p.read_bytes() for p in pngs}))
+            text = text.split("\n", 1)[1] if text.startswith("## ") else text  # the summary is the heading
+            blocks.append(("details", f"History over commits ({d})",
+                           [("markdown", text, {p.name: p.read_bytes() for p in pngs})]))
     return blocks
 
 

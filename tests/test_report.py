@@ -169,6 +169,20 @@ def test_padding_cost_finding_compares_layouts_and_batchings():
         "(padding 40% → 1.0%)."]  # tensorflow: one layout, one batching -- nothing to say
 
 
+def test_history_over_commits_is_included_for_a_results_directory(tmp_path):
+    machine = tmp_path / "results" / "test-cpu-2cpu"  # where `lmbench bench` files this machine's runs
+    machine.mkdir(parents=True)
+    runs = [dict(record(words_per_sec=w, seed=i), git_commit=c) for i, (w, c) in
+            enumerate([(1000, "aaa1111"), (1010, "aaa1111"), (700, "bbb2222"), (690, "bbb2222")])]
+    (machine / "r.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
+    assert cli_main(["report", str(tmp_path / "results"), "--out", str(tmp_path / "o")]) == 0
+    md = (tmp_path / "o" / "report.md").read_text()
+    assert "**History over commits" in md and "| aaa1111 (not in git log) | 2 | 1,005 |" in md
+    assert "| bbb2222 (not in git log) | 2 | 695 | 690-700 | 0.692 |" in md
+    page = (tmp_path / "o" / "report.html").read_text()
+    assert "<details><summary>History over commits" in page and 'alt="history test-cpu-2cpu"' in page
+
+
 def test_verify_verdict_and_skipped_runs_are_reported(tmp_path):
     d = tmp_path / "results"
     d.mkdir()
