@@ -24,19 +24,22 @@ from .results import ResultsError, label, load_records
 
 
 def environment(records: list[dict]) -> list[str]:
-    lines = set()
+    """Machines, framework versions and the commits the runs came from, each said once."""
+    machines, frameworks = {}, set()
     for r in records:
         e = r.get("environment") or {}
         commit = (r.get("git_commit") or "no git")[:10] + (" (uncommitted changes)" if r.get("git_dirty") else "")
+        machine = (f"machine {r.get('hostname')}: {r.get('cpu_model')}, {r.get('cpu_count')} CPUs, "
+                   f"{r.get('platform')}, Python {r.get('python_version')}")
+        machines.setdefault(machine, set()).add(commit)
         dev = r.get("device") or "-"
         if e.get("device_name") and e["device_name"] != dev:
             dev += f" ({e['device_name']}, CUDA {e.get('cuda_version')}, cuDNN {e.get('cudnn_version')})"
-        lines.add(f"machine {r.get('hostname')}: {r.get('cpu_model')}, {r.get('cpu_count')} CPUs, "
-                  f"{r.get('platform')}, Python {r.get('python_version')}; commit {commit}")
         if e:
-            lines.add(f"{r['backend']}: {e.get('framework')} {e.get('framework_version')} on {dev}"
-                      + (f"; LSTM kernel: {e['lstm_kernel']}" if e.get("lstm_kernel") else ""))
-    return sorted(lines)
+            frameworks.add(f"{r['backend']}/{r['layout']}: {e.get('framework')} {e.get('framework_version')} on {dev}"
+                           + (f"; LSTM kernel: {e['lstm_kernel']}" if e.get("lstm_kernel") else ""))
+    lines = [f"{m}; commit{'s' * (len(c) > 1)} {', '.join(sorted(c))}" for m, c in sorted(machines.items())]
+    return lines + sorted(frameworks)
 
 
 def _published(df: pd.DataFrame) -> list:

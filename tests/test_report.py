@@ -253,7 +253,7 @@ def test_failed_runs_environment_and_published_perplexity(written):
     col, failed = table_rows(md, "## Failed and skipped runs")
     assert len(failed) == 1 and failed[0][:3] == ["tensorflow/padded small sentence/random B=20", "failed", "crash"]
     assert failed[0][3].startswith("RuntimeError: boom in 0123456789")
-    assert "machine h: Test CPU, 2 CPUs" in md and "torch: torch 1.0 on cpu" in md
+    assert "machine h: Test CPU, 2 CPUs" in md and "torch/packed: torch 1.0 on cpu" in md
     col, ppl = table_rows(md, "## Perplexity vs Zaremba et al. (2014)")
     # 2 epochs in 120 s; valid ppl fell below the target (125) at 90 s
     assert ppl == [["torch/packed small stream", "2", "130.50", "125.25", "120.7 / 114.5", "2.0", "125", "1.5"]]
