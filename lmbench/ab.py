@@ -251,7 +251,7 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("ab", help="A/B: two code versions or two Python environments, runs interleaved; "
                        "exit 1 on a regression of B", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description=__doc__.split("\n\n", 1)[1] + f"\nVerdict rule: {RULE}.".replace("%", "%%"))
+                       description=__doc__.split("\n\n", 1)[1] + f"\nVerdict rule: {RULE}.")
     p.add_argument("--ref", help="side A: lmbench at this git ref (branch, tag, commit), e.g. origin/main")
     p.add_argument("--python-a", help="side A's Python (default: this one)")
     p.add_argument("--python-b", help="side B's Python (default: this one)")

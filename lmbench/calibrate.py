@@ -44,7 +44,7 @@ def pools(records) -> dict[tuple, dict[str, list[float]]]:
     return out
 
 
-def calibrate(records, draws=2000, runs=MIN_RUNS, max_slowdown=0.10, seed=0) -> dict:
+def calibrate(records, draws=2000, runs=MIN_RUNS, max_slowdown=0.10, seed=0, slowdowns=SLOWDOWNS) -> dict:
     """{"cells": [label...], "rows": [(condition, [(flagged, total) per cell])]}"""
     rng = np.random.default_rng(seed)
     by_cell = pools(records)
@@ -55,7 +55,7 @@ def calibrate(records, draws=2000, runs=MIN_RUNS, max_slowdown=0.10, seed=0) -> 
             raise ResultsError(f"{names[k]}: {n} run(s); a comparison of {runs} vs {runs} runs needs at least "
                                f"{2 * runs} (record more repeats)")
     rows = []
-    for s in (0.0, *SLOWDOWNS):
+    for s in (0.0, *slowdowns):
         counts = []
         for k, sessions in by_cell.items():
             pool = np.array([w for ws in sessions.values() for w in ws])

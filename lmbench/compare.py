@@ -261,7 +261,7 @@ def add_threshold_args(p) -> None:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("compare", help="regression verdict between two result sets (exit 1 on regression)",
-                       description=__doc__.split("\n\n", 1)[1].replace("%", "%%"),
+                       description=__doc__.split("\n\n", 1)[1],
                        formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     p.add_argument("baseline")
     p.add_argument("candidate")
