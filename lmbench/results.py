@@ -35,6 +35,8 @@ def _incomplete(record: dict) -> str | None:
     config = record.get("config")
     if not isinstance(config, dict) or any(k not in config for k in CONFIG_KEYS):
         return f"'config' lacks one of {', '.join(CONFIG_KEYS)}"
+    if not isinstance(record.get("run", {}) or {}, dict):
+        return "'run' is not a table of run settings"
     if record.get("status") not in ("ok", "failed"):
         return f"status {record.get('status')!r} is neither 'ok' nor 'failed'"
     if record["status"] == "ok":
@@ -50,7 +52,7 @@ def _incomplete(record: dict) -> str | None:
 
 def _lines(f: Path) -> list[str]:
     try:
-        return f.read_bytes().decode("utf-8", errors="replace").splitlines()
+        return f.read_bytes().decode("utf-8", errors="replace").split("\n")  # JSONL: \n only, not \x0c etc.
     except OSError as e:
         raise ResultsError(f"{f}: cannot be read ({e.strerror})") from e
 
