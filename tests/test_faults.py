@@ -192,6 +192,35 @@ def test_kill_9_of_bench_ends_the_worker_and_removes_its_temp_dir(tmp_path):
 
 
 @pytest.mark.slow
+def test_kill_9_of_bench_mid_training_then_resume_trains_the_cell_once(tmp_path):
+    """The issue's worst case: the orphan kept training while `--resume` trained the same
+    checkpoint, and a wrong number was recorded ok."""
+    from lmbench.bench import checkpoint_for
+    from lmbench.suite import load_suite, spec_for
+
+    suite = tmp_path / "s.toml"
+    suite.write_text('[[matrix]]\nbackend = "torch"\npreset = "tiny"\nmode = "stream"\nepochs = 3\n'
+                     'epoch_batches = 300\nwarmup = 1\neval = "none"\nthreads = 1\n')
+    results = tmp_path / "results"
+    ckpt = checkpoint_for(results / env.machine_key(), spec_for(load_suite(suite)[0], "cpu"), 0)
+    argv = ["bench", "--suite", str(suite), "--device", "cpu", "--no-report", "--results-dir", str(results)]
+    run = Lmbench(tmp_path, *argv)
+    worker = run.worker()
+    wait_for(ckpt.exists, 300, "the first epoch's checkpoint")
+    os.kill(run.proc.pid, signal.SIGKILL)
+    run.finish()
+    assert_nothing_left(run, [worker])
+    assert not list(results.rglob("*.jsonl"))
+
+    again = Lmbench(tmp_path, *argv, "--resume")
+    assert again.finish(timeout=600) == 0, again.stderr
+    [rec] = [json.loads(line) for f in results.rglob("*.jsonl") for line in f.read_text().splitlines()]
+    assert rec["status"] == "ok" and rec["metrics"]["resumed_from_epoch"] >= 1
+    assert [e["epoch"] for e in rec["metrics"]["epoch_log"]] == [1, 2, 3]
+    assert not ckpt.exists() and not Path(f"{ckpt}.lock").exists() and not again.temp_dirs()
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_a_signal_to_run_stops_the_worker_and_says_so(tmp_path, signum):
     out = tmp_path / "r.jsonl"
