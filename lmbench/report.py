@@ -108,18 +108,18 @@ def _not_ok(records: list[dict]) -> list:
     for r in bad:
         why = r.get("error") or r.get("reason") or r.get("skip_reason") or ""
         first = why.strip().splitlines()[0] if why.strip() else ""
-        rows.append([(label(r), label(r)), (r.get("status"), r.get("status") or "?"),
-                     (r.get("error_kind"), r.get("error_kind") or "–"), (first, first)])
-    return [("h2", "Failed and skipped runs"), ("table", ["Run", "Status", "Kind", "Reason"], rows, "sortable failed")]
+        rows.append([(label(r), label(r)), (r.get("error_kind"), r.get("error_kind") or "–"),
+                     (r.get("status"), r.get("status") or "?"), (first, first)])
+    return [("h2", "Failed and skipped runs"), ("table", ["Run", "Kind", "Status", "Reason"], rows, "sortable failed")]
 
 
 def build(records: list[dict], paths: list[Path], out_dir: Path) -> tuple[list, dict[str, bytes]]:
     """The report's blocks and the plot files to write beside report.md."""
     df = frame(records, paths)
     t = headline(df) if not df.empty else None
-    ok = sum(r.get("status") == "ok" for r in records)
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(pd.Series([r.get("status") or "?" for r in records])
-                                                  .value_counts().items()))
+    statuses = pd.Series([r.get("status") or "?" for r in records], dtype=object).value_counts()
+    counts = ", ".join([f"{statuses.get('ok', 0)} ok", f"{statuses.get('failed', 0)} failed"]
+                       + [f"{n} {s}" for s, n in sorted(statuses.items()) if s not in ("ok", "failed")])
     blocks = [("h2", "Findings"),
               ("ul", findings(df, t, records, verify_verdicts(paths), label), "findings"),
               ("p", f"{len(records)} run(s): {counts}. Generated from the records; words/s count real target "

@@ -155,7 +155,7 @@ def ppl_vs_time(df: pd.DataFrame, plt) -> tuple[str, bytes] | None:
             continue
         ax.plot([e["wall_seconds"] / 60 for e in log], [e["valid_ppl"] for e in log], marker="o",
                 color=colour(row.backend, seen), linestyle=["-", "--", ":", "-."][i % 4],
-                label=f"{row.backend}/{row.layout} {row.mode}")
+                label=f"{row.backend}/{row.layout} {row.mode}, {len(log)} epochs")
         ends.append((log[-1]["valid_ppl"], row.backend, log[-1]["wall_seconds"] / 60))
     if not ends:
         plt.close(fig)

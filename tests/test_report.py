@@ -198,8 +198,9 @@ def test_verify_verdict_and_skipped_runs_are_reported(tmp_path):
     assert ("frameworks differ by 16.7%, more than the 2% called agreement (paddle 140.00, torch 120.00)") in md
     assert "`lmbench verify` (tiny preset, commit abc1234): FAIL." in md
     assert "1 run(s) skipped: tensorflow/padded small sentence/random B=20" in md
+    assert "3 run(s): 2 ok, 0 failed, 1 skipped." in md
     col, rows = table_rows(md, "## Failed and skipped runs")
-    assert rows == [["tensorflow/padded small sentence/random B=20", "skipped", "–",
+    assert rows == [["tensorflow/padded small sentence/random B=20", "–", "skipped",
                      "tensorflow is not installed (pip install 'lmbench[tensorflow]')"]]
 
 
@@ -249,9 +250,9 @@ def test_html_is_self_contained(written):
 def test_failed_runs_environment_and_published_perplexity(written):
     out, warnings = written
     md = (out / "report.md").read_text()
-    assert "8 run(s): 1 failed, 7 ok." in md
+    assert "8 run(s): 7 ok, 1 failed." in md
     col, failed = table_rows(md, "## Failed and skipped runs")
-    assert len(failed) == 1 and failed[0][:3] == ["tensorflow/padded small sentence/random B=20", "failed", "crash"]
+    assert len(failed) == 1 and failed[0][:3] == ["tensorflow/padded small sentence/random B=20", "crash", "failed"]
     assert failed[0][3].startswith("RuntimeError: boom in 0123456789")
     assert "machine h: Test CPU, 2 CPUs" in md and "torch/packed: torch 1.0 on cpu" in md
     col, ppl = table_rows(md, "## Perplexity vs Zaremba et al. (2014)")
@@ -275,7 +276,7 @@ def test_only_failed_runs_still_give_a_report(tmp_path):
     path.write_text(json.dumps(record(status="failed")) + "\n")
     assert cli_main(["report", str(path), "--out", str(tmp_path / "o")]) == 0
     md = (tmp_path / "o" / "report.md").read_text()
-    assert "1 run(s): 1 failed." in md and "## Headline" not in md and "RuntimeError: boom" in md
+    assert "1 run(s): 0 ok, 1 failed." in md and "## Headline" not in md and "RuntimeError: boom" in md
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
