@@ -159,6 +159,9 @@ def main(argv=None) -> int:
         if isinstance(e, (BackendUnavailable, CorpusError, DownloadError)):
             print(f"lmbench: error: {e}", file=sys.stderr)
             return 2
+        if isinstance(e, OSError) and e.filename:  # a file lmbench was given or writes: one line naming it
+            print(f"lmbench: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
+            return 2
         raise
 
 

@@ -113,8 +113,8 @@ class Lmbench:
         return list(self.tmpdir.glob("lmbench-run-*"))
 
 
-def assert_nothing_left(run: Lmbench, pids) -> None:
-    wait_for(lambda: not any(alive(p) for p in pids), 10, f"workers {pids} to end")
+def assert_nothing_left(run: Lmbench, pids, within: float = 10) -> None:
+    wait_for(lambda: not any(alive(p) for p in pids), within, f"workers {pids} to end")
     wait_for(lambda: not run.temp_dirs(), 10, "the run's temp dir to be removed")
 
 
@@ -249,6 +249,19 @@ def test_sigterm_during_the_gemm_peak_phase_of_bench(tmp_path):
     assert "interrupted: 0 of 1 run(s) finished" in run.stderr and "--resume" in run.stderr
     assert "Traceback" not in run.stderr
     assert_nothing_left(run, [peak])
+
+
+@pytest.mark.slow
+def test_kill_9_of_bench_during_the_gemm_peak_phase(tmp_path):
+    suite = tmp_path / "s.toml"
+    suite.write_text('[[matrix]]\nbackend = "torch"\npreset = "tiny"\nsteps = 3\nwarmup = 0\neval = "none"\n')
+    run = Lmbench(tmp_path, "bench", "--suite", str(suite), "--device", "cpu",
+                  "--results-dir", str(tmp_path / "results"))
+    peak = run.worker(marker="lmbench.peak")
+    time.sleep(1)  # the peak child has armed its lifeline
+    os.kill(run.proc.pid, signal.SIGKILL)
+    run.finish()
+    assert_nothing_left(run, [peak], within=2)  # its import and GEMMs alone take longer
 
 
 @pytest.mark.slow
