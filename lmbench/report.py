@@ -72,11 +72,19 @@ def _utilisation_note(df: pd.DataFrame) -> str:
     if measured.empty:
         return ("No GEMM peak was measured for these runs' machine: run `lmbench peak` to see utilisation "
                 "(% of the device ceiling).")
-    ceilings = sorted({(d, c, by) for d, c, by in zip(measured.device, measured.ceiling_gflops, measured.ceiling_by)})
-    text = "; ".join(f"{d}: {c:,.1f} GFLOP/s ({by})" for d, c, by in ceilings)
-    return ("Utilisation % of device ceiling = achieved model FLOP/s ÷ the best float32 GEMM rate any "
+    ceilings = sorted({(d, c, by, th) for d, c, by, th in zip(measured.device, measured.ceiling_gflops,
+                                                              measured.ceiling_by, measured.ceiling_threads)})
+    text = "; ".join(f"{d}: {c:,.1f} GFLOP/s ({by}" + (f", {th:.0f} threads)" if th == th and th else ")")
+                     for d, c, by, th in ceilings)
+    note = ("Utilisation % of device ceiling = achieved model FLOP/s ÷ the best float32 GEMM rate any "
             f"framework reached on that device in `lmbench peak` ({text}). Each framework's own GEMM rate "
             "is the separate column Own GEMM GFLOP/s in the details.")
+    other = measured[measured.threads.notna() & measured.ceiling_threads.notna()
+                     & (measured.threads != measured.ceiling_threads)]
+    if not other.empty:  # a 1-thread run against a 2-thread GEMM is not a like-for-like ratio
+        note += (f" {len(other)} run(s) used {', '.join(sorted({f'{t:.0f}' for t in other.threads}))} thread(s), "
+                 "not the GEMM's: run `lmbench peak --threads N` with the runs' thread count.")
+    return note
 
 
 def _history(paths: list[Path], out_dir: Path) -> list:

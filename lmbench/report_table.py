@@ -67,7 +67,9 @@ def frame(records: list[dict], search=()) -> pd.DataFrame:
             "peak_memory_mib": mem / 2 ** 20 if mem else np.nan,
             "padding_fraction": m.get("padding_fraction", np.nan), "achieved_gflops": gflops,
             "own_gemm_gflops": own_gflops or np.nan, "ceiling_gflops": ceiling or np.nan,
-            "ceiling_by": ceiling_by, "pct_of_ceiling": 100 * gflops / ceiling if ceiling else np.nan,
+            "ceiling_by": ceiling_by, "threads": r.get("threads"),
+            "ceiling_threads": peaks[ceiling_by].get("threads") if ceiling_by else None,
+            "pct_of_ceiling": 100 * gflops / ceiling if ceiling else np.nan,
             "cold_shapes_ms": (m.get("cold_shapes") or {}).get("extra_ms_median", np.nan)
             if isinstance(m.get("cold_shapes"), dict) else np.nan,
             "epoch_log": m.get("epoch_log") or None, "target_ppl": m.get("target_ppl"),

@@ -126,7 +126,7 @@ def test_utilisation_is_against_one_ceiling_per_device(written):
     assert (torch[col["Achieved GFLOP/s"]], torch[col["Own GEMM GFLOP/s"]], torch[col["Device ceiling GFLOP/s"]]) \
         == ("17.4", "100", "160")
     assert own[("paddle", "lod", "bucketed", "20")][col["Own GEMM GFLOP/s"]] == "160"
-    assert "cpu: 160.0 GFLOP/s (paddle)" in md
+    assert "cpu: 160.0 GFLOP/s (paddle)" in md and "thread(s), not the GEMM's" not in md
 
 
 def test_device_ceiling_is_the_best_gemm_on_that_device():
@@ -413,6 +413,16 @@ def test_peak_is_measured_and_used_by_the_report(tmp_path, capsys):
     assert cli_main(["peak", "--frameworks", "jax"]) == 2
     err = capsys.readouterr().err
     assert "unknown framework(s) jax: allowed: " in err and all(fw in err for fw in ("torch", "tensorflow", "paddle"))
+
+
+def test_a_run_with_another_thread_count_than_the_gemm_is_flagged(tmp_path):
+    run = dict(record(), threads=1)
+    (tmp_path / "r.jsonl").write_text(json.dumps(run) + "\n")
+    (tmp_path / "peak.json").write_text(json.dumps({"torch": {"gflops": 50.0, "device": "cpu", "threads": 2}}))
+    assert cli_main(["report", str(tmp_path / "r.jsonl"), "--out", str(tmp_path / "o")]) == 0
+    md = (tmp_path / "o" / "report.md").read_text()
+    assert "(cpu: 50.0 GFLOP/s (torch, 2 threads))" in md
+    assert "1 run(s) used 1 thread(s), not the GEMM's: run `lmbench peak --threads N`" in md
 
 
 def test_no_peak_is_said(tmp_path):
