@@ -40,6 +40,8 @@ from paddle import nn
 from lmbench.backend import Backend as BaseBackend, BackendUnavailable
 
 LAYOUTS = ("lod", "lod-padded", "padded")
+# set before the import (lmbench.worker.set_thread_env); OMP/MKL threads are set for every framework
+THREAD_ENV = {"GLOG_minloglevel": "2"}
 
 
 def length_segments(lengths: np.ndarray, offsets: np.ndarray):

@@ -33,6 +33,8 @@ from lmbench.backend import Backend as BaseBackend, BackendUnavailable, StepTime
 
 LAYOUTS = ("padded", "padded-gather", "dynamic_rnn")
 LAYOUT_ENV = {"dynamic_rnn": {"TF_USE_LEGACY_KERAS": "1"}}
+# set before the import (lmbench.worker.set_thread_env); "{threads}" is the thread budget
+THREAD_ENV = {"TF_NUM_INTRAOP_THREADS": "{threads}", "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 def _masked_nll_sum(logits, labels, mask):

@@ -5,6 +5,7 @@ that declares, at module level,
 
     LAYOUTS = ("native-layout", "other-layout", ...)   # first one is the default
     LAYOUT_ENV = {"other-layout": {"VAR": "value"}}     # optional: set before the import
+    THREAD_ENV = {"VAR": "{threads}", "LOG_VAR": "2"}   # optional: set before the import
     class Backend(lmbench.backend.Backend): ...
 
 and may import its framework at the top: the harness imports a backend module only
@@ -236,6 +237,11 @@ def backend_layouts(name: str) -> tuple[str, ...]:
 def layout_env(name: str, layout: str) -> dict[str, str]:
     """Environment variables a layout needs set before its framework is imported."""
     return dict(_module_constant(name, "LAYOUT_ENV", {}).get(layout, {}))
+
+
+def thread_env(name: str, threads: int) -> dict[str, str]:
+    """A backend's THREAD_ENV (variables its framework reads at import), "{threads}" filled in."""
+    return {var: str(value).format(threads=threads) for var, value in _module_constant(name, "THREAD_ENV", {}).items()}
 
 
 def _backend_file(name: str) -> Path:

@@ -1,0 +1,248 @@
+"""JAX: the model as pure functions of the canonical weights, one jitted SGD step.
+
+Layouts
+- padded: the LSTM is a `lax.scan` over the whole [B, T] batch; at a padded position a
+          row's (h, c) is held, not updated (the dynamic_rnn contract: the final state is
+          each row's state after its last real token), and the decoder and a masked loss
+          run on every position, as TensorFlow's padded layout does.
+No layout skips padded positions: XLA compiles one program per input shape, and a
+shrinking batch (Paddle's lod) or a gather of the real tokens (torch's padded-gather)
+makes the shapes depend on each batch's lengths -- a compile for nearly every batch.
+
+The parameters are kept in the canonical layout of lmbench.weights (gate order i, f, g,
+o; y = x @ W.T + b), both LSTM biases included: SGD moves each and the global norm
+counts each, as in PyTorch and Paddle. Gradients come from `jax.value_and_grad` of the
+objective (NLL summed over real targets / B); the global-norm clip (min(1, clip/norm)),
+the update, the dropout key and the final state are in the same jitted function.
+
+JAX dispatches asynchronously, on the CPU too: train_step returns before the step has
+run. `sync` therefore blocks on the last step's outputs (loss, parameters, state). XLA
+compiles per shape (every new padded length T in sentence mode); the harness's shape
+warm-up runs each shape before the timed window and records the cost (cold_shapes).
+
+Threads: XLA's CPU client ignores OMP_NUM_THREADS and sizes its thread pool from the
+CPUs the process may run on (sched_getaffinity), once, when the client is created; so
+the budget is set by narrowing the process's CPU affinity before the first computation
+(at import, from THREAD_ENV, and again when a Backend is built).
+"""
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lmbench.backend import Backend as BaseBackend, BackendUnavailable, StepTimer
+from lmbench.corpus import PAD_ID
+
+LAYOUTS = ("padded",)
+# XLA reads no thread variable: the harness sets this one before the import, and the
+# import narrows the CPU affinity to that many CPUs (_limit_threads)
+THREAD_ENV = {"LMBENCH_XLA_CPU_THREADS": "{threads}"}
+
+# true float32 on GPUs too (XLA's default lets cuBLAS/cuDNN use TF32 there)
+jax.config.update("jax_default_matmul_precision", "highest")
+
+
+def _limit_threads(threads: int) -> list[int]:
+    """Pin this process to `threads` of its CPUs before XLA's CPU client exists (it sizes
+    its pool from the affinity once); returns the CPUs kept."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if 0 < threads < len(cpus):
+        os.sched_setaffinity(0, cpus[:threads])
+    return sorted(os.sched_getaffinity(0))
+
+
+_limit_threads(int(os.environ.get("LMBENCH_XLA_CPU_THREADS", "0")))
+
+
+def _device(device: str):
+    platform = "gpu" if device == "cuda" else "cpu"
+    try:
+        return jax.devices(platform)[0]
+    except RuntimeError as e:
+        raise BackendUnavailable(f"jax: --device {device}, but JAX has no {platform} backend here ({e}); "
+                                 f"install jax[cuda12] for a GPU (README, 'GPU install')") from e
+
+
+def _lstm_layer(p, layer, x, mask, h, c):
+    """One LSTM layer over time. x [T, B, in], mask [T, B]; returns outputs [T, B, H] and
+    the state after each row's last real step."""
+    w_hh = p[f"lstm{layer}.w_hh"].T
+    # the input projection of every step at once: one [T*B, in] x [in, 4H] product
+    xw = x @ p[f"lstm{layer}.w_ih"].T + (p[f"lstm{layer}.b_ih"] + p[f"lstm{layer}.b_hh"])
+
+    def step(carry, inputs):
+        h, c = carry
+        gates, real = inputs
+        i, f, g, o = jnp.split(gates + h @ w_hh, 4, axis=-1)
+        c_new = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h_new = jax.nn.sigmoid(o) * jnp.tanh(c_new)
+        real = real[:, None]
+        return (jnp.where(real, h_new, h), jnp.where(real, c_new, c)), h_new
+
+    (h, c), out = jax.lax.scan(step, (h, c), (xw, mask))
+    return out, h, c
+
+
+def _dropout(x, rate, key):
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+def nll_sum(p, inputs, targets, lengths, h0, c0, key, dropout):
+    """Summed NLL over the real targets, and the final (h, c) [layers, B, H]."""
+    layers = h0.shape[0]
+    keys = jax.random.split(key, layers + 1)
+    mask = jnp.arange(inputs.shape[1])[None, :] < lengths[:, None]  # [B, T]
+    x = p["embedding"][inputs.T]  # time-major [T, B, H]
+    hs, cs = [], []
+    for layer in range(layers):
+        if dropout > 0:
+            x = _dropout(x, dropout, keys[layer])
+        x, h, c = _lstm_layer(p, layer, x, mask.T, h0[layer], c0[layer])
+        hs.append(h)
+        cs.append(c)
+    if dropout > 0:
+        x = _dropout(x, dropout, keys[layers])
+    logits = x @ p["decoder.w"].T + p["decoder.b"]  # [T, B, V]
+    gold = jnp.where(mask.T, targets.T, 0)  # PAD_ID is outside the classes: never index with it
+    nll = jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, gold[..., None], -1)[..., 0]
+    return jnp.sum(jnp.where(mask.T, nll, 0.0)), (jnp.stack(hs), jnp.stack(cs))
+
+
+class DispatchOnlyTimer(StepTimer):
+    """No per-step samples: a host clock around an asynchronous step times its dispatch, and
+    blocking each step would stall the host-device overlap no training loop gives up."""
+    source = "none: JAX dispatches asynchronously; throughput from the synced region"
+
+    def start(self):
+        pass
+
+    def stop(self):
+        pass
+
+
+def clip_and_update(params, grads, lr, clip):
+    """SGD on the gradients clipped to a global norm of `clip` (scaled by min(1, clip/norm))."""
+    norm = jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree_util.tree_leaves(grads)))
+    scale = clip / jnp.maximum(norm, clip)
+    return jax.tree_util.tree_map(lambda w, g: w - lr * scale * g, params, grads)
+
+
+def _objective(p, batch_size, *args):
+    total, state = nll_sum(p, *args)
+    return total / batch_size, (total, state)
+
+
+class Backend(BaseBackend):
+    name = "jax"
+
+    def __init__(self, cfg, layout, device, threads):
+        super().__init__(cfg, layout, device, threads)
+        self.cpus = _limit_threads(threads) if device == "cpu" else None
+        self.dev = _device(device)
+        self.params = None
+        self.key = jax.device_put(jax.random.PRNGKey(cfg.seed), self.dev)
+        self._last = ()  # the newest step's outputs: what sync blocks on
+        dropout, clip = cfg.dropout, cfg.clip
+        grad_fn = jax.value_and_grad(_objective, has_aux=True)
+
+        def train(params, key, lr, inputs, targets, lengths, h0, c0):
+            key, sub = jax.random.split(key)
+            (_, (total, state)), grads = grad_fn(params, inputs.shape[0], inputs, targets, lengths,
+                                                 h0, c0, sub, dropout)
+            return clip_and_update(params, grads, lr, clip), key, total, state
+
+        def evaluate(params, inputs, targets, lengths, h0, c0):
+            return nll_sum(params, inputs, targets, lengths, h0, c0, jax.random.PRNGKey(0), 0.0)
+
+        def loss_and_grads(params, inputs, targets, lengths, h0, c0):
+            (objective, _), grads = grad_fn(params, inputs.shape[0], inputs, targets, lengths,
+                                            h0, c0, jax.random.PRNGKey(0), 0.0)
+            return objective, grads
+
+        self._train = jax.jit(train, donate_argnums=(0,))  # the old weights' buffers are reused
+        self._eval = jax.jit(evaluate)
+        self._loss_and_grads = jax.jit(loss_and_grads)
+
+    @classmethod
+    def cuda_available(cls):
+        try:
+            return bool(jax.devices("gpu"))
+        except RuntimeError:
+            return False
+
+    # -- weights: the canonical layout is the model's own ---------------------------------
+    def set_weights(self, weights):
+        self.params = {k: jax.device_put(np.asarray(v, np.float32), self.dev) for k, v in weights.items()}
+
+    def get_weights(self):
+        return {k: np.array(v, np.float32) for k, v in self.params.items()}
+
+    # -- steps --------------------------------------------------------------------------
+    def _inputs(self, batch):
+        state = self.carried_state(batch)
+        if state is None:
+            zeros = jnp.zeros((self.cfg.layers, batch.batch_size, self.cfg.hidden), jnp.float32, device=self.dev)
+            state = (zeros, zeros)
+        arrays = (batch.inputs.astype(np.int32), batch.targets.astype(np.int32), batch.lengths.astype(np.int32))
+        return (*jax.device_put(arrays, self.dev), *state)
+
+    def train_step(self, batch, lr):
+        self.params, self.key, total, state = self._train(self.params, self.key, np.float32(lr),
+                                                          *self._inputs(batch))
+        self.keep_state(batch, state)
+        self._last = (total, self.params, state)
+        return total
+
+    def eval_step(self, batch):
+        total, state = self._eval(self.params, *self._inputs(batch))
+        self.keep_state(batch, state)
+        self._last = (total, state)
+        return total
+
+    def loss_and_grads(self, batch):
+        objective, grads = self._loss_and_grads(self.params, *self._inputs(batch))
+        return float(objective), {k: np.array(g, np.float32) for k, g in grads.items()}
+
+    def to_floats(self, handles):
+        return [float(h) for h in jax.device_get(handles)]
+
+    # -- device -------------------------------------------------------------------------
+    def sync(self):
+        jax.block_until_ready(self._last)
+
+    def step_timer(self):
+        return DispatchOnlyTimer()
+
+    def peak_memory_bytes(self):
+        if self.device != "cuda":
+            return None
+        stats = self.dev.memory_stats() or {}
+        return stats.get("peak_bytes_in_use")
+
+    def environment(self):
+        cuda = self.device == "cuda"
+        import jaxlib
+
+        return {
+            "framework": "jax", "framework_version": jax.__version__, "jaxlib_version": jaxlib.__version__,
+            "device_name": self.dev.device_kind if cuda else "cpu",
+            "cuda_version": None, "cudnn_version": None,
+            "intra_op_threads": len(self.cpus) if self.cpus else None,
+            "cpu_affinity": self.cpus,
+            "lstm_kernel": "XLA lax.scan (jitted step, one compile per batch shape)",
+            "precision": {"dtype": "float32",
+                          "jax_default_matmul_precision": jax.config.jax_default_matmul_precision},
+        }
+
+
+def gemm(n: int, device: str):
+    """`lmbench peak`: a blocking n x n float32 matrix product on `device`, and the version."""
+    dev = _device(device)
+    key = jax.random.PRNGKey(0)
+    a = jax.device_put(jax.random.normal(key, (n, n), jnp.float32), dev)
+    matmul = jax.jit(lambda x: (x @ x).sum())
+    return (lambda: float(matmul(a))), jax.__version__
