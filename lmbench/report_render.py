@@ -23,7 +23,7 @@ table{border-collapse:collapse;font-size:12.5px;width:100%;margin:.4em 0}
 th,td{border-bottom:1px solid #e3e3e3;padding:4px 6px;text-align:right;vertical-align:top}
 th{background:#f6f6f6;font-weight:600;white-space:normal}
 td:first-child,th:first-child,td.t,th.t{text-align:left}
-table.headline td.t,table.details td.t{white-space:nowrap}
+table.headline td,table.details td{white-space:nowrap}
 table.failed td,.md td{overflow-wrap:anywhere}
 table.sortable th{cursor:pointer;user-select:none}
 table.sortable th[aria-sort=ascending]::after{content:" ▲"}
@@ -34,6 +34,7 @@ figure{margin:1.2em 0}figure img,.md img{max-width:100%;height:auto;display:bloc
 figcaption{color:#555;font-size:13px;margin-top:.3em}
 code{background:#f2f2f2;padding:0 3px;border-radius:3px;font-size:.95em}
 .note{color:#555;font-size:13px}
+.spread{display:block;color:#777;font-size:11px}
 """
 
 # Click a header: sort that table's rows by the cells' data-v (numbers numerically,
@@ -109,7 +110,11 @@ def _table_html(headers, rows, cls) -> str:
         return " class='t'" if rows and isinstance(rows[0][i][0], str) else ""
 
     head = "".join(f"<th{align(i)} scope='col'>{html.escape(h)}</th>" for i, h in enumerate(headers))
-    body = "".join("<tr>" + "".join(f"<td{align(i)} data-v=\"{html.escape(_sort_value(v))}\">{html.escape(t)}</td>"
+    def cell(text: str) -> str:  # "1,100 [1,000–1,200]": the spread on a small second line
+        main, sep, spread = text.partition(" [")
+        return html.escape(main) + (f"<span class='spread'>[{html.escape(spread)}</span>" if sep else "")
+
+    body = "".join("<tr>" + "".join(f"<td{align(i)} data-v=\"{html.escape(_sort_value(v))}\">{cell(t)}</td>"
                                     for i, (v, t) in enumerate(row)) + "</tr>" for row in rows)
     return f"<table class='{cls}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 

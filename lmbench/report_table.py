@@ -38,7 +38,10 @@ def frame(records: list[dict], search=()) -> pd.DataFrame:
             continue
         m, c = r["metrics"], r["config"]
         st = m.get("step_time_ms") or {}
-        peaks = find_peaks(r, list(search))
+        # only GEMM rates measured on this record's CPU model (a peak.json found in a directory
+        # above may belong to another machine)
+        peaks = {fw: e for fw, e in find_peaks(r, list(search)).items()
+                 if isinstance(e, dict) and e.get("cpu_model", r.get("cpu_model")) == r.get("cpu_model")}
         framework = (r.get("environment") or {}).get("framework") or r["backend"]
         own = peaks.get(framework) if isinstance(peaks.get(framework), dict) else {}
         own_gflops = own.get("gflops") if own.get("device", r.get("device")) == r.get("device") else None

@@ -423,6 +423,11 @@ def test_a_run_with_another_thread_count_than_the_gemm_is_flagged(tmp_path):
     md = (tmp_path / "o" / "report.md").read_text()
     assert "(cpu: 50.0 GFLOP/s (torch, 2 threads))" in md
     assert "1 run(s) used 1 thread(s), not the GEMM's: run `lmbench peak --threads N`" in md
+    # a GEMM measured on another CPU model is no ceiling for this run
+    (tmp_path / "peak.json").write_text(json.dumps({"torch": {"gflops": 50.0, "device": "cpu",
+                                                              "cpu_model": "Another CPU"}}))
+    assert cli_main(["report", str(tmp_path / "r.jsonl"), "--out", str(tmp_path / "o")]) == 0
+    assert "No GEMM peak was measured" in (tmp_path / "o" / "report.md").read_text()
 
 
 def test_no_peak_is_said(tmp_path):
