@@ -149,12 +149,12 @@ def ppl_vs_time(df: pd.DataFrame, plt) -> tuple[str, bytes] | None:
     fig, ax = plt.subplots(figsize=(9, 4.5))
     seen: list[str] = []
     ends = []
-    for i, row in enumerate(trained.itertuples()):
+    for row in trained.itertuples():
         log = [e for e in row.epoch_log if e.get("valid_ppl") is not None and e.get("wall_seconds") is not None]
         if not log:
             continue
         ax.plot([e["wall_seconds"] / 60 for e in log], [e["valid_ppl"] for e in log], marker="o",
-                color=colour(row.backend, seen), linestyle=["-", "--", ":", "-."][i % 4],
+                color=colour(row.backend, seen), linestyle="-" if row.mode == "stream" else "--",
                 label=f"{row.backend}/{row.layout} {row.mode}, {len(log)} epochs")
         ends.append((log[-1]["valid_ppl"], row.backend, log[-1]["wall_seconds"] / 60))
     if not ends:
@@ -163,10 +163,15 @@ def ppl_vs_time(df: pd.DataFrame, plt) -> tuple[str, bytes] | None:
     ax.set_xlabel("wall-clock minutes (training + validation)")
     ax.set_ylabel("validation perplexity (log scale)")
     ax.set_yscale("log")
+    from matplotlib.ticker import FuncFormatter
+
+    for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):  # 120, not 1.2 × 10²
+        axis(FuncFormatter(lambda v, _: f"{v:g}"))
     best = min(ends)
     ax.set_title(f"Lowest validation perplexity: {best[1]}, {best[0]:.1f} after {best[2]:.0f} min")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return "Validation perplexity vs wall-clock time (runs trained for whole epochs).", _png(fig)
+    return ("Validation perplexity vs wall-clock time (runs trained for whole epochs; solid: stream mode, "
+            "dashed: sentence mode).", _png(fig))
 
 
 def plots(df: pd.DataFrame, t: pd.DataFrame) -> dict[str, tuple[str, bytes]]:

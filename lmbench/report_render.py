@@ -24,7 +24,7 @@ th,td{border-bottom:1px solid #e3e3e3;padding:4px 6px;text-align:right;vertical-
 th{background:#f6f6f6;font-weight:600;white-space:normal}
 td:first-child,th:first-child,td.t,th.t{text-align:left}
 table.headline td,table.details td{white-space:nowrap}
-table.failed td,.md td{overflow-wrap:anywhere}
+table.failed td:last-child,.md td{overflow-wrap:anywhere}
 table.sortable th{cursor:pointer;user-select:none}
 table.sortable th[aria-sort=ascending]::after{content:" ▲"}
 table.sortable th[aria-sort=descending]::after{content:" ▼"}
