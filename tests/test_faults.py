@@ -152,7 +152,7 @@ def fill(directory: Path) -> None:
 
 
 def record(i: int, pad: int = 0) -> dict:
-    from tests.records import record as make
+    from records import record as make
 
     r = make(seed=i)
     r["pad"] = "p" * pad

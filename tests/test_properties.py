@@ -17,7 +17,7 @@ from lmbench.cli import main as cli_main
 from lmbench.config import ConfigError, make_config
 from lmbench.results import ResultsError, cell_key, label, load_records
 from lmbench.suite import ALLOWED, SuiteError, load_suite
-from tests.records import record
+from records import record
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
