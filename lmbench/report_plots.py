@@ -14,7 +14,8 @@ import pandas as pd
 COLOURS = {"torch": "#d62728", "tensorflow": "#ff7f0e", "paddle": "#1f77b4"}
 OTHER = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 HATCHES = ["", "//", "..", "xx", "\\\\", "oo"]
-DPI = 150  # figures are 9-10 in wide: ~1400 px, sharp at the page width on high-DPI screens
+WIDTH = 10  # inches, every figure: one scale on the page
+DPI = 150  # 1500 px for a ~1150 px wide page: sharp on high-DPI screens too
 
 
 def colour(backend: str, seen: list[str]) -> str:
@@ -37,11 +38,17 @@ def _style():
     return plt
 
 
+def _legend_below(ax, columns: int) -> None:
+    """The legend under the axes, inside the fixed canvas (constrained layout): every PNG is
+    WIDTH x DPI pixels wide, so the page shows all plots at one scale."""
+    ax.figure.legend(*ax.get_legend_handles_labels(), fontsize=9, ncol=min(columns, 4), loc="outside lower center")
+
+
 def _png(fig) -> bytes:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=DPI)
     plt.close(fig)
     return buf.getvalue()
 
@@ -66,7 +73,7 @@ def throughput(t: pd.DataFrame, plt) -> tuple[str, bytes] | None:
                for b in sorted(set(t.backend))}
     bars = [(b, lay) for b, lays in layouts.items() for lay in lays]
     width = 0.8 / len(bars)
-    fig, ax = plt.subplots(figsize=(10, 4.8))
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.8), layout="constrained")
     seen: list[str] = []
     for i, (backend, layout) in enumerate(bars):
         xs, ys, lo, hi = [], [], [], []
@@ -88,7 +95,7 @@ def throughput(t: pd.DataFrame, plt) -> tuple[str, bytes] | None:
     ax.set_ylabel("train words/s (real tokens, median of runs)")
     best = t.loc[t.train_words_per_sec.idxmax()]
     ax.set_title(f"Fastest: {best.backend}/{best.layout} ({best.group}), {best.train_words_per_sec:,.0f} words/s")
-    ax.legend(fontsize=8, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    _legend_below(ax, len(bars))
     runs = int(t.runs.min())
     caption = (f"Training throughput per framework and layout, grouped by batching ({t.preset.iloc[0]} preset, "
                f"B={t.batch_size.iloc[0]}). Error bars: min–max of the runs' words/s across repeats "
@@ -107,7 +114,7 @@ def padding(t: pd.DataFrame, plt) -> tuple[str, bytes] | None:
                          r.padding_fraction))
     if not rows:
         return None
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.6))
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.45 * len(rows) + 1.6), layout="constrained")
     seen: list[str] = []
     names = [f"{b} {lay}, {bt} ({pad:.0%} padding)" for b, bt, lay, _, pad in rows]
     ax.barh(range(len(rows)), [x for *_, x, _ in rows], color=[colour(b, seen) for b, *_ in rows],
@@ -129,7 +136,7 @@ def by_size(df: pd.DataFrame, column: str, name: str, plt) -> tuple[str, bytes] 
     lines = [(k, g) for k, g in df.groupby(fixed, sort=True) if g[column].nunique() > 1]
     if not lines:
         return None
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.5), layout="constrained")
     seen: list[str] = []
     for i, ((b, lay, bt, mode, other), part) in enumerate(lines):
         part = part.groupby(column)["train_words_per_sec"].median()
@@ -138,7 +145,7 @@ def by_size(df: pd.DataFrame, column: str, name: str, plt) -> tuple[str, bytes] 
     ax.set_xlabel(name)
     ax.set_ylabel("train words/s (real tokens)")
     ax.set_title(f"Throughput vs {name}")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    _legend_below(ax, 3)
     return f"Training throughput vs {name} (median of runs).", _png(fig)
 
 
@@ -146,7 +153,7 @@ def ppl_vs_time(df: pd.DataFrame, plt) -> tuple[str, bytes] | None:
     trained = df[df["epoch_log"].notna()]
     if trained.empty:
         return None
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.5), layout="constrained")
     seen: list[str] = []
     ends = []
     for row in trained.itertuples():
@@ -169,7 +176,7 @@ def ppl_vs_time(df: pd.DataFrame, plt) -> tuple[str, bytes] | None:
         axis(FuncFormatter(lambda v, _: f"{v:g}"))
     best = min(ends)
     ax.set_title(f"Lowest validation perplexity: {best[1]}, {best[0]:.1f} after {best[2]:.0f} min")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    _legend_below(ax, 3)
     return ("Validation perplexity vs wall-clock time (runs trained for whole epochs; solid: stream mode, "
             "dashed: sentence mode).", _png(fig))
 
