@@ -45,22 +45,22 @@ def test_shipped_suites_load():
     pairs = {(c["backend"], c["layout"]) for c in cells}
     # native layouts and each framework's padded layout (tensorflow's native one is padded)
     assert pairs == {("torch", "packed"), ("torch", "padded"), ("tensorflow", "padded"), ("paddle", "lod"),
-                     ("paddle", "padded")}
+                     ("paddle", "lod-padded"), ("paddle", "padded"), ("jax", "padded")}
     sentence = [c for c in cells if c["mode"] == "sentence"]
     stream = [c for c in cells if c["mode"] == "stream"]
-    assert len(sentence) == 10 and {c["batching"] for c in sentence} == {"random", "bucketed"}
-    assert sorted(c["backend"] for c in stream) == ["paddle", "tensorflow", "torch"]
+    assert len(sentence) == 14 and {c["batching"] for c in sentence} == {"random", "bucketed"}
+    assert sorted(c["backend"] for c in stream) == ["jax", "paddle", "tensorflow", "torch"]
     assert all(c["eval"] == "valid" and "eval_batches" not in c for c in stream)  # the whole split
     assert all(c["eval"] == "none" and c["preset"] == "small" for c in sentence)
     gpu = load_suite(suite_path("gpu"))
     assert {c["preset"] for c in gpu} == {"medium", "large"}
     assert {c["batch_size"] for c in gpu if c["mode"] == "sentence"} == {20, 64, 128}
     check = load_suite(suite_path("check"))
-    assert [(c["backend"], c["layout"], c["repeats"]) for c in check] == [("torch", "packed", 2), ("torch", "padded", 2)]
+    assert [(c["backend"], c["layout"], c["repeats"]) for c in check] == [("torch", "packed", 5), ("torch", "padded", 5)]
 
 
 @pytest.mark.parametrize("text,needle", [
-    ('[[matrix]]\nbackend = "jax"\n', "entry 1: unknown backend 'jax': available: paddle, tensorflow, torch"),
+    ('[[matrix]]\nbackend = "mxnet"\n', "entry 1: unknown backend 'mxnet': available: jax, paddle, tensorflow, torch"),
     ('[[matrix]]\nbackend = "troch"\n', "unknown backend 'troch' (did you mean 'torch'?)"),
     ('[[matrix]]\nbackend = "torch"\nhiden = 3\n', "entry 1: unknown field 'hiden' (did you mean 'hidden'?): allowed:"),
     ('[[matrix]]\nbackend = "torch"\nmode = "sentense"\n', "entry 1: invalid mode='sentense': allowed: sentence, stream"),
