@@ -56,7 +56,8 @@ def _published(df: pd.DataFrame) -> list:
         pub = PUBLISHED[r.preset] if r.mode == "stream" else None
         to_target = r.time_to_target_seconds
         rows.append([(r.backend, f"{r.backend}/{r.layout} {r.preset} {r.mode}"), num(len(r.epoch_log), 0),
-                     num(r.valid_ppl), num(r.test_ppl), (pub[1] if pub else None, f"{pub[0]} / {pub[1]}" if pub else "–"),
+                     num(r.valid_ppl), num(r.test_ppl),
+                     (pub[1] if pub else None, f"{pub[0]} / {pub[1]}" if pub else "–"),
                      num(r.epoch_log[-1]["wall_seconds"] / 60, 1), num(r.target_ppl, 0),
                      num(to_target / 60 if to_target is not None else None, 1)])
     headers = ["Run", "Epochs", "Valid ppl", "Test ppl", "Published valid / test", "Wall minutes",

@@ -89,7 +89,8 @@ def throughput(t: pd.DataFrame, plt) -> tuple[str, bytes] | None:
         if not xs:
             continue
         ax.bar(xs, ys, width=width * 0.95, color=colour(backend, seen), edgecolor="black", linewidth=0.5,
-               hatch=HATCHES[layouts[backend].index(layout) % len(HATCHES)], label=f"{backend} / {layout}" + " (native)" * ((backend, layout) in native),
+               hatch=HATCHES[layouts[backend].index(layout) % len(HATCHES)],
+               label=f"{backend} / {layout}" + " (native)" * ((backend, layout) in native),
                yerr=[lo, hi], capsize=3, error_kw={"elinewidth": 1})
     ax.set_xticks(range(len(groups)), [f"{g} batching" if g != "stream" else "stream mode" for g in groups])
     ax.set_ylabel("train words/s (real tokens, median of runs)")
@@ -141,7 +142,8 @@ def by_size(df: pd.DataFrame, column: str, name: str, plt) -> tuple[str, bytes] 
     for i, ((b, lay, bt, mode, other), part) in enumerate(lines):
         part = part.groupby(column)["train_words_per_sec"].median()
         ax.plot(part.index, part.values, marker="o", color=colour(b, seen), linestyle=["-", "--", ":", "-."][i % 4],
-                label=f"{b}/{lay} {mode} {bt} ".replace(" - ", " ") + (other if column == "batch_size" else f"B={other}"))
+                label=f"{b}/{lay} {mode} {bt} ".replace(" - ", " ")
+                + (other if column == "batch_size" else f"B={other}"))
     ax.set_xlabel(name)
     ax.set_ylabel("train words/s (real tokens)")
     ax.set_title(f"Throughput vs {name}")

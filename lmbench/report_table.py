@@ -100,7 +100,8 @@ def headline(df: pd.DataFrame) -> pd.DataFrame:
     t = df.groupby(CELL, sort=False, dropna=False).agg(**agg).reset_index()
     t["vs_fastest"] = t["train_words_per_sec"] / t.groupby(["preset", "mode"])["train_words_per_sec"].transform("max")
     t["native"] = [native_layout(b) == lay for b, lay in zip(t.backend, t.layout)]
-    return t.sort_values(["preset", "mode", "train_words_per_sec"], ascending=[True, True, False]).reset_index(drop=True)
+    t = t.sort_values(["preset", "mode", "train_words_per_sec"], ascending=[True, True, False])
+    return t.reset_index(drop=True)
 
 
 def _num(x, digits=0) -> str:

@@ -409,7 +409,8 @@ def test_peak_is_measured_and_used_by_the_report(tmp_path, capsys):
     md = (tmp_path / "o" / "report.md").read_text()
     col, rows = table_rows(md, "### small preset, sentence mode")
     # one framework measured: its GEMM is the device ceiling
-    assert float(rows[0][col["Utilisation % of device ceiling"]].replace(",", "")) == pytest.approx(100 * 15.8 / entry["gflops"], abs=0.06)
+    util = float(rows[0][col["Utilisation % of device ceiling"]].replace(",", ""))
+    assert util == pytest.approx(100 * 15.8 / entry["gflops"], abs=0.06)
     assert cli_main(["peak", "--frameworks", "mxnet"]) == 2
     err = capsys.readouterr().err
     assert "unknown framework(s) mxnet: allowed: " in err and all(fw in err for fw in ("torch", "tensorflow", "paddle"))
