@@ -22,17 +22,17 @@ rounding of the total, and three orders below the smallest scale measured (W_hh'
 gradient on tiny); it only keeps an exactly-zero tensor from dividing by zero.
 
 Tolerances, from `lmbench verify --preset tiny` and `--preset small` on torch 3 layouts,
-TensorFlow 3, Paddle 3 (CPU; worst over every pair and tensor; at least 5x above it):
+TensorFlow 3, Paddle 3 (CPU; worst over every pair and tensor):
 - loss 1e-5 (measured 1.2e-7) and grad 1e-4 (7.9e-6, decoder.b on tiny: a sum over every
   token with cancellation) -- one step from the same weights is rounding only;
-- trained_loss 2e-3 (4.1e-4) and trained_weights 1e-2 (2.1e-3), both torch vs the others
-  on small. Training at lr 1 reaches norms of ~80 and is chaotic: PyTorch's global norm
-  (torch.nn.utils.get_total_norm, a norm of per-tensor norms) differs from TensorFlow's
-  and Paddle's (a sum of squares) in the last bit, and the clipping factor carries that
-  into every weight; nine steps grow it to 2.1e-3 (1.0e-4 on tiny). Between TensorFlow
-  and Paddle, or any two layouts of one framework, which compute the norm alike, the
-  trained weights agree to 9.3e-6 and the losses to 1.5e-6; so does torch when it sums
-  squares as they do (measured). The bugs these checks exist for move them by 0.07 to 6e5.
+- trained_loss 1e-4 (measured 1.9e-6) and trained_weights 1e-3 (1.7e-5, paddle/lod vs
+  torch/packed on small). Training at lr 1 reaches gradient norms of ~80 and is chaotic:
+  each step's rounding feeds the next, and the clipping factor carries the global norm's
+  rounding into every weight -- so every backend computes that norm alike (the square
+  root of the sum of per-tensor sums of squares; PyTorch's clip_grad_norm_, a norm of
+  per-tensor norms plus 1e-6, grew the gap to 2.1e-3). The margin is 60x what CPUs
+  measured, for reduction orders (GPU kernels) not measured here; the bugs these checks
+  exist for move them by 0.07 to 6e5.
 A deliberately broken copy of the torch backend for each of five bugs fails these
 checks by orders of magnitude (tests/test_verify.py, tests/mutants/).
 """
@@ -52,7 +52,7 @@ from .download import download_ptb
 from .probe import ProbeError, probe
 from .weights import comparable, init_weights, num_params
 
-TOLERANCES = {"loss": 1e-5, "grad": 1e-4, "trained_loss": 2e-3, "trained_weights": 1e-2}
+TOLERANCES = {"loss": 1e-5, "grad": 1e-4, "trained_loss": 1e-4, "trained_weights": 1e-3}
 FLOOR = 1e-7  # per-tensor scales below FLOOR x the total (all tensors) count as that
 PER_KIND = 4  # batches of each kind: random, bucketed, stream
 

@@ -185,7 +185,7 @@ def test_interrupted_suite_keeps_finished_runs_and_resume_runs_the_rest(tmp_path
     assert "2 run(s): 2 ok, 0 failed" in md
     # the GEMM peak was measured once for this machine, and the report divides by it
     assert "torch" in json.loads((files[1].parent / "peak.json").read_text())
-    assert "pct_of_peak = achieved model FLOP/s" in md
+    assert "Utilisation % of device ceiling = achieved model FLOP/s" in md
     assert all(os.path.getsize(f) > 0 for f in files)
 
 
