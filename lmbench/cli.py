@@ -88,8 +88,26 @@ def _printer(quiet: bool):
 def cmd_verify(a) -> int:
     from .verify import verify
 
-    return verify(preset=a.preset, device=a.device, backends=a.backends, steps=a.steps,
+    code = verify(preset=a.preset, device=a.device, backends=a.backends, steps=a.steps,
                   data_dir=a.data_dir, weights_out=a.save_weights)
+    if a.out:  # the verdict the report shows next to results it finds it beside
+        import datetime as dt
+        import json
+        import os
+        from pathlib import Path
+
+        from . import env
+
+        out = Path(a.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps({
+            "verdict": "PASS" if code == 0 else "FAIL", "preset": a.preset, "device": a.device,
+            "backends": a.backends or "all", "git_commit": env.git_state()[0],
+            "utc_time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}) + "\n")
+        os.replace(tmp, out)
+        print(f"verdict written to {out}")
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--steps", type=int, default=3, help="SGD steps before comparing weights")
     v.add_argument("--data-dir", default=None)
     v.add_argument("--save-weights", default=None, help="keep the shared initial weights (.npz) here")
+    v.add_argument("--out", default=None, help="write the verdict as JSON here (e.g. results/<machine>/verify.json: "
+                                               "the report shows it)")
     v.set_defaults(func=cmd_verify)
 
     # each of these modules contributes its own sub-command through add_parser(sub)

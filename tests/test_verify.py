@@ -70,11 +70,15 @@ def test_a_backend_path_that_does_not_exist_is_a_clear_error(tmp_path):
     assert backend_layouts(str(MUTANTS_DIR / "truncated_bptt.py")) == ("padded",)
 
 
-def test_verify_tiny_passes_across_all_three_frameworks(capsys):
-    code = cli_main(["verify", "--preset", "tiny"])
+def test_verify_tiny_passes_across_all_frameworks(capsys, tmp_path):
+    code = cli_main(["verify", "--preset", "tiny", "--out", str(tmp_path / "verify.json")])
     out = capsys.readouterr().out
     assert "verify: PASS" in out, out
     assert code == 0
+    import json
+
+    verdict = json.loads((tmp_path / "verify.json").read_text())  # what the report shows
+    assert verdict["verdict"] == "PASS" and verdict["preset"] == "tiny"
     for pair in ("torch/packed vs tensorflow/padded", "torch/packed vs paddle/lod",
                  "tensorflow/padded vs paddle/lod", "tensorflow/padded vs tensorflow/dynamic_rnn",
                  "torch/packed vs torch/padded", "paddle/lod vs paddle/padded",
