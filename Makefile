@@ -58,8 +58,8 @@ BENCH_ARGS ?=
 benchmarks: $(STAMP)
 	$(PY) -m pytest tests/benchmarks/test_data_bench.py -q --benchmark-enable --benchmark-autosave \
 	  --benchmark-storage=.benchmarks/data $(BENCH_ARGS)
-	for b in torch tensorflow paddle; do \
-	  LMBENCH_STEP_BENCHMARKS=1 $(PY) -m pytest tests/benchmarks/test_step_$$b.py -q --benchmark-enable \
+	for f in tests/benchmarks/test_step_*.py; do b=$${f#tests/benchmarks/test_step_}; b=$${b%.py}; \
+	  LMBENCH_STEP_BENCHMARKS=1 $(PY) -m pytest $$f -q --benchmark-enable \
 	    --benchmark-autosave --benchmark-storage=.benchmarks/$$b $(BENCH_ARGS) || exit 1; \
 	done
 

@@ -1,9 +1,10 @@
 """What the harness costs: `lmbench run` against the hand-written loop of each framework.
 
 Runs, in one invocation, the hand-written loop (benchmarks/handwritten_<fw>.py) and
-`lmbench run` on the same preset, batches and step count, alternating A/B `--rounds`
-times so that drift on a shared machine hits both alike, and prints each framework's
-median train words/s and the ratio harness / hand-written (1.00 = no overhead).
+`lmbench run` in the backend's native (first) layout on the same preset, batches and
+step count, alternating A/B `--rounds` times so that drift on a shared machine hits both
+alike, and prints each framework's median train words/s and the ratio harness /
+hand-written (1.00 = no overhead). Frameworks: every backend with a hand-written loop.
 
     python benchmarks/harness_overhead.py --frameworks torch tensorflow paddle --steps 40
 """
@@ -14,11 +15,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lmbench.backend import available_backends, backend_layouts
+
 HERE = Path(__file__).resolve().parent
-NATIVE = {"torch": "packed", "tensorflow": "padded", "paddle": "lod"}
+HANDWRITTEN = [b for b in available_backends() if (HERE / f"handwritten_{b}.py").is_file()]
 
 p = argparse.ArgumentParser()
-p.add_argument("--frameworks", nargs="+", default=list(NATIVE))
+p.add_argument("--frameworks", nargs="+", default=HANDWRITTEN, choices=HANDWRITTEN)
 p.add_argument("--preset", default="small")
 p.add_argument("--steps", type=int, default=40)
 p.add_argument("--warmup", type=int, default=5)
@@ -38,7 +41,7 @@ def harness(fw):
     from lmbench.runner import run_isolated, run_spec
 
     record = run_isolated(run_spec(make_config(args.preset, mode="sentence", batching="random"), fw,
-                                   NATIVE[fw], "cpu", steps=args.steps, warmup=args.warmup, eval="none"))
+                                   backend_layouts(fw)[0], "cpu", steps=args.steps, warmup=args.warmup, eval="none"))
     if record["status"] != "ok":
         raise SystemExit(f"{fw}: {record['error']}")
     return record["metrics"]["train_words_per_sec"]
@@ -51,7 +54,7 @@ for fw in args.frameworks:
         hand.append(handwritten(fw))
         harn.append(harness(fw))
         ratios.append(harn[-1] / hand[-1])
-    rows.append({"framework": fw, "layout": NATIVE[fw], "handwritten_words_per_sec": statistics.median(hand),
+    rows.append({"framework": fw, "layout": backend_layouts(fw)[0], "handwritten_words_per_sec": statistics.median(hand),
                  "harness_words_per_sec": statistics.median(harn), "ratio": statistics.median(ratios),
                  "ratios": ratios})
     print(json.dumps(rows[-1]), flush=True)
