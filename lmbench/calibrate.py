@@ -89,7 +89,8 @@ def markdown(result: dict) -> str:
 def cmd_calibrate(a) -> int:
     try:
         records = load_records(a.records, warn=lambda m: print(m, file=sys.stderr))
-        result = calibrate(records, a.draws, a.runs, _percent(a.max_slowdown), a.seed)
+        slowdowns = tuple(_percent(s) for s in a.slowdowns.split(","))
+        result = calibrate(records, a.draws, a.runs, _percent(a.max_slowdown), a.seed, slowdowns)
     except ResultsError as e:
         print(f"lmbench calibrate: error: {e}", file=sys.stderr)
         return 2
@@ -112,4 +113,5 @@ def add_parser(sub) -> None:
     p.add_argument("--runs", type=int, default=MIN_RUNS, help="runs per side (default %(default)s)")
     p.add_argument("--max-slowdown", default="10%")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--slowdowns", default="10%,15%,25%", help="comma-separated slowdowns to apply (default %(default)s)")
     p.set_defaults(func=cmd_calibrate)

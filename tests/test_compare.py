@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from records import record, slower
+from records import record
 
 from lmbench.bench import _key as bench_key
+from lmbench.calibrate import calibrate
 from lmbench.cli import main as cli_main
 from lmbench.compare import MIN_RUNS, throughput_verdict
 from lmbench.env import machine_key
-from lmbench.results import cell_key
+from lmbench.results import cell_key, load_records
 from lmbench.runner import SCHEMA_VERSION
 from lmbench.suite import load_suite, spec_for, suite_path
 
@@ -205,3 +206,33 @@ def test_real_runs_against_themselves_and_slowed(tmp_path, capsys):
         assert code == 1 and "REGRESSION (runs slower, p=0.004)" in out, out
     else:  # an old baseline with too few runs per cell cannot prove it, and says so
         assert code == 0 and "untestable" in out, out
+
+
+REPEATS = Path(__file__).resolve().parent / "data" / "check-repeats"
+
+
+def test_rule_does_not_cry_wolf_on_recorded_repeats():
+    """Many runs of the same code on this project's machine (the check suite, several
+    sessions, other work running): null comparisons flag <= 1%, slowdowns are found more
+    often the larger they are. Seeded: the same records give the same rates."""
+    records = load_records([REPEATS])
+    result = calibrate(records, draws=2000, seed=0)  # the README's table
+    assert result == calibrate(records, draws=2000, seed=0)
+    assert all(sum(n.values()) >= 10 for n in result["sessions"].values())  # >= 10 runs per cell
+    rate = {condition: sum(f for f, _ in counts) / sum(t for _, t in counts) for condition, counts in result["rows"]}
+    # exchangeable runs: the exact test alone bounds it at P(U <= 1) = 2/252 = 0.8%, and the
+    # threshold only lowers it; drawn 4000 times here
+    assert rate["no change, runs drawn from all sessions"] <= 0.01, rate
+    # (one whole session against another is not bounded: a machine 4x busier for a whole
+    # session is a real slowdown of every run -- that is what `lmbench ab` interleaves away)
+    # a slowdown beyond the runs' own spread (every slowed run below every run) is always found
+    words = [r["metrics"]["train_words_per_sec"] for r in records if r["status"] == "ok"]
+    beyond = 1 - 0.9 * min(words) / max(words)
+    found = calibrate(records, draws=100, seed=1, slowdowns=(beyond,))["rows"][-1][1]
+    assert all(f == t for f, t in found), found
+
+
+def test_calibration_refuses_too_few_runs(tmp_path, capsys):
+    write(tmp_path / "few.jsonl", runs(BASE))
+    assert cli_main(["calibrate", str(tmp_path / "few.jsonl")]) == 2
+    assert "5 run(s); a comparison of 5 vs 5 runs needs at least 10" in capsys.readouterr().err
