@@ -334,8 +334,10 @@ def summary(record: dict) -> str:
     lines = [head,
              f"  {env_.get('framework')} {env_.get('framework_version')}  steps={m['steps']} "
              f"(warm-up {m['warmup_steps']}: {m['warmup_seconds']:.2f} s, first step {m['first_step_ms']:.0f} ms)",
-             f"  train  {m['train_words_per_sec']:,.0f} words/s  step {st['median']:.2f} ms "
-             f"(p10 {st['p10']:.2f}, p90 {st['p90']:.2f})  padding {m['padding_fraction']:.1%}  "
+             f"  train  {m['train_words_per_sec']:,.0f} words/s  "
+             + (f"step {st['median']:.2f} ms (p10 {st['p10']:.2f}, p90 {st['p90']:.2f})" if st["median"] is not None
+                else f"step times: {m.get('step_time_source')}")
+             + f"  padding {m['padding_fraction']:.1%}  "
              f"train ppl {m['train_ppl']:.2f}"]
     if m.get("eval_words_per_sec"):
         ppl = "  ".join(f"{s} ppl {m[s + '_ppl']:.2f}" for s in ("valid", "test") if f"{s}_ppl" in m)

@@ -301,7 +301,7 @@ def run(spec: dict, progress: Progress, out: dict) -> dict:
         step_time_ms={"median": _percentile(step_ms, 50), "p10": _percentile(step_ms, 10),
                       "p90": _percentile(step_ms, 90),
                       # long trainings keep an even subsample, enough for any statistic
-                      "samples": [round(s, 4) for s in step_ms[::-(-len(step_ms) // MAX_SAMPLES)]]},
+                      "samples": [round(s, 4) for s in step_ms[::max(1, -(-len(step_ms) // MAX_SAMPLES))]]},
         first_loss=all_losses[0] if all_losses else None,
         train_losses=all_losses if len(all_losses) <= 1000 else None,
         train_ppl=perplexity(sum(passes[-1]["losses"]), passes[-1]["tokens"]),
