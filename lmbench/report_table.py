@@ -37,7 +37,8 @@ def frame(records: list[dict], search=()) -> pd.DataFrame:
         if r.get("status") != "ok" or not r.get("metrics"):
             continue
         m, c = r["metrics"], r["config"]
-        st = m.get("step_time_ms") or {}
+        # a backend that takes no per-step samples (JAX on CPU, TF on GPU) records None
+        st = {k: np.nan if v is None else v for k, v in (m.get("step_time_ms") or {}).items()}
         # only GEMM rates measured on this record's CPU model (a peak.json found in a directory
         # above may belong to another machine)
         peaks = {fw: e for fw, e in find_peaks(r, list(search)).items()
