@@ -8,10 +8,11 @@ import subprocess
 import sys
 import sysconfig
 import zipfile
+from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+REPO = Path(__file__).resolve().parent.parent
 
 # Run with -S (no site: the editable install's import hook stays out), the installed copy
 # first on the path, then the venv's site-packages for numpy and friends.
