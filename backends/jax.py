@@ -146,6 +146,7 @@ class Backend(BaseBackend):
         self.params = None
         self.key = jax.device_put(jax.random.PRNGKey(cfg.seed), self.dev)
         self._last = ()  # the newest step's outputs: what sync blocks on
+        self._zeros = {}
         dropout, clip = cfg.dropout, cfg.clip
         grad_fn = jax.value_and_grad(_objective, has_aux=True)
 
@@ -184,9 +185,11 @@ class Backend(BaseBackend):
     # -- steps --------------------------------------------------------------------------
     def _inputs(self, batch):
         state = self.carried_state(batch)
-        if state is None:
-            zeros = jnp.zeros((self.cfg.layers, batch.batch_size, self.cfg.hidden), jnp.float32, device=self.dev)
-            state = (zeros, zeros)
+        if state is None:  # zeros made once per batch size: no extra dispatch per step
+            if batch.batch_size not in self._zeros:
+                shape = (self.cfg.layers, batch.batch_size, self.cfg.hidden)
+                self._zeros[batch.batch_size] = jnp.zeros(shape, jnp.float32, device=self.dev)
+            state = (self._zeros[batch.batch_size],) * 2
         arrays = (batch.inputs.astype(np.int32), batch.targets.astype(np.int32), batch.lengths.astype(np.int32))
         return (*jax.device_put(arrays, self.dev), *state)
 
