@@ -72,7 +72,7 @@ def test_bad_run_arguments(kw, needle):
     (["--dropout", "1.5"], "invalid dropout=1.5: must be in [0, 1)"),
     (["--mode", "words"], "invalid mode='words': allowed: sentence, stream"),
     (["--batching", "sorted"], "invalid batching='sorted'"),
-    (["--backend", "jax"], "unknown backend 'jax'"),
+    (["--backend", "nosuchframework"], "unknown backend 'nosuchframework'"),
 ])
 def test_cli_rejects_bad_values_before_any_work(argv, needle, capsys):
     base = ["run", "--backend", "torch", "--preset", "tiny"]
