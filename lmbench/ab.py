@@ -170,7 +170,8 @@ def run_ab(suite="check", ref=None, python_a=None, python_b=None, out=None, resu
         cells = [c for c in cells if c["backend"] in backends]
         if not cells:
             raise ResultsError(f"suite {suite} has no cell of backend(s) {', '.join(backends)}")
-    python_a, python_b = python_a or sys.executable, python_b or sys.executable
+    # absolute (runs start elsewhere), not resolved: a venv's python is a symlink that must stay one
+    python_a, python_b = (os.path.abspath(py or sys.executable) for py in (python_a, python_b))
     for py in (python_a, python_b):
         if not (Path(py).is_file() and os.access(py, os.X_OK)):
             raise ResultsError(f"{py}: not an executable Python interpreter (give e.g. /path/venv/bin/python)")
