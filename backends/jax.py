@@ -139,8 +139,8 @@ def _objective(p, batch_size, *args):
 class Backend(BaseBackend):
     name = "jax"
 
-    def __init__(self, cfg, layout, device, threads):
-        super().__init__(cfg, layout, device, threads)
+    def __init__(self, cfg, layout, device, threads, **options):
+        super().__init__(cfg, layout, device, threads, **options)
         self.cpus = _limit_threads(threads) if device == "cpu" else None
         self.dev = _device(device)
         self.params = None

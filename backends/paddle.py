@@ -126,8 +126,8 @@ class LSTMLM(nn.Layer):
 class Backend(BaseBackend):
     name = "paddle"
 
-    def __init__(self, cfg, layout, device, threads):
-        super().__init__(cfg, layout, device, threads)
+    def __init__(self, cfg, layout, device, threads, **options):
+        super().__init__(cfg, layout, device, threads, **options)
         if device == "cuda" and not self.cuda_available():
             raise BackendUnavailable("paddle: --device cuda, but this paddle build sees no CUDA device "
                                      "(install paddlepaddle-gpu)")

@@ -231,8 +231,8 @@ class NoStepTimer(StepTimer):
 class Backend(BaseBackend):
     name = "tensorflow"
 
-    def __init__(self, cfg, layout, device, threads):
-        super().__init__(cfg, layout, device, threads)
+    def __init__(self, cfg, layout, device, threads, **options):
+        super().__init__(cfg, layout, device, threads, **options)
         if device == "cuda" and not self.cuda_available():
             raise BackendUnavailable("tensorflow: --device cuda, but tf.config.list_physical_devices('GPU') "
                                      "is empty (tensorflow-cpu, or no CUDA driver)")

@@ -57,8 +57,8 @@ class LSTMLM(nn.Module):
 class Backend(BaseBackend):
     name = "torch"
 
-    def __init__(self, cfg, layout, device, threads):
-        super().__init__(cfg, layout, device, threads)
+    def __init__(self, cfg, layout, device, threads, **options):
+        super().__init__(cfg, layout, device, threads, **options)
         if device == "cuda" and not self.cuda_available():
             raise BackendUnavailable("torch: --device cuda, but torch.cuda.is_available() is False")
         torch.set_num_threads(threads)

@@ -103,15 +103,22 @@ class Backend(abc.ABC):
     name: str = ""
     state: Any = None  # the carried (h, c, ...) of stream mode, tensors shaped [layers, B, H]
 
-    def __init__(self, cfg: Config, layout: str, device: str, threads: int):
+    def __init__(self, cfg: Config, layout: str, device: str, threads: int, workers: int = 1,
+                 compile: bool = False, precision: str = "fp32"):
         """Build the model on `device` ('cpu' or 'cuda'); raise BackendUnavailable when
-        'cuda' is asked for and this framework build or machine has no GPU."""
+        'cuda' is asked for and this framework build or machine has no GPU.
+
+        The run settings after `threads` (subclasses pass them on as **options):
+        workers   -- data-parallel worker processes of this run (see `join`), 1 = none;
+        compile   -- run the step through the framework's compiler;
+        precision -- "fp32" (true float32), "bf16" or "fp16"."""
         # the LAYOUTS of the backend module this class (or the class it extends) comes from
         modules = (sys.modules.get(c.__module__) for c in type(self).__mro__)
         layouts = next((m.LAYOUTS for m in modules if hasattr(m, "LAYOUTS")), ())
         if layout not in layouts:
             raise ValueError(f"{self.name}: invalid layout={layout!r}: allowed: {', '.join(layouts)}")
         self.cfg, self.layout, self.device, self.threads = cfg, layout, device, threads
+        self.workers, self.compile, self.precision = workers, compile, precision
         self.state = None
 
     # -- the carried-state rule of stream mode, once for every backend ------------------

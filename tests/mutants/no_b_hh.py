@@ -14,8 +14,8 @@ LAYOUTS = ("packed",)
 
 
 class Backend(TorchBackend):
-    def __init__(self, cfg, layout, device, threads):
-        super().__init__(cfg, layout, device, threads)
+    def __init__(self, cfg, layout, device, threads, **options):
+        super().__init__(cfg, layout, device, threads, **options)
         hidden_biases = {id(getattr(self.model.lstm, f"bias_hh_l{l}")) for l in range(cfg.layers)}
         self.params = [p for p in self.params if id(p) not in hidden_biases]  # never clipped or stepped
         self.optimizer = torch.optim.SGD(self.params, lr=cfg.lr)

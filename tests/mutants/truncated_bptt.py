@@ -27,8 +27,8 @@ class TruncatedLSTMLM(LSTMLM):
 
 
 class Backend(TorchBackend):
-    def __init__(self, cfg, layout, device, threads):
-        super().__init__(cfg, layout, device, threads)
+    def __init__(self, cfg, layout, device, threads, **options):
+        super().__init__(cfg, layout, device, threads, **options)
         self.model = TruncatedLSTMLM(cfg.vocab_size, cfg.hidden, cfg.layers, cfg.dropout).to(self.dev)
         self.params = list(self.model.parameters())
         self.optimizer = torch.optim.SGD(self.params, lr=cfg.lr)
