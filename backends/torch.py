@@ -14,8 +14,11 @@ CPU int64 tensor, as pack_padded_sequence requires.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
@@ -23,6 +26,11 @@ from lmbench.backend import Backend as BaseBackend, BackendUnavailable
 from lmbench.corpus import PAD_ID
 
 LAYOUTS = ("packed", "padded", "padded-gather")
+# --workers N: torchrun starts the workers (lmbench.launch appends "lmbench.worker ARGS");
+# DistributedDataParallel over gloo on the CPU, NCCL on GPUs (one GPU per worker)
+DATA_PARALLEL = {"launcher": ["-m", "torch.distributed.run", "--standalone", "--nnodes=1",
+                              "--nproc-per-node={workers}", "-m"],
+                 "engine": "torch.distributed DistributedDataParallel"}
 
 
 class LSTMLM(nn.Module):
@@ -71,14 +79,31 @@ class Backend(BaseBackend):
             # true float32: torch's defaults let cuDNN (so the LSTM) use TF32 on Ampere+
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cuda.matmul.allow_tf32 = False
-        self.dev = torch.device(device)
+        self.dev = torch.device(device, int(os.environ.get("LOCAL_RANK", 0))) if device == "cuda" else torch.device(device)
         self.model = LSTMLM(cfg.vocab_size, cfg.hidden, cfg.layers, cfg.dropout).to(self.dev)
+        # the module a train step runs: with workers, DDP's reducer averages the gradients
+        # over them (bucketed all-reduce overlapped with backward) before backward() returns
+        self.trained = self.model if self.workers == 1 else nn.parallel.DistributedDataParallel(
+            self.model, device_ids=[self.dev.index] if device == "cuda" else None)
         self.params = list(self.model.parameters())
         self.optimizer = torch.optim.SGD(self.params, lr=cfg.lr)
 
     @classmethod
     def cuda_available(cls):
         return torch.cuda.is_available()
+
+    @classmethod
+    def join(cls, workers, device):
+        # torchrun exports RANK, WORLD_SIZE, MASTER_ADDR/PORT and LOCAL_RANK to every worker
+        if device == "cuda":
+            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+        dist.init_process_group("nccl" if device == "cuda" else "gloo")
+        if dist.get_world_size() != workers:
+            raise RuntimeError(f"torch: joined a job of {dist.get_world_size()} workers, expected {workers}")
+        return dist.get_rank()
+
+    def skip_gradient_sync(self):
+        return self.trained.no_sync() if self.workers > 1 else None
 
     # -- weights in the canonical layout (lmbench.weights) ------------------------------
     def _named(self):
@@ -100,20 +125,22 @@ class Backend(BaseBackend):
         return {name: p.detach().cpu().numpy().copy() for name, p in self._named().items()}
 
     # -- steps --------------------------------------------------------------------------
-    def _forward(self, batch, keep_state):
+    def _forward(self, batch, keep_state, module=None):
         inputs = torch.from_numpy(batch.inputs).to(self.dev, non_blocking=True)
         targets = torch.from_numpy(batch.targets).to(self.dev, non_blocking=True)
         lengths = torch.from_numpy(batch.lengths)  # stays on the CPU for packing
-        loss, final_state = self.model(inputs, targets, lengths, self.layout, self.carried_state(batch))
+        loss, final_state = (module or self.model)(inputs, targets, lengths, self.layout, self.carried_state(batch))
         if keep_state:
             self.keep_state(batch, final_state, torch.Tensor.detach)
         return loss
 
     def train_step(self, batch, lr):
         self.model.train()
-        loss = self._forward(batch, keep_state=True)
+        loss = self._forward(batch, keep_state=True, module=self.trained)
         self.optimizer.zero_grad(set_to_none=True)
-        (loss / batch.batch_size).backward()  # summed over time, averaged over sequences
+        # summed over time, averaged over the (global) batch's sequences; DDP averages the
+        # workers' gradients, hence x workers (lmbench.backend.Backend.join)
+        (loss * self.workers / batch.loss_sequences).backward()
         # clip to the global norm as min(1, clip / norm) with norm = sqrt(sum of squares), as
         # the other backends do. clip_grad_norm_ divides by norm + 1e-6 and takes a norm of
         # per-tensor norms: last-bit differences that training at lr 1 grows into 1e-4..1e-3
@@ -169,6 +196,9 @@ class Backend(BaseBackend):
             "cudnn_version": torch.backends.cudnn.version() if cuda else None,
             "intra_op_threads": torch.get_num_threads(),
             "lstm_kernel": kernel,
+            "data_parallel": {"engine": DATA_PARALLEL["engine"], "launcher": "torchrun",
+                              "collectives": dist.get_backend(), "workers": self.workers,
+                              "rank": dist.get_rank()} if self.workers > 1 else None,
             "precision": {"dtype": "float32",
                           "tf32_matmul": torch.backends.cuda.matmul.allow_tf32 if cuda else None,
                           "tf32_cudnn": torch.backends.cudnn.allow_tf32 if cuda else None},

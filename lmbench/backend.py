@@ -6,6 +6,7 @@ that declares, at module level,
     LAYOUTS = ("native-layout", "other-layout", ...)   # first one is the default
     LAYOUT_ENV = {"other-layout": {"VAR": "value"}}     # optional: set before the import
     THREAD_ENV = {"VAR": "{threads}", "LOG_VAR": "2"}   # optional: set before the import
+    DATA_PARALLEL = {"launcher": [...], "engine": "..."}  # optional: see lmbench.launch
     class Backend(lmbench.backend.Backend): ...
 
 and may import its framework at the top: the harness imports a backend module only
@@ -143,6 +144,28 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def cuda_available(cls) -> bool: ...
 
+    # -- data parallelism (backends whose module declares DATA_PARALLEL) ----------------
+    @classmethod
+    def join(cls, workers: int, device: str) -> int:
+        """Join the data-parallel job of `workers` processes and return this one's rank.
+        Called in every worker before the Backend is built (and before any other framework
+        op). The backend built next gets `workers` and trains on its shard of each global
+        batch (lmbench.corpus.shard): its objective must make the engine's reduced gradient
+        that of the global batch's summed NLL / batch.loss_sequences -- so an engine that
+        averages over workers (DDP, paddle.DataParallel) differentiates the local summed NLL
+        x workers / loss_sequences, one that sums differentiates it / loss_sequences -- and
+        it clips by the norm of the reduced gradient."""
+        raise BackendUnavailable(f"{cls.name} has no data-parallel support: run it with --workers 1")
+
+    def skip_gradient_sync(self):
+        """A context manager under which train_step does the same work without the gradient
+        all-reduce (for an A/B estimate of its share of the step); None if unsupported."""
+        return None
+
+    def leave(self) -> None:
+        """Every worker calls this after its last training step; then rank 0 alone
+        evaluates (eval_step and get_weights must use no collectives)."""
+
     @abc.abstractmethod
     def set_weights(self, weights: dict[str, np.ndarray]) -> None: ...
 
@@ -249,6 +272,12 @@ def layout_env(name: str, layout: str) -> dict[str, str]:
 def thread_env(name: str, threads: int) -> dict[str, str]:
     """A backend's THREAD_ENV (variables its framework reads at import), "{threads}" filled in."""
     return {var: str(value).format(threads=threads) for var, value in _module_constant(name, "THREAD_ENV", {}).items()}
+
+
+def data_parallel(name: str) -> dict | None:
+    """A backend's DATA_PARALLEL declaration ({"launcher": [...] or None, "engine": ...}), or
+    None when it has no data-parallel support."""
+    return _module_constant(name, "DATA_PARALLEL", {}) or None
 
 
 def _backend_file(name: str) -> Path:

@@ -49,7 +49,7 @@ def cmd_run(a) -> int:
     cfg = config_from_args(a)
     spec = run_spec(cfg, a.backend, a.layout, a.device, a.threads, a.steps, a.epochs, a.warmup,
                     a.eval, a.data_dir, a.target_ppl, a.eval_batches, a.checkpoint, a.resume,
-                    a.epoch_batches, oversubscribe=a.oversubscribe)
+                    a.epoch_batches, oversubscribe=a.oversubscribe, workers=a.workers, scaling=a.scaling)
     preflight(spec, timeout=a.timeout, out=a.out, overwrite=a.overwrite)  # fail before the work
     try:
         with signals_as_interrupt():
@@ -126,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(r)
     r.add_argument("--device", default="auto", help="auto | cpu | cuda")
     r.add_argument("--threads", type=int, default=None, help="CPU threads per framework (default: all cores)")
+    r.add_argument("--workers", type=int, default=1,
+                   help="data-parallel worker processes on the framework's own engine, each with "
+                        "threads/N threads (default 1: no data parallelism)")
+    r.add_argument("--scaling", default="strong", help="with --workers: strong (the preset's batch split "
+                   "over the workers, default) | weak (each worker gets a whole batch)")
     r.add_argument("--steps", type=int, default=None, help="timed training steps (default 200)")
     r.add_argument("--epochs", type=int, default=None, help="train full epochs with the lr schedule")
     r.add_argument("--warmup", type=int, default=10, help="untimed warm-up steps")

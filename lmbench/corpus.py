@@ -114,6 +114,9 @@ class Batch:
     targets: np.ndarray  # int64 [B, T], padding = PAD_ID
     lengths: np.ndarray  # int64 [B], every length >= 1
     carry_state: bool = False  # stream mode: start from the previous batch's final state
+    # sequences the training objective averages over: the whole (global) batch's, also on one
+    # data-parallel worker's shard of it (see `shard`); 0 = this batch's own
+    loss_sequences: int = 0
     flat_inputs: np.ndarray = field(init=False)  # int64 [sum(lengths)]: LoD view
     flat_targets: np.ndarray = field(init=False)
     offsets: np.ndarray = field(init=False)  # int64 [B + 1]: sequence b is flat[offsets[b]:offsets[b+1]]
@@ -123,6 +126,7 @@ class Batch:
         self.flat_inputs = self.inputs[mask]
         self.flat_targets = self.targets[mask]
         self.offsets = np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
+        self.loss_sequences = self.loss_sequences or len(self.lengths)
 
     @property
     def mask(self) -> np.ndarray:
@@ -214,6 +218,38 @@ def make_batches(split: Split, mode: str, batch_size: int, num_steps: int = 20,
         return stream_batches(split, batch_size, num_steps)
     return [_sentence_batch(split, ids)
             for ids in sentence_order(split, batch_size, batching, seed, epoch, shuffle)]
+
+
+def shard(batch: Batch, rank: int, workers: int) -> Batch:
+    """Worker `rank`'s share of a global batch for data-parallel training.
+
+        global batch (B=5, 2 workers)      rank 0: rows 0-2        rank 1: rows 3-4,
+        row 0  a a a a a .                 a a a a a .             trimmed to its own
+        row 1  b b b . . .        ->       b b b . . .             longest sequence:
+        row 2  c c c c c c                 c c c c c c             d d d d
+        row 3  d d d d . .                                         e e . .
+        row 4  e e . . . .
+    Contiguous rows, sizes as np.array_split (the first B mod N workers get one more), so a
+    stream always goes to the same worker, which carries its state. Uneven shards stay exact:
+    every shard keeps `loss_sequences` = B, and each worker's objective is its summed NLL
+    over B (scaled for its engine's reduction, see lmbench.backend.Backend.join), so the
+    reduced gradient is the global batch's. A batch with fewer rows than workers cannot be
+    split (a worker would have nothing to run): `shard_batches` drops it.
+    """
+    rows = np.array_split(np.arange(batch.batch_size), workers)[rank]
+    if len(rows) == 0:
+        raise ValueError(f"a batch of {batch.batch_size} sequences cannot be split over {workers} workers")
+    steps = int(batch.lengths[rows].max())
+    return Batch(batch.inputs[rows, :steps], batch.targets[rows, :steps], batch.lengths[rows],
+                 batch.carry_state, loss_sequences=batch.loss_sequences)
+
+
+def shard_batches(batches: list[Batch], rank: int, workers: int) -> list[Batch]:
+    """Worker `rank`'s shards of `batches`, dropping the batches (in practice only an epoch's
+    last, short one) with fewer sequences than workers; every worker drops the same ones."""
+    if workers == 1:
+        return list(batches)
+    return [shard(b, rank, workers) for b in batches if b.batch_size >= workers]
 
 
 def padding_fraction(batches: list[Batch]) -> float:

@@ -15,7 +15,6 @@ import os
 import select
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,13 +22,13 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import env
+from . import env, launch
 from .config import Config, ConfigError
-from .lifeline import PARENT_PID_ENV
 
 SCHEMA_VERSION = 1
 RECORDED_RUN_FIELDS = ("steps", "epochs", "warmup", "eval", "eval_batches", "epoch_batches", "device",
-                       "threads")
+                       "threads", "workers", "scaling")
+SCALINGS = ("strong", "weak")
 
 
 class RecordWriteError(RuntimeError):
@@ -54,7 +53,8 @@ def run_spec(cfg: Config, backend: str, layout: str | None = None, device: str =
              threads: int | None = None, steps: int | None = None, epochs: int | None = None,
              warmup: int = 10, eval: str = "valid", data_dir=None, target_ppl=None,
              eval_batches: int | None = None, checkpoint=None, resume: bool = False,
-             epoch_batches: int | None = None, oversubscribe: bool = False) -> dict:
+             epoch_batches: int | None = None, oversubscribe: bool = False, workers: int = 1,
+             scaling: str = "strong") -> dict:
     """The worker's spec of one run, every value validated: the one place `run`, `bench`
     and suite files are checked (ConfigError naming the value and what is allowed)."""
     from .backend import backend_layouts
@@ -67,7 +67,7 @@ def run_spec(cfg: Config, backend: str, layout: str | None = None, device: str =
         raise ConfigError(f"invalid device={device!r}: allowed: auto, cpu, cuda")
     if eval not in ("valid", "test", "both", "none"):
         raise ConfigError(f"invalid eval={eval!r}: allowed: valid, test, both, none")
-    for name, value in (("steps", steps), ("epochs", epochs), ("threads", threads),
+    for name, value in (("steps", steps), ("epochs", epochs), ("threads", threads), ("workers", workers),
                         ("eval_batches", eval_batches), ("epoch_batches", epoch_batches)):
         if value is not None and (not _is_int(value) or value <= 0):
             raise ConfigError(f"invalid {name}={value!r}: must be a positive integer")
@@ -86,6 +86,10 @@ def run_spec(cfg: Config, backend: str, layout: str | None = None, device: str =
                           f"leave no timed step in the first epoch; use a warm-up below {epoch_batches} "
                           f"(--warmup) or more batches per epoch (--epoch-batches)")
     cpus = env.cpu_count()
+    if scaling not in SCALINGS:
+        raise ConfigError(f"invalid scaling={scaling!r}: allowed: {', '.join(SCALINGS)}")
+    if workers > 1:
+        _check_data_parallel(backend, workers, threads or cpus, cfg, epochs, scaling)
     warnings = []
     if threads and threads > cpus:
         too_many = (f"{threads} threads on this machine's {cpus} CPU(s): the threads queue for the "
@@ -99,7 +103,26 @@ def run_spec(cfg: Config, backend: str, layout: str | None = None, device: str =
             "warmup": warmup, "eval": eval, "data_dir": str(data_dir) if data_dir else None,
             "target_ppl": target_ppl, "eval_batches": eval_batches, "epoch_batches": epoch_batches,
             "checkpoint": str(checkpoint) if checkpoint else None, "resume": resume,
-            "warnings": warnings}
+            "workers": workers, "scaling": scaling, "warnings": warnings}
+
+
+def _check_data_parallel(backend, workers, threads, cfg, epochs, scaling) -> None:
+    from .backend import data_parallel
+
+    if data_parallel(backend) is None:
+        raise ConfigError(f"invalid workers={workers}: backend {backend!r} has no data-parallel support "
+                          f"(its module declares no DATA_PARALLEL); use --workers 1")
+    if epochs:
+        raise ConfigError(f"workers={workers} goes with a timed run of --steps: data-parallel training of "
+                          f"whole epochs (--epochs) is not supported")
+    if threads % workers:
+        raise ConfigError(f"invalid workers={workers} with threads={threads}: each worker gets threads / "
+                          f"workers threads, so threads must be a multiple of workers (e.g. --threads "
+                          f"{workers * max(1, threads // workers)})")
+    if scaling == "strong" and cfg.batch_size < workers:
+        raise ConfigError(f"invalid workers={workers}: a global batch of {cfg.batch_size} sequences cannot "
+                          f"be split over {workers} workers; use --batch-size {workers} or more, or "
+                          f"--scaling weak")
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -180,14 +203,6 @@ def interrupt_exit_status(e: KeyboardInterrupt) -> int:
     return 128 + int(getattr(signal, name, signal.SIGINT))
 
 
-def _describe_exit(rc: int) -> str:
-    if rc < 0:
-        sig = signal.Signals(-rc).name
-        hint = " (killed: out of memory?)" if -rc == signal.SIGKILL else ""
-        return f"worker died from {sig}{hint}"
-    return f"worker exited with status {rc} without a result"
-
-
 def run_isolated(spec: dict, timeout: float | None = None, on_progress=None,
                  python: str = sys.executable) -> dict:
     """Run one spec in a fresh child process and return its full run record."""
@@ -203,78 +218,115 @@ def run_isolated(spec: dict, timeout: float | None = None, on_progress=None,
         record["warnings"] = list(spec["warnings"])
     record["git_commit"], record["git_dirty"] = env.git_state()
     record.update(env.host())
+    workers = spec.get("workers") or 1
     with tempfile.TemporaryDirectory(prefix="lmbench-run-") as tmp:
-        spec_path, result_path = Path(tmp, "spec.json"), Path(tmp, "result.json")
+        spec_path, result_path, fifo = Path(tmp, "spec.json"), Path(tmp, "result.json"), Path(tmp, "progress")
         spec_path.write_text(json.dumps(spec))
         stderr_path = Path(tmp, "stderr.txt")
-        read_fd, write_fd = os.pipe()
-        with open(stderr_path, "wb") as stderr:
-            # own session: a timeout kills the worker's whole process group; the worker ends
-            # itself if this process dies (lmbench.lifeline)
-            proc = subprocess.Popen(
-                [python, "-m", "lmbench.worker", str(spec_path), str(result_path), str(write_fd)],
-                stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, pass_fds=(write_fd,),
-                start_new_session=True, env={**os.environ, PARENT_PID_ENV: str(os.getpid())})
-        os.close(write_fd)
+        os.mkfifo(fifo)
+        # the reading end, and a writing end held open so that the FIFO never reads as EOF
+        # while no worker has it open yet
+        read_fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        hold_fd = os.open(fifo, os.O_WRONLY)
         try:
-            timed_out = _pump(proc, read_fd, timeout, on_progress)
-        except BaseException:  # Ctrl-C or SIGTERM in the parent: take the child (own session) down too
+            with open(stderr_path, "wb") as stderr:
+                # own session(s), killed with everything they started on a timeout; a worker
+                # ends itself if this process dies (lmbench.lifeline)
+                job = launch.start("lmbench.worker", [spec_path, result_path, fifo], spec["backend"],
+                                   workers, Path(tmp), stderr, python)
             try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
-            raise
+                timed_out = _pump(job, read_fd, timeout, on_progress)
+            except BaseException:  # Ctrl-C or SIGTERM in the parent: take the workers down too
+                job.kill()
+                raise
         finally:
             os.close(read_fd)
-        tail = stderr_path.read_text(errors="replace")[-4000:]
-        result = json.loads(result_path.read_text()) if result_path.exists() else None
-    if timed_out:
+            os.close(hold_fd)
+        tail = _output_tail(Path(tmp))
+        results = {rank: json.loads(path.read_text()) if path.exists() else None
+                   for rank, path in ((r, launch.result_path(result_path, r, workers)) for r in range(workers))}
+        unjoined = [json.loads(p.read_text()) for p in sorted(Path(tmp).glob("result.unjoined-*.json"))]
+    missing = [rank for rank, result in results.items() if result is None]
+    if unjoined and not timed_out:  # a worker failed before it joined the job: its error is the cause
+        record.update({k: v for k, v in unjoined[0].items() if k != "metrics"}, metrics=None, stderr_tail=tail)
+        record["error"] = f"a worker failed before joining the data-parallel job: {record['error']}"
+    elif timed_out:
+        who = f" (no result from worker rank {', '.join(map(str, missing))})" if workers > 1 and missing else ""
         record.update(status="failed", error_kind="timeout",
-                      error=f"timed out after {timeout:g} s; the worker was killed", stderr_tail=tail)
-    elif result is None:
-        record.update(status="failed", error_kind="crash",
-                      error=f"{_describe_exit(proc.returncode)}; last output:\n{tail[-1500:]}",
-                      stderr_tail=tail)
+                      error=f"timed out after {timeout:g} s{who}; the worker{'s were' if workers > 1 else ' was'} "
+                            f"killed", stderr_tail=tail)
+    elif missing:
+        who = "" if workers == 1 else f"worker rank {', '.join(map(str, missing))} left no result: "
+        record.update(status="failed", error_kind="crash", stderr_tail=tail,
+                      error=f"{who}{job.exits()}; last output:\n{tail[-1500:]}")
     else:
+        failed = [(rank, r) for rank, r in results.items() if r["status"] != "ok"]
+        result = dict(failed[0][1] if failed else results[0])
+        if failed and workers > 1:
+            result["error"] = f"worker rank {failed[0][0]}: {result['error']}"
         metrics = result.pop("metrics", None) or {}
         record.update(result)
         record["device"] = metrics.pop("device", None)
         record["environment"] = metrics.pop("environment", None)
+        if record["status"] == "ok" and workers > 1:
+            _combine_workers(metrics, [results[r]["metrics"] for r in range(workers)])
         record["metrics"] = metrics if record["status"] == "ok" else None
         if record["status"] != "ok":
             record["stderr_tail"] = tail
     return record
 
 
-def _pump(proc, read_fd, timeout, on_progress) -> bool:
-    """Forward progress events until the child exits; kill it past `timeout`. True if killed."""
+def _output_tail(tmp: Path, limit: int = 4000) -> str:
+    """The end of the workers' output, and of each log a launcher wrote (paddle: logs/)."""
+    tail = Path(tmp, "stderr.txt").read_text(errors="replace")[-limit:]
+    for log in sorted(Path(tmp, "logs").glob("*")) if Path(tmp, "logs").is_dir() else []:
+        if log.is_file() and log.stat().st_size:
+            tail += f"\n--- {log.name} ---\n" + log.read_text(errors="replace")[-limit // 2:]
+    return tail
+
+
+def _combine_workers(metrics: dict, per_rank: list[dict]) -> None:
+    """Rank 0's metrics (it evaluated) become the run's, with the throughput of all workers:
+    their real tokens over the slowest worker's timed region (every step waits for all)."""
+    slowest = max(m["train_seconds"] for m in per_rank)
+    tokens = sum(m["timed_tokens"] for m in per_rank)
+    dp = metrics["data_parallel"]
+    dp["per_worker"] = [{"rank": rank, "train_words_per_sec": m["train_words_per_sec"],
+                         "train_seconds": m["train_seconds"], "timed_tokens": m["timed_tokens"],
+                         "step_time_ms": {k: m["step_time_ms"][k] for k in ("median", "p10", "p90")},
+                         "allreduce_share": m["data_parallel"].get("allreduce_share")}
+                        for rank, m in enumerate(per_rank)]
+    shares = [w["allreduce_share"] for w in dp["per_worker"] if w["allreduce_share"] is not None]
+    dp["allreduce_share"] = sum(shares) / len(shares) if shares else None
+    metrics.update(train_words_per_sec=tokens / slowest if slowest else None, train_seconds=slowest,
+                   timed_tokens=tokens)
+    metrics["achieved_flops_per_sec"] = (metrics["train_words_per_sec"] or 0) * metrics["flops_per_token"]
+
+
+def _pump(job, read_fd, timeout, on_progress) -> bool:
+    """Forward progress events until the workers exit; kill them past `timeout`. True if killed."""
     deadline = time.monotonic() + timeout if timeout else None
     buf = b""
-    open_pipe = True
     while True:
         wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
-        if open_pipe:
-            ready, _, _ = select.select([read_fd], [], [], wait)
-            if ready:
-                chunk = os.read(read_fd, 65536)
-                if not chunk:
-                    open_pipe = False
-                buf += chunk
-                *lines, buf = buf.split(b"\n")
-                for line in lines:
-                    if on_progress and line.strip():
-                        try:
-                            on_progress(json.loads(line))
-                        except ValueError:
-                            pass
-        else:
-            time.sleep(wait)
-        if proc.poll() is not None:
+        ready, _, _ = select.select([read_fd], [], [], wait)
+        done = job.poll()  # before reading: what a worker wrote before exiting is read below
+        if ready or done:
+            try:
+                buf += os.read(read_fd, 65536)
+            except BlockingIOError:
+                pass
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                if on_progress and line.strip():
+                    try:
+                        on_progress(json.loads(line))
+                    except ValueError:
+                        pass
+        if done:
             return False
         if deadline is not None and time.monotonic() >= deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            job.kill()
             return True
 
 

@@ -1,8 +1,14 @@
 """The child process of one run: import one framework, train, evaluate, time it.
 
-Started by lmbench.runner as `python -m lmbench.worker SPEC.json RESULT.json PROGRESS_FD`.
-It writes its metrics (or the error) to RESULT.json and progress lines to PROGRESS_FD;
-the parent turns that into the run record.
+Started by lmbench.runner as `python -m lmbench.worker SPEC.json RESULT.json PROGRESS`
+(PROGRESS: a FIFO; see lmbench.launch), once or, for a data-parallel run, once per worker.
+It writes its metrics (or the error) to RESULT.json (with its rank in the name when it is one
+of several workers) and progress lines to PROGRESS; the parent turns that into the run record.
+
+Data-parallel runs (`workers` > 1): every worker makes the same global batches and trains on
+its shard of each (lmbench.corpus.shard); shape warm-up, timed steps and the all-reduce A/B
+run the same steps on every worker, since each step is a collective. Rank 0 alone reports
+progress and evaluates; the parent adds up the workers' throughput.
 
 Timing protocol:
 - the first `warmup` training steps are not timed (their time is kept apart: first-step
@@ -100,17 +106,20 @@ def _check(losses: list[float], tokens: list[int], step0: int, lr: float, vocab_
                            f"the model diverged: lower --lr or --clip, or check --init-scale")
 
 
-def shape_warmup(backend, batches, warmup: int) -> tuple[dict, set]:
+def shape_warmup(backend, batches, warmup: int, local=lambda b: b) -> tuple[dict, set]:
     """Untimed steps at lr 0 (the full step's work, weights unchanged) on the first batch of
     every shape in batches[warmup:] that batches[:warmup] does not hold; each runs twice,
     so the first-time cost of a shape is its first step minus its second. Returns the
-    summary for the record and the shapes it ran."""
+    summary for the record and the shapes it ran. With data-parallel workers the choice is
+    made on the global batches, so every worker runs as many steps, each on `local(batch)`,
+    its shard."""
     seen, ran = {b.inputs.shape for b in batches[:warmup]}, set()
     first, again = [], []
     for batch in batches[warmup:]:
         if batch.inputs.shape in seen:
             continue
         seen.add(batch.inputs.shape)
+        batch = local(batch)
         ran.add(batch.inputs.shape)
         for into in (first, again):
             backend.sync()
@@ -175,6 +184,34 @@ def train_pass(backend, batches, lr, warmup, progress, phase="train", step_offse
                 padding_fraction=padding_fraction(timed_batches or batches))
 
 
+ALLREDUCE_AB_STEPS = 10
+
+
+def allreduce_share(backend, batches) -> float | None:
+    """The share of a step the gradient all-reduce costs, by A/B: the same steps (lr 0,
+    weights unchanged) with and without the engine's all-reduce (backend.skip_gradient_sync),
+    best of two rounds each; None where the backend cannot skip it. Exposed time only: what
+    the engine overlaps with the backward pass costs nothing here."""
+    if backend.skip_gradient_sync() is None:
+        return None
+    sample = batches[:ALLREDUCE_AB_STEPS]
+
+    def seconds(skip: bool) -> float:
+        backend.sync()
+        t0 = time.perf_counter()
+        with backend.skip_gradient_sync() if skip else contextlib.nullcontext():
+            backend.to_floats([backend.train_step(b, 0.0) for b in sample])
+        backend.sync()
+        return time.perf_counter() - t0
+
+    with_sync, without = [], []
+    for _ in range(2):
+        with_sync.append(seconds(False))
+        without.append(seconds(True))
+    backend.reset_state()
+    return max(0.0, 1.0 - min(without) / min(with_sync))
+
+
 def evaluate(backend, batches) -> dict:
     """Perplexity over the whole split, and its throughput (after one untimed batch)."""
     backend.reset_state()
@@ -198,26 +235,33 @@ def _percentile(values, q):
     return float(np.percentile(values, q)) if values else None
 
 
-def run(spec: dict, progress: Progress, out: dict) -> dict:
-    """Fill `out` with the run's metrics; what it holds survives a failure mid-run."""
+def run(spec: dict, progress: Progress, out: dict, whoami: dict) -> dict:
+    """Fill `out` with the run's metrics; what it holds survives a failure mid-run. Sets
+    whoami["rank"] once this worker has joined its data-parallel job (0 when alone)."""
     from . import checkpoint
     from .backend import load_backend
     from .config import TARGET_PPL, Config
-    from .corpus import load_corpus, make_batches
+    from .corpus import load_corpus, make_batches, shard_batches
     from .download import download_ptb
     from .weights import flops_per_token, init_weights, num_params
 
     cfg = Config(**spec["config"])
+    workers = spec.get("workers") or 1
     backend_cls = load_backend(spec["backend"])
     device = resolve_device(spec["device"], backend_cls)
+    rank = whoami["rank"] = backend_cls.join(workers, device) if workers > 1 else 0
+    if rank:
+        progress.out = None  # rank 0 reports for the run
     corpus = load_corpus(download_ptb(spec.get("data_dir"), log=lambda m: print(m, file=sys.stderr)))
-    backend = backend_cls(cfg, spec["layout"], device, spec["threads"])
+    backend = backend_cls(cfg, spec["layout"], device, spec["threads"] // workers, workers=workers)
     backend.set_weights(init_weights(cfg))
     out.update(device=device, environment=backend.environment(), num_params=num_params(cfg),
                flops_per_token=flops_per_token(cfg))
+    # strong scaling splits the preset's batch over the workers, weak gives each worker one
+    global_batch = cfg.batch_size * (workers if spec.get("scaling") == "weak" else 1)
 
     def epoch_batches(split, epoch, shuffle=True):
-        return make_batches(corpus[split], cfg.mode, cfg.batch_size, cfg.num_steps, cfg.batching,
+        return make_batches(corpus[split], cfg.mode, global_batch, cfg.num_steps, cfg.batching,
                             cfg.seed, epoch, shuffle)
 
     eval_splits = {"valid": ["valid"], "test": ["test"], "both": ["valid", "test"],
@@ -274,13 +318,28 @@ def run(spec: dict, progress: Progress, out: dict) -> dict:
         out["epoch_log"] = epoch_log
     else:
         steps = spec.get("steps") or 200
-        batches, epoch = [], 0
+        batches, epoch, dropped = [], 0, 0
         while len(batches) < warmup + steps:
-            batches += epoch_batches("train", epoch)
+            fresh = epoch_batches("train", epoch)
+            batches += [b for b in fresh if b.batch_size >= workers]  # see corpus.shard
+            dropped += sum(b.batch_size < workers for b in fresh)
             epoch += 1
         batches = batches[:warmup + steps]
-        out["cold_shapes"], warmed = shape_warmup(backend, batches, warmup)
-        passes.append(train_pass(backend, batches, cfg.lr, warmup, progress, seen_shapes=warmed))
+        out["cold_shapes"], warmed = shape_warmup(backend, batches, warmup,
+                                                  lambda b: shard_batches([b], rank, workers)[0])
+        mine = shard_batches(batches, rank, workers)
+        passes.append(train_pass(backend, mine, cfg.lr, warmup, progress, seen_shapes=warmed))
+        if workers > 1:
+            out["data_parallel"] = {
+                "workers": workers, "rank": rank, "scaling": spec.get("scaling") or "strong",
+                "global_batch_size": global_batch,
+                "per_worker_batch_size": [global_batch // workers + (r < global_batch % workers)
+                                          for r in range(workers)],
+                "threads_per_worker": spec["threads"] // workers, "batches_dropped": dropped,
+                "allreduce_share": allreduce_share(backend, mine[warmup:]),
+                "allreduce_share_method": f"A/B: {ALLREDUCE_AB_STEPS} steps at lr 0 with and without the "
+                                          f"gradient all-reduce, best of 2 each: 1 - t_without / t_with"}
+    backend.leave()
 
     step_ms = [s for p in passes for s in p["step_ms"]]
     timed_seconds = sum(p["timed_seconds"] for p in passes)
@@ -308,7 +367,7 @@ def run(spec: dict, progress: Progress, out: dict) -> dict:
     )
     out["achieved_flops_per_sec"] = (out["train_words_per_sec"] or 0) * out["flops_per_token"]
     eval_batches = spec.get("eval_batches")  # a prefix of the split, for quick suites
-    for split in eval_splits:
+    for split in eval_splits if rank == 0 else ():
         ev = evaluate(backend, epoch_batches(split, 0, False)[:eval_batches])
         out[f"{split}_tokens"] = ev["tokens"]
         out[f"{split}_ppl"] = ev["ppl"]
@@ -337,23 +396,27 @@ def _checkpoint_lock(path):
 
 
 def main(argv=None) -> int:
-    spec_path, result_path, fd = (argv or sys.argv[1:])[:3]
-    from .lifeline import die_with_parent
+    spec_path, result_path, progress_path = (argv or sys.argv[1:])[:3]
+    from .lifeline import die_with_parent  # imports no numpy: threads are not set yet
 
-    die_with_parent(os.path.dirname(os.path.abspath(spec_path)), int(fd))  # never outlive the parent
+    fd = os.open(progress_path, os.O_WRONLY)  # the FIFO the parent reads (lmbench.launch)
+    die_with_parent(os.path.dirname(os.path.abspath(spec_path)), fd)  # never outlive the parent
     with open(spec_path) as f:
         spec = json.load(f)
-    set_thread_env(spec["threads"])
-    progress = Progress(int(fd))
+    workers = spec.get("workers") or 1
+    set_thread_env(spec["threads"] // workers)
+    progress = Progress(fd)
     progress(phase="start", pid=os.getpid())
     from .backend import BackendUnavailable, layout_env
     from .checkpoint import CheckpointError
+    from .launch import result_path as rank_result_path
 
     os.environ.update(layout_env(spec["backend"], spec["layout"]))
     result: dict = {"status": "ok", "error": None, "metrics": {}}
+    whoami = {"rank": 0 if workers == 1 else None}
     try:
         with _checkpoint_lock(spec.get("checkpoint")):
-            run(spec, progress, result["metrics"])
+            run(spec, progress, result["metrics"], whoami)
     except BackendUnavailable as e:
         result.update(status="failed", error=str(e), error_kind="unavailable")
     except CheckpointError as e:
@@ -367,10 +430,14 @@ def main(argv=None) -> int:
         oom = "out of memory" in text.lower() or "resource exhausted" in text.lower()
         result.update(status="failed", error=text, error_kind="oom" if oom else "error",
                       traceback=traceback.format_exc())
-    tmp = result_path + ".tmp"
+    if whoami["rank"] is None:  # failed before joining the job: no rank to write as
+        path = rank_result_path(result_path, 0, 1).with_suffix(f".unjoined-{os.getpid()}.json")
+    else:
+        path = rank_result_path(result_path, whoami["rank"], workers)
+    tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
         json.dump(result, f)
-    os.replace(tmp, result_path)
+    os.replace(tmp, path)
     return 0 if result["status"] == "ok" else 1
 
 
