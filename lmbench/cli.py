@@ -86,10 +86,16 @@ def _printer(quiet: bool):
 
 
 def cmd_verify(a) -> int:
-    from .verify import verify
+    from .verify import verify, verify_workers
 
-    code = verify(preset=a.preset, device=a.device, backends=a.backends, steps=a.steps,
-                  data_dir=a.data_dir, weights_out=a.save_weights)
+    if a.workers < 1:
+        raise ConfigError(f"invalid workers={a.workers}: must be a positive integer")
+    if a.workers > 1:
+        code = verify_workers(a.workers, preset=a.preset, device=a.device, backends=a.backends,
+                              steps=a.steps, data_dir=a.data_dir)
+    else:
+        code = verify(preset=a.preset, device=a.device, backends=a.backends, steps=a.steps,
+                      data_dir=a.data_dir, weights_out=a.save_weights)
     if a.out:  # the verdict the report shows next to results it finds it beside
         import datetime as dt
         import json
@@ -103,6 +109,7 @@ def cmd_verify(a) -> int:
         tmp = out.with_name(f".{out.name}.tmp")
         tmp.write_text(json.dumps({
             "verdict": "PASS" if code == 0 else "FAIL", "preset": a.preset, "device": a.device,
+            "workers": a.workers,
             "backends": a.backends or "all", "git_commit": env.git_state()[0],
             "utc_time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}) + "\n")
         os.replace(tmp, out)
@@ -158,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--steps", type=int, default=3, help="SGD steps before comparing weights")
     v.add_argument("--data-dir", default=None)
     v.add_argument("--save-weights", default=None, help="keep the shared initial weights (.npz) here")
+    v.add_argument("--workers", type=int, default=1, help="N > 1: N data-parallel workers on each framework's "
+                   "engine against one process (every backend that declares DATA_PARALLEL)")
     v.add_argument("--out", default=None, help="write the verdict as JSON here (e.g. results/<machine>/verify.json: "
                                                "the report shows it)")
     v.set_defaults(func=cmd_verify)

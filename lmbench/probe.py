@@ -17,6 +17,7 @@ import pickle
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -25,10 +26,18 @@ class ProbeError(RuntimeError):
 
 
 def probe(backend: str, layouts, cfg, weights: dict, batches: list, script: list,
-          device: str = "cpu", threads: int = 1, timeout: float = 900) -> dict[str, list]:
+          device: str = "cpu", threads: int = 1, timeout: float = 900, workers: int = 1):
     """Run `script` on a fresh model per layout (all in one child process, since importing
-    a framework is the slow part); returns {layout: [one result per script step]}."""
+    a framework is the slow part); returns {layout: [one result per script step]}.
+
+    With `workers` > 1, one layout, as a data-parallel job started the way `lmbench run
+    --workers` starts one (lmbench.launch): every worker plays the script on its shard of
+    each batch (lmbench.corpus.shard), `threads` threads each; returns one result list per
+    rank ("loss_and_grads" and "eval" are single-process steps: not allowed)."""
     from .backend import layout_env
+
+    if workers > 1:
+        return _probe_workers(backend, layouts, cfg, weights, batches, script, device, threads, timeout, workers)
 
     layouts = [layouts] if isinstance(layouts, str) else list(layouts)
     groups: dict[tuple, list[str]] = {}  # layouts that need the same environment share a process
@@ -54,6 +63,43 @@ def probe(backend: str, layouts, cfg, weights: dict, batches: list, script: list
             return pickle.load(f)
 
 
+def _probe_workers(backend, layout, cfg, weights, batches, script, device, threads, timeout, workers):
+    from . import launch
+
+    layout = layout if isinstance(layout, str) else layout[0]
+    if any(step[0] in ("loss_and_grads", "eval") for step in script):
+        raise ValueError("a data-parallel probe plays train_step, weights and reset steps only")
+    with tempfile.TemporaryDirectory(prefix="lmbench-probe-") as tmp:
+        src, dst, output = Path(tmp, "in.pkl"), Path(tmp, "out.pkl"), Path(tmp, "output.txt")
+        with open(src, "wb") as f:
+            pickle.dump(dict(backend=backend, layouts=[layout], config=cfg.to_dict(), weights=weights,
+                             batches=batches, script=script, device=device, threads=threads,
+                             workers=workers), f)
+        with open(output, "wb") as out:
+            job = launch.start("lmbench.probe", [src, dst], backend, workers, Path(tmp), out)
+        deadline = time.monotonic() + timeout
+        try:
+            while not job.poll():
+                if time.monotonic() > deadline:
+                    job.kill()
+                    raise ProbeError(f"{backend} {layout} probe with {workers} workers timed out after "
+                                     f"{timeout:g} s:\n{output.read_text(errors='replace')[-3000:]}")
+                time.sleep(0.2)
+        except BaseException:
+            job.kill()
+            raise
+        paths = [launch.result_path(dst, rank, workers) for rank in range(workers)]
+        if not all(p.exists() for p in paths):
+            missing = [str(r) for r, p in enumerate(paths) if not p.exists()]
+            raise ProbeError(f"{backend} {layout} probe with {workers} workers failed: no result from worker "
+                             f"rank {', '.join(missing)} ({job.exits()}):\n{output.read_text(errors='replace')[-3000:]}")
+        out = []
+        for p in paths:
+            with open(p, "rb") as f:
+                out.append(pickle.load(f)[layout])
+        return out
+
+
 def _main(src: str, dst: str) -> None:
     from .worker import set_thread_env
 
@@ -64,15 +110,21 @@ def _main(src: str, dst: str) -> None:
 
     os.environ.update(layout_env(job["backend"], job["layouts"][0]))
     from .config import Config
+    from .corpus import shard
+    from .launch import result_path
 
     cfg = Config(**job["config"])
     backend_cls = load_backend(job["backend"])
+    workers = job.get("workers", 1)
+    rank = backend_cls.join(workers, job["device"]) if workers > 1 else 0
+    batches = [shard(b, rank, workers) for b in job["batches"]] if workers > 1 else job["batches"]
     results = {}
     for layout in job["layouts"]:
-        be = backend_cls(cfg, layout, job["device"], job["threads"])
+        be = backend_cls(cfg, layout, job["device"], job["threads"], workers=workers)
         be.set_weights(job["weights"])
-        results[layout] = _play(be, job["batches"], job["script"])
-    with open(dst, "wb") as f:
+        results[layout] = _play(be, batches, job["script"])
+        be.leave()
+    with open(result_path(dst, rank, workers), "wb") as f:
         pickle.dump(results, f)
 
 

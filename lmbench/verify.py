@@ -57,9 +57,9 @@ FLOOR = 1e-7  # per-tensor scales below FLOOR x the total (all tensors) count as
 PER_KIND = 4  # batches of each kind: random, bucketed, stream
 
 
-def build_case(preset: str, data_dir=None, seed: int = 1234, steps: int = 3):
+def build_case(preset: str, data_dir=None, seed: int = 1234, steps: int = 3, batch_size: int | None = None):
     """The shared weights, batches and script. Dropout off: its masks are framework RNG."""
-    cfg = make_config(preset, dropout=0.0, seed=seed)
+    cfg = make_config(preset, dropout=0.0, seed=seed, batch_size=batch_size)
     corpus = load_corpus(download_ptb(data_dir, log=lambda m: print(m, file=sys.stderr)),
                          splits=("valid",))
     valid = corpus["valid"]
@@ -186,3 +186,59 @@ def verify(preset="tiny", device="cpu", backends=None, steps=3, data_dir=None, w
     print_("verify: " + ("PASS" if ok else "FAIL") + (f" ({len(failures)} backend(s) failed to run)"
                                                       if failures else ""))
     return 0 if ok else 1
+
+
+def verify_workers(workers=2, preset="tiny", device="cpu", backends=None, steps=3, data_dir=None,
+                   print_=print, batch_size=None, threads=1) -> int:
+    """`lmbench verify --workers N`: for every backend with data-parallel support, N workers
+    on the framework's engine, each training on its shard of the same global batches, must
+    reach what one process reaches on the whole batches: the summed training losses
+    (trained_loss), every rank's trained weights (trained_weights), from the same weights,
+    dropout off, `steps` SGD steps per batching kind. The bugs this exists for -- clipping
+    each worker's gradient before the all-reduce, a loss scaled by the local instead of the
+    global batch, workers given overlapping or missing rows -- move the weights by far more
+    than the tolerance (tests/test_distributed.py injects them)."""
+    from .backend import data_parallel
+
+    cfg, weights, batches, script = build_case(preset, data_dir, steps=steps, batch_size=batch_size)
+    script = [s for s in script if s[0] in ("reset", "train_step", "weights")]
+    backends = [b for b in (backends or available_backends()) if data_parallel(b)]
+    print_(f"verify --workers {workers}: preset {preset} (dropout off, global batch {cfg.batch_size}), "
+           f"{steps} SGD steps per batching kind, each worker on its shard vs one process on the whole batch")
+    checks = ("trained_loss", "trained_weights")
+    print_(f"{'pair':<48}" + "".join(f"{k:>16}" for k in checks))
+    ok, failures = bool(backends), []
+    for name in backends:
+        native = backend_layouts(name)[0]
+        try:
+            single = probe(name, native, cfg, weights, batches, script, device=device, threads=threads)[native]
+            ranks = probe(name, native, cfg, weights, batches, script, device=device, threads=threads,
+                          workers=workers)
+        except ProbeError as e:
+            print_(f"  {_label(name)}: FAILED to run\n{e}")
+            failures.append(name)
+            continue
+        reference = _unpack_training(single)
+        losses = np.sum([_unpack_training(r)["trained_losses"] for r in ranks], axis=0)
+        moved = {k: _norm(w.astype(np.float64) - comparable(weights)[k]) for k, w in reference["weights"].items()}
+        for rank, result in enumerate(ranks):
+            d = {"trained_loss": {"": _rel(losses, reference["trained_losses"])},
+                 "trained_weights": _per_tensor(_unpack_training(result)["weights"], reference["weights"], moved)}
+            label = f"{_label(name)}/{native} {workers} workers (rank {rank}) vs 1"
+            worst = {k: max(v.values()) for k, v in d.items()}
+            print_(f"{label:<48}" + "".join(f"{worst[k]:>15.1e}{' ' if worst[k] <= TOLERANCES[k] else '!'}"
+                                            for k in checks))
+            if failed_checks(d):
+                ok = False
+                print_(f"  FAIL {label}: " + "; ".join(failed_checks(d)))
+    if not backends:
+        print_("nothing to compare: no backend declares DATA_PARALLEL")
+    ok = ok and not failures
+    print_("verify: " + ("PASS" if ok else "FAIL") + (f" ({len(failures)} backend(s) failed to run)"
+                                                      if failures else ""))
+    return 0 if ok else 1
+
+
+def _unpack_training(results: list) -> dict:
+    return {"trained_losses": np.array([r for r in results if isinstance(r, float)]),
+            "weights": comparable(results[-1])}

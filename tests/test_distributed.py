@@ -1,0 +1,157 @@
+"""Data-parallel runs (`--workers N`): the split of the global batch, the process handling
+(a failed worker takes the run down, never hangs it, leaves nothing behind), and the
+equivalence proof -- with PyTorch's DDP as the engine under test here; each framework's
+own file (test_distributed_<framework>.py) covers its engine."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lmbench import launch
+from lmbench.config import ConfigError, make_config
+from lmbench.corpus import Batch, PAD_ID, shard, shard_batches
+from lmbench.runner import run_isolated, run_spec
+from lmbench.verify import verify_workers
+
+MUTANTS = Path(__file__).parent / "mutants"
+
+
+def batch(lengths, carry_state=False):
+    lengths = np.array(lengths)
+    steps = np.arange(lengths.max())
+    mask = steps[None, :] < lengths[:, None]
+    ids = np.arange(len(lengths))[:, None] * 100 + steps[None, :]
+    return Batch(np.where(mask, ids, 0), np.where(mask, ids + 1, PAD_ID), lengths, carry_state)
+
+
+def test_a_shard_is_contiguous_rows_trimmed_to_its_longest_sequence():
+    b = batch([5, 3, 6, 4, 2])
+    first, second = shard(b, 0, 2), shard(b, 1, 2)
+    assert first.inputs.tolist() == b.inputs[:3].tolist()  # longest of rows 0-2 is 6: no trim
+    assert second.inputs.tolist() == [[300, 301, 302, 303], [400, 401, 0, 0]]
+    assert second.targets[1].tolist() == [401, 402, PAD_ID, PAD_ID]
+    assert [s.batch_size for s in (first, second)] == [3, 2]
+    assert first.loss_sequences == second.loss_sequences == 5  # the global batch's
+    assert first.num_targets + second.num_targets == b.num_targets
+
+
+def test_every_row_goes_to_exactly_one_worker_and_streams_stay_put():
+    b = batch([4] * 20, carry_state=True)
+    for workers in (1, 2, 3, 7):
+        shards = [shard(b, r, workers) for r in range(workers)]
+        assert np.concatenate([s.inputs for s in shards]).tolist() == b.inputs.tolist()
+        assert all(s.carry_state for s in shards)
+        assert max(s.batch_size for s in shards) - min(s.batch_size for s in shards) <= 1
+
+
+def test_a_batch_smaller_than_the_workers_is_dropped_by_every_worker():
+    batches = [batch([3, 2, 4]), batch([2]), batch([5, 5])]
+    assert [s.batch_size for s in shard_batches(batches, 1, 2)] == [1, 1]
+    with pytest.raises(ValueError, match="cannot be split over 2 workers"):
+        shard(batches[1], 1, 2)
+
+
+@pytest.mark.parametrize("kw,needle", [
+    (dict(workers=2, epochs=1, steps=None), "not supported"),
+    (dict(workers=2, threads=1), "threads must be a multiple of workers"),
+    (dict(workers=0), "invalid workers=0"),
+    (dict(workers=2, scaling="diagonal"), "invalid scaling='diagonal'"),
+])
+def test_bad_data_parallel_settings_are_refused_before_any_work(kw, needle):
+    args = dict(steps=5) | kw
+    with pytest.raises(ConfigError, match=needle):
+        run_spec(make_config("tiny"), "torch", **args)
+
+
+def test_a_backend_without_data_parallel_support_is_refused(tmp_path):
+    plain = tmp_path / "plain.py"
+    plain.write_text('LAYOUTS = ("packed",)\n')
+    with pytest.raises(ConfigError, match="has no data-parallel support"):
+        run_spec(make_config("tiny"), str(plain), steps=5, workers=2, threads=2)
+
+
+def test_without_a_launcher_a_failed_worker_takes_the_others_down(tmp_path, monkeypatch):
+    # workers started by lmbench itself (a backend whose DATA_PARALLEL has no launcher):
+    # rank 1 fails at once, rank 0 would sleep for a minute
+    (tmp_path / "fake_worker.py").write_text(
+        "import os, sys, time\n"
+        "rank = int(os.environ['LMBENCH_RANK'])\n"
+        "assert os.environ['LMBENCH_WORKERS'] == '2' and len(os.environ['LMBENCH_PORTS'].split(',')) == 2\n"
+        "sys.exit(3) if rank == 1 else time.sleep(60)\n")
+    backend = tmp_path / "nolauncher.py"
+    backend.write_text('LAYOUTS = ("x",)\nDATA_PARALLEL = {"launcher": None, "engine": "test"}\n')
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    with open(tmp_path / "out.txt", "wb") as out:
+        job = launch.start("fake_worker", [], str(backend), 2, tmp_path, out)
+    t0 = time.monotonic()
+    while not job.poll():
+        assert time.monotonic() - t0 < 30, "the sleeping worker was not stopped"
+        time.sleep(0.1)
+    assert "worker rank 1 exited with status 3" in job.exits()
+    assert "worker rank 0 died from SIGKILL" in job.exits()
+
+
+@pytest.mark.slow
+def test_a_two_worker_run_records_the_whole_job():
+    spec = run_spec(make_config("tiny"), "torch", steps=12, warmup=2, eval="valid", eval_batches=3,
+                    workers=2, threads=2)
+    r = run_isolated(spec, timeout=300)
+    assert r["status"] == "ok", r.get("error")
+    m, dp = r["metrics"], r["metrics"]["data_parallel"]
+    assert r["run"]["workers"] == 2 and r["run"]["scaling"] == "strong"
+    assert dp["global_batch_size"] == 32 and dp["per_worker_batch_size"] == [16, 16]
+    assert dp["threads_per_worker"] == 1 and [w["rank"] for w in dp["per_worker"]] == [0, 1]
+    # all workers' real tokens over the slowest worker's timed region
+    assert m["timed_tokens"] == sum(w["timed_tokens"] for w in dp["per_worker"])
+    assert m["train_seconds"] == max(w["train_seconds"] for w in dp["per_worker"])
+    assert m["train_words_per_sec"] == pytest.approx(m["timed_tokens"] / m["train_seconds"])
+    assert 0.0 <= dp["allreduce_share"] < 1.0
+    assert r["environment"]["data_parallel"]["collectives"] == "gloo"
+    assert m["valid_ppl"] > 1  # rank 0 evaluated
+
+
+@pytest.mark.slow
+def test_weak_scaling_gives_every_worker_a_whole_batch():
+    spec = run_spec(make_config("tiny"), "torch", steps=3, warmup=1, eval="none", workers=2, threads=2,
+                    scaling="weak")
+    r = run_isolated(spec, timeout=300)
+    assert r["status"] == "ok", r.get("error")
+    assert r["metrics"]["data_parallel"]["per_worker_batch_size"] == [32, 32]
+
+
+@pytest.mark.slow
+def test_a_killed_worker_fails_the_run_in_time_and_leaves_no_process():
+    pids, killed = [], []
+
+    def on_progress(event):
+        if event.get("phase") == "start":
+            pids.append(event["pid"])  # every worker announces itself before joining
+        elif event.get("phase") == "train" and not killed:
+            killed.append(pids[-1])
+            os.kill(pids[-1], signal.SIGKILL)
+
+    spec = run_spec(make_config("tiny"), "torch", steps=400, warmup=2, eval="none", workers=2, threads=2)
+    t0 = time.monotonic()
+    r = run_isolated(spec, timeout=120, on_progress=on_progress)
+    assert killed and time.monotonic() - t0 < 120
+    assert r["status"] == "failed" and r["error_kind"] == "crash"
+    assert "left no result" in r["error"] and "worker rank" in r["error"]
+    time.sleep(0.5)
+    assert [p for p in pids if Path(f"/proc/{p}").exists()] == []
+
+
+@pytest.mark.slow
+def test_verify_workers_passes_with_uneven_shards_and_catches_each_injected_bug(capsys):
+    # a global batch of 33 over 2 workers: shards of 17 and 16 sequences
+    assert verify_workers(2, backends=["torch"], batch_size=33) == 0
+    for mutant in ("dp_unscaled_loss", "dp_local_mean", "dp_clip_before_allreduce"):
+        capsys.readouterr()
+        assert verify_workers(2, backends=[str(MUTANTS / f"{mutant}.py")], batch_size=33) == 1, mutant
+        out = capsys.readouterr().out
+        assert "FAIL" in out and "trained_weights[" in out, mutant
