@@ -19,6 +19,7 @@ import pandas as pd
 from .report_findings import findings, verify_verdicts
 from .report_plots import plots
 from .report_render import to_html, to_markdown
+from .report_scaling import section as scaling_section
 from .report_table import DETAILS, HEADLINE, PUBLISHED, cells, frame, headline
 from .results import ResultsError, label, load_records
 
@@ -156,6 +157,9 @@ def build(records: list[dict], paths: list[Path], out_dir: Path) -> tuple[list, 
             for name, (caption, png) in made.items():
                 blocks.append(("figure", name, caption, png))
                 files[f"{name}.png"] = png
+    scaling_blocks, scaling_files = scaling_section(records)
+    blocks += scaling_blocks
+    files.update(scaling_files)
     blocks += _history(paths, out_dir)
     blocks += [("h2", "Environment"), ("ul", environment(records))]
     blocks += _not_ok(records)

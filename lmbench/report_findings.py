@@ -18,7 +18,8 @@ PPL_AGREE = 0.02  # relative spread of validation perplexity still called agreem
 
 def _name(r) -> str:
     where = f", {r.batching} batching" if r.batching != "-" else ""
-    return f"{r.backend}/{r.layout}{where}, B={r.batch_size}"
+    workers = f", {r.workers} workers" if getattr(r, "workers", 1) > 1 else ""
+    return f"{r.backend}/{r.layout}{where}, B={r.batch_size}{workers}"
 
 
 def fastest(t: pd.DataFrame) -> list[str]:

@@ -58,6 +58,7 @@ def frame(records: list[dict], search=()) -> pd.DataFrame:
             "backend": r["backend"], "layout": r["layout"], "preset": c["preset"], "mode": c["mode"],
             "batching": c["batching"] if c["mode"] == "sentence" else "-", "batch_size": c["batch_size"],
             "hidden": c.get("hidden"), "device": r.get("device") or "-",
+            "workers": (r.get("run") or {}).get("workers") or 1,
             "epochs": (r.get("run") or {}).get("epochs"), "steps": (r.get("run") or {}).get("steps"),
             # a 2-epoch and a 13-epoch training are different cells, not repeats
             "length": (f"{r['run']['epochs']} epochs" if (r.get("run") or {}).get("epochs")
@@ -86,7 +87,7 @@ def frame(records: list[dict], search=()) -> pd.DataFrame:
     return df
 
 
-CELL = ["preset", "mode", "batching", "batch_size", "length", "backend", "layout"]
+CELL = ["preset", "mode", "batching", "batch_size", "length", "backend", "layout", "workers"]
 
 
 def headline(df: pd.DataFrame) -> pd.DataFrame:
@@ -122,6 +123,7 @@ HEADLINE = [
     ("Layout", lambda r: r.layout, lambda r: r.layout + (" (native)" if r.native else "")),
     ("Batching", lambda r: r.batching, lambda r: r.batching),
     ("Batch", lambda r: r.batch_size, lambda r: str(r.batch_size)),
+    ("Workers", lambda r: r.workers, lambda r: str(r.workers)),
     ("Trained for", lambda r: r.length, lambda r: r.length),
     ("Runs", lambda r: r.runs, lambda r: str(r.runs)),
     ("Train words/s [repeat min–max]", lambda r: r.train_words_per_sec,
@@ -162,7 +164,7 @@ def cells(t: pd.DataFrame, columns) -> tuple[list[str], list[list[tuple[object, 
         values = [key(r) for r in rows]
         if all(_missing(v) for v in values):
             continue
-        if header in ("Batching", "Batch", "Trained for") and len(set(values)) == 1:
+        if header in ("Batching", "Batch", "Workers", "Trained for") and len(set(values)) == 1:
             continue
         keep.append((header, key, text))
     return ([h for h, _, _ in keep],

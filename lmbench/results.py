@@ -97,9 +97,17 @@ def load_records(paths, warn=print, future_is_error: bool = False) -> list[dict]
     return records
 
 
+# run settings added after records were first written, at the value older records ran with:
+# a record that leaves one out and a record that holds its default are the same measurement
+RUN_DEFAULTS = {"workers": 1, "scaling": "strong", "compile": False, "precision": "fp32"}
+
+
 def cell_key(record: dict) -> tuple:
     """What makes two runs the same measurement: backend, layout, config, run settings."""
-    run = {k: v for k, v in (record.get("run") or {}).items() if k != "device"}
+    run = dict(record.get("run") or {})
+    if (run.get("workers") or 1) == 1:
+        run.pop("scaling", None)  # one worker: nothing is split
+    run = {k: v for k, v in run.items() if k != "device" and not (k in RUN_DEFAULTS and v == RUN_DEFAULTS[k])}
     return (record["backend"], record["layout"], json.dumps(record["config"], sort_keys=True),
             json.dumps(run, sort_keys=True))
 
@@ -107,4 +115,6 @@ def cell_key(record: dict) -> tuple:
 def label(record: dict) -> str:
     c = record["config"]
     extra = f"/{c['batching']}" if c["mode"] == "sentence" else ""
-    return f"{record['backend']}/{record['layout']} {c['preset']} {c['mode']}{extra} B={c['batch_size']}"
+    workers = (record.get("run") or {}).get("workers") or 1
+    return (f"{record['backend']}/{record['layout']} {c['preset']} {c['mode']}{extra} B={c['batch_size']}"
+            + (f" x{workers} workers" if workers > 1 else ""))

@@ -155,3 +155,42 @@ def test_verify_workers_passes_with_uneven_shards_and_catches_each_injected_bug(
         assert verify_workers(2, backends=[str(MUTANTS / f"{mutant}.py")], batch_size=33) == 1, mutant
         out = capsys.readouterr().out
         assert "FAIL" in out and "trained_weights[" in out, mutant
+
+
+def _parallel_record(words_per_sec, workers, seed, threads=2, share=0.2):
+    from tests.records import record
+
+    r = record(words_per_sec=words_per_sec, seed=seed)
+    r["run"].update(workers=workers, scaling="strong")
+    r["threads"] = threads
+    if workers > 1:
+        r["metrics"]["data_parallel"] = {"workers": workers, "global_batch_size": 20, "allreduce_share": share,
+                                         "per_worker_batch_size": [20 // workers] * workers}
+    return r
+
+
+def test_the_report_computes_speedup_against_one_worker_with_the_same_threads():
+    from lmbench.report import build
+    from lmbench.report_scaling import scaling_rows
+
+    records = ([_parallel_record(w, 1, i) for i, w in enumerate((1000, 1100, 900))]
+               + [_parallel_record(w, 2, 10 + i, share=s) for i, (w, s) in enumerate(((1500, .1), (1600, .3), (1400, .2)))]
+               + [_parallel_record(5000, 1, 20, threads=1)])  # another thread budget: not the baseline
+    rows = {r["workers"]: r for r in scaling_rows(records)}
+    assert rows[2]["speedup"] == pytest.approx(1.5) and rows[2]["efficiency"] == pytest.approx(0.75)
+    assert rows[2]["allreduce_share"] == pytest.approx(0.2) and rows[1]["speedup"] == pytest.approx(1.0)
+    assert rows[2]["per_worker_batch"] == "10" and rows[2]["global_batch"] == 20
+    blocks, files = build(records, [], Path("/nonexistent"))
+    assert ("h2", "Data-parallel scaling") in blocks and "scaling.png" in files
+    alone = [_parallel_record(1500, 2, 1)]  # no 1-worker twin: no speedup, said so
+    assert scaling_rows(alone)[0]["speedup"] is None
+
+
+def test_runs_with_different_workers_are_different_cells_and_old_records_match_new_ones():
+    from lmbench.results import cell_key
+
+    one, two = _parallel_record(1000, 1, 0), _parallel_record(1000, 2, 1)
+    old = _parallel_record(1000, 1, 2)
+    del old["run"]["workers"], old["run"]["scaling"]  # written before --workers existed
+    assert cell_key(one) != cell_key(two)
+    assert cell_key(one) == cell_key(old)

@@ -1,0 +1,116 @@
+"""The report's data-parallel section: words/s, speedup and efficiency against workers.
+
+Speedup(N) = words/s with N workers / words/s of the same cell run by 1 worker with the
+same total threads (N workers get threads / N each, so the thread budget is the
+machine's either way); efficiency = speedup / N. Medians over repeats. A cell with no
+1-worker twin at the same thread count gets no speedup (the table says "no 1-worker run").
+"""
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+
+from .report_plots import _legend_below, _png, _style, colour
+
+
+def _cell(r: dict) -> tuple:
+    c, run = r["config"], r.get("run") or {}
+    return (r["backend"], r["layout"], c["preset"], c["mode"], c["batching"] if c["mode"] == "sentence" else "-",
+            c["batch_size"], run.get("steps"), run.get("scaling") or "strong", r.get("threads"), r.get("device"))
+
+
+def scaling_rows(records: list[dict]) -> list[dict]:
+    """One row per (cell, workers) for every cell that has a data-parallel run."""
+    runs = defaultdict(list)
+    for r in records:
+        if r.get("status") == "ok" and r.get("metrics"):
+            runs[(_cell(r), (r.get("run") or {}).get("workers") or 1)].append(r)
+    parallel = {cell for cell, workers in runs if workers > 1}
+    rows = []
+    for (cell, workers), rs in sorted(runs.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
+        if cell not in parallel:
+            continue
+        wps = statistics.median(r["metrics"]["train_words_per_sec"] for r in rs)
+        one = runs.get((cell, 1))
+        base = statistics.median(r["metrics"]["train_words_per_sec"] for r in one) if one else None
+        dp = rs[0]["metrics"].get("data_parallel") or {}
+        shares = [r["metrics"]["data_parallel"]["allreduce_share"] for r in rs
+                  if (r["metrics"].get("data_parallel") or {}).get("allreduce_share") is not None]
+        backend, layout, preset, mode, batching, batch, steps, scaling, threads, device = cell
+        rows.append({"backend": backend, "layout": layout, "preset": preset, "mode": mode, "batching": batching,
+                     "scaling": scaling, "workers": workers, "threads": threads,
+                     "per_worker_batch": "/".join(map(str, sorted(set(dp.get("per_worker_batch_size") or [batch])))),
+                     "global_batch": dp.get("global_batch_size", batch), "words_per_sec": wps, "runs": len(rs),
+                     "speedup": wps / base if base else None,
+                     "efficiency": wps / base / workers if base else None,
+                     "allreduce_share": statistics.median(shares) if shares else None,
+                     "engine": ((rs[0].get("environment") or {}).get("data_parallel") or {}).get("engine")})
+    return rows
+
+
+def _fmt(x, spec, missing="–"):
+    return missing if x is None else format(x, spec)
+
+
+def section(records: list[dict]) -> tuple[list, dict[str, bytes]]:
+    """Report blocks and plot files; nothing when no run had more than one worker."""
+    rows = scaling_rows(records)
+    if not rows:
+        return [], {}
+    headers = ["Framework / layout", "Mode", "Scaling", "Workers", "Threads", "Batch per worker / global",
+               "Train words/s", "Speedup", "Efficiency", "All-reduce share"]
+    table = [[(f"{r['backend']}/{r['layout']}", f"{r['backend']}/{r['layout']}"),
+              (r["mode"], f"{r['preset']} {r['mode']}" + (f"/{r['batching']}" if r["batching"] != "-" else "")),
+              (r["scaling"], r["scaling"]), (r["workers"], str(r["workers"])),
+              (r["threads"], f"{r['threads']} ({r['threads'] // r['workers']} per worker)"),
+              (r["global_batch"], f"{r['per_worker_batch']} / {r['global_batch']}"),
+              (r["words_per_sec"], f"{r['words_per_sec']:,.0f}"),
+              (r["speedup"], _fmt(r["speedup"], ".2f", "no 1-worker run")),
+              (r["efficiency"], _fmt(r["efficiency"], ".0%")),
+              (r["allreduce_share"], _fmt(r["allreduce_share"], ".0%"))] for r in rows]
+    engines = sorted({f"{r['backend']}: {r['engine']}" for r in rows if r["engine"]})
+    blocks = [("h2", "Data-parallel scaling"),
+              ("table", headers, table, "sortable scaling"),
+              ("p", "Speedup: train words/s (real tokens of all workers over the slowest worker's timed "
+                    "region) ÷ the same cell run by 1 worker with the same total threads; efficiency = "
+                    "speedup ÷ workers. Strong scaling splits the preset's batch over the workers, weak "
+                    "gives each a whole one. All-reduce share: 1 − step time without the gradient all-reduce "
+                    "÷ with it, same steps at lr 0 (time the engine overlaps with backward is not counted). "
+                    "Engines: " + "; ".join(engines) + ".")]
+    png = _plot(rows)
+    files = {}
+    if png:
+        blocks.append(("figure", "scaling", "Train words/s and scaling efficiency against data-parallel "
+                                            "workers, per framework (same total threads).", png))
+        files["scaling.png"] = png
+    return blocks, files
+
+
+def _plot(rows: list[dict]) -> bytes | None:
+    plt = _style()
+    lines = defaultdict(list)
+    for r in rows:
+        lines[(r["backend"], r["layout"], r["mode"], r["scaling"])].append(r)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    seen: list[str] = []
+    for (backend, layout, mode, scaling), rs in sorted(lines.items()):
+        rs = sorted(rs, key=lambda r: r["workers"])
+        style = dict(color=colour(backend, seen), marker="o", linestyle="-" if mode == "sentence" else "--",
+                     label=f"{backend}/{layout} {mode}" + (" (weak)" if scaling == "weak" else ""))
+        left.plot([r["workers"] for r in rs], [r["words_per_sec"] for r in rs], **style)
+        eff = [(r["workers"], r["efficiency"]) for r in rs if r["efficiency"] is not None]
+        if eff:
+            right.plot(*zip(*eff), **{**style, "label": None})
+    workers = sorted({r["workers"] for r in rows} | {1})
+    for ax in (left, right):
+        ax.set_xticks(workers)
+        ax.set_xlabel("data-parallel workers")
+    left.set_ylim(bottom=0)  # from zero: a drop of 10% must look like 10%
+    right.set_ylim(0, max(1.1, *(r["efficiency"] or 0 for r in rows)))
+    left.set_ylabel("train words/s (all workers)")
+    left.set_title("Throughput against workers")
+    right.set_ylabel("scaling efficiency")
+    right.axhline(1.0, color="grey", linewidth=0.8)
+    right.set_title("Efficiency (1.0 = linear)")
+    _legend_below(left, len(lines))
+    return _png(fig)
