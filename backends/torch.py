@@ -30,6 +30,11 @@ LAYOUTS = ("packed", "padded", "padded-gather")
 # DistributedDataParallel over gloo on the CPU, NCCL on GPUs (one GPU per worker)
 DATA_PARALLEL = {"launcher": ["-m", "torch.distributed.run", "--standalone", "--nnodes=1",
                               "--nproc-per-node={workers}", "-m"],
+                 # several machines: torchrun's static rendezvous at machine 0 (global rank =
+                 # node rank x workers + local rank)
+                 "launcher_nodes": ["-m", "torch.distributed.run", "--nnodes={nodes}", "--node-rank={node_rank}",
+                                    "--master-addr={rendezvous_host}", "--master-port={rendezvous_port}",
+                                    "--nproc-per-node={workers}", "-m"],
                  "engine": "torch.distributed DistributedDataParallel"}
 
 

@@ -49,7 +49,8 @@ def cmd_run(a) -> int:
     cfg = config_from_args(a)
     spec = run_spec(cfg, a.backend, a.layout, a.device, a.threads, a.steps, a.epochs, a.warmup,
                     a.eval, a.data_dir, a.target_ppl, a.eval_batches, a.checkpoint, a.resume,
-                    a.epoch_batches, oversubscribe=a.oversubscribe, workers=a.workers, scaling=a.scaling)
+                    a.epoch_batches, oversubscribe=a.oversubscribe, workers=a.workers, scaling=a.scaling,
+                    nodes=a.nodes, node_rank=a.node_rank, rendezvous=a.rendezvous)
     preflight(spec, timeout=a.timeout, out=a.out, overwrite=a.overwrite)  # fail before the work
     try:
         with signals_as_interrupt():
@@ -138,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "threads/N threads (default 1: no data parallelism)")
     r.add_argument("--scaling", default="strong", help="with --workers: strong (the preset's batch split "
                    "over the workers, default) | weak (each worker gets a whole batch)")
+    r.add_argument("--nodes", type=int, default=1, help="with --workers: machines in the job; run the same "
+                   "command on each, with its --node-rank and machine 0's --rendezvous HOST:PORT")
+    r.add_argument("--node-rank", type=int, default=0, help="this machine's place in the job, 0..nodes-1")
+    r.add_argument("--rendezvous", default=None, help="HOST:PORT of machine 0, where the workers meet")
     r.add_argument("--steps", type=int, default=None, help="timed training steps (default 200)")
     r.add_argument("--epochs", type=int, default=None, help="train full epochs with the lr schedule")
     r.add_argument("--warmup", type=int, default=10, help="untimed warm-up steps")

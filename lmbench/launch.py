@@ -8,7 +8,8 @@ descriptor, because launchers do not pass descriptors on to the workers they sta
 workers each rank writes RESULT with its rank in the name (`result_path`).
 
 How N workers start is the backend module's DATA_PARALLEL["launcher"], the argv after the
-Python executable, to which "lmbench.worker ARGS" is appended:
+Python executable, to which "lmbench.worker ARGS" is appended (for several machines,
+DATA_PARALLEL["launcher_nodes"], run on each with its machine rank and machine 0's address):
 
     lmbench ── python -m torch.distributed.run --nproc-per-node=2 -m ─┬─ rank 0: lmbench.worker
       (own session)                                                    └─ rank 1: lmbench.worker
@@ -114,22 +115,29 @@ class Job:
 
 
 def start(module: str, args: list, backend: str, workers: int, tmp: Path, output,
-          python: str = sys.executable) -> Job:
+          python: str = sys.executable, nodes: int = 1, node_rank: int = 0, rendezvous: str | None = None) -> Job:
     """Start `python -m module ARGS` as one process or as `workers` data-parallel workers of
-    `backend`; every process's stdout and stderr go to `output` (a file)."""
+    `backend` on this machine -- machine `node_rank` of `nodes`, which meet at `rendezvous`
+    (host:port of machine 0) through DATA_PARALLEL["launcher_nodes"]; every process's
+    stdout and stderr go to `output` (a file)."""
     argv = [str(a) for a in args]
     common = dict(stdin=subprocess.DEVNULL, stdout=output, stderr=output, start_new_session=True)
-    if workers == 1:
+    if workers == 1 and nodes == 1:
         env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
         return Job([subprocess.Popen([python, "-m", module, *argv], env=env, **common)], None)
     declared = data_parallel(backend)
     if declared is None:
         raise ValueError(f"backend {backend!r} declares no DATA_PARALLEL")  # run_spec checks first
-    if declared.get("launcher"):
+    template = declared.get("launcher_nodes") if nodes > 1 else declared.get("launcher")
+    if nodes > 1 and not template:
+        raise ValueError(f"backend {backend!r} declares no launcher_nodes")  # run_spec checks first
+    if template:
         log_dir = Path(tmp, "logs")
         log_dir.mkdir(exist_ok=True)
-        fill = dict(workers=workers, python=python, log_dir=log_dir, port=free_ports(1)[0])
-        launcher = [str(a).format(**fill) for a in declared["launcher"]]
+        host, _, port = (rendezvous or "").rpartition(":")
+        fill = dict(workers=workers, python=python, log_dir=log_dir, port=free_ports(1)[0], nodes=nodes,
+                    node_rank=node_rank, rendezvous=rendezvous, rendezvous_host=host, rendezvous_port=port)
+        launcher = [str(a).format(**fill) for a in template]
         # no PARENT_PID_ENV: a worker's parent is the launcher, which it watches instead
         proc = subprocess.Popen([python, *launcher, module, *argv], env=dict(os.environ), **common)
         return Job([proc], launcher[1] if launcher[0] == "-m" else launcher[0])

@@ -24,7 +24,8 @@ def scaling_rows(records: list[dict]) -> list[dict]:
     runs = defaultdict(list)
     for r in records:
         if r.get("status") == "ok" and r.get("metrics"):
-            runs[(_cell(r), (r.get("run") or {}).get("workers") or 1)].append(r)
+            dp = r["metrics"].get("data_parallel") or {}  # the whole job's workers, every machine's
+            runs[(_cell(r), dp.get("workers") or (r.get("run") or {}).get("workers") or 1)].append(r)
     parallel = {cell for cell, workers in runs if workers > 1}
     rows = []
     for (cell, workers), rs in sorted(runs.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):

@@ -99,13 +99,13 @@ def load_records(paths, warn=print, future_is_error: bool = False) -> list[dict]
 
 # run settings added after records were first written, at the value older records ran with:
 # a record that leaves one out and a record that holds its default are the same measurement
-RUN_DEFAULTS = {"workers": 1, "scaling": "strong", "compile": False, "precision": "fp32"}
+RUN_DEFAULTS = {"workers": 1, "scaling": "strong", "nodes": 1, "node_rank": 0, "compile": False, "precision": "fp32"}
 
 
 def cell_key(record: dict) -> tuple:
     """What makes two runs the same measurement: backend, layout, config, run settings."""
     run = dict(record.get("run") or {})
-    if (run.get("workers") or 1) == 1:
+    if (run.get("workers") or 1) * (run.get("nodes") or 1) == 1:
         run.pop("scaling", None)  # one worker: nothing is split
     run = {k: v for k, v in run.items() if k != "device" and not (k in RUN_DEFAULTS and v == RUN_DEFAULTS[k])}
     return (record["backend"], record["layout"], json.dumps(record["config"], sort_keys=True),

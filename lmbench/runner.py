@@ -27,7 +27,7 @@ from .config import Config, ConfigError
 
 SCHEMA_VERSION = 1
 RECORDED_RUN_FIELDS = ("steps", "epochs", "warmup", "eval", "eval_batches", "epoch_batches", "device",
-                       "threads", "workers", "scaling")
+                       "threads", "workers", "scaling", "nodes", "node_rank")
 SCALINGS = ("strong", "weak")
 
 
@@ -54,7 +54,7 @@ def run_spec(cfg: Config, backend: str, layout: str | None = None, device: str =
              warmup: int = 10, eval: str = "valid", data_dir=None, target_ppl=None,
              eval_batches: int | None = None, checkpoint=None, resume: bool = False,
              epoch_batches: int | None = None, oversubscribe: bool = False, workers: int = 1,
-             scaling: str = "strong") -> dict:
+             scaling: str = "strong", nodes: int = 1, node_rank: int = 0, rendezvous: str | None = None) -> dict:
     """The worker's spec of one run, every value validated: the one place `run`, `bench`
     and suite files are checked (ConfigError naming the value and what is allowed)."""
     from .backend import backend_layouts
@@ -67,7 +67,7 @@ def run_spec(cfg: Config, backend: str, layout: str | None = None, device: str =
         raise ConfigError(f"invalid device={device!r}: allowed: auto, cpu, cuda")
     if eval not in ("valid", "test", "both", "none"):
         raise ConfigError(f"invalid eval={eval!r}: allowed: valid, test, both, none")
-    for name, value in (("steps", steps), ("epochs", epochs), ("threads", threads), ("workers", workers),
+    for name, value in (("steps", steps), ("epochs", epochs), ("threads", threads), ("workers", workers), ("nodes", nodes),
                         ("eval_batches", eval_batches), ("epoch_batches", epoch_batches)):
         if value is not None and (not _is_int(value) or value <= 0):
             raise ConfigError(f"invalid {name}={value!r}: must be a positive integer")
@@ -88,8 +88,8 @@ def run_spec(cfg: Config, backend: str, layout: str | None = None, device: str =
     cpus = env.cpu_count()
     if scaling not in SCALINGS:
         raise ConfigError(f"invalid scaling={scaling!r}: allowed: {', '.join(SCALINGS)}")
-    if workers > 1:
-        _check_data_parallel(backend, workers, threads or cpus, cfg, epochs, scaling)
+    if workers > 1 or nodes > 1:
+        _check_data_parallel(backend, workers, threads or cpus, cfg, epochs, scaling, nodes, node_rank, rendezvous)
     warnings = []
     if threads and threads > cpus:
         too_many = (f"{threads} threads on this machine's {cpus} CPU(s): the threads queue for the "
@@ -103,12 +103,23 @@ def run_spec(cfg: Config, backend: str, layout: str | None = None, device: str =
             "warmup": warmup, "eval": eval, "data_dir": str(data_dir) if data_dir else None,
             "target_ppl": target_ppl, "eval_batches": eval_batches, "epoch_batches": epoch_batches,
             "checkpoint": str(checkpoint) if checkpoint else None, "resume": resume,
-            "workers": workers, "scaling": scaling, "warnings": warnings}
+            "workers": workers, "scaling": scaling, "nodes": nodes, "node_rank": node_rank,
+            "rendezvous": rendezvous, "warnings": warnings}
 
 
-def _check_data_parallel(backend, workers, threads, cfg, epochs, scaling) -> None:
+def _check_data_parallel(backend, workers, threads, cfg, epochs, scaling, nodes, node_rank, rendezvous) -> None:
     from .backend import data_parallel
 
+    if nodes > 1:
+        if not (data_parallel(backend) or {}).get("launcher_nodes"):
+            raise ConfigError(f"invalid nodes={nodes}: backend {backend!r} declares no launcher for several "
+                              f"machines (DATA_PARALLEL['launcher_nodes']); use --nodes 1")
+        if not _is_int(node_rank) or not 0 <= node_rank < nodes:
+            raise ConfigError(f"invalid node_rank={node_rank!r}: must be 0..{nodes - 1} (this machine's place)")
+        host, _, port = (rendezvous or "").rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"invalid rendezvous={rendezvous!r}: give machine 0's HOST:PORT (--rendezvous), "
+                              f"the same on every machine")
     if data_parallel(backend) is None:
         raise ConfigError(f"invalid workers={workers}: backend {backend!r} has no data-parallel support "
                           f"(its module declares no DATA_PARALLEL); use --workers 1")
@@ -119,9 +130,9 @@ def _check_data_parallel(backend, workers, threads, cfg, epochs, scaling) -> Non
         raise ConfigError(f"invalid workers={workers} with threads={threads}: each worker gets threads / "
                           f"workers threads, so threads must be a multiple of workers (e.g. --threads "
                           f"{workers * max(1, threads // workers)})")
-    if scaling == "strong" and cfg.batch_size < workers:
+    if scaling == "strong" and cfg.batch_size < workers * nodes:
         raise ConfigError(f"invalid workers={workers}: a global batch of {cfg.batch_size} sequences cannot "
-                          f"be split over {workers} workers; use --batch-size {workers} or more, or "
+                          f"be split over {workers * nodes} workers; use --batch-size {workers * nodes} or more, or "
                           f"--scaling weak")
 
 
@@ -218,7 +229,10 @@ def run_isolated(spec: dict, timeout: float | None = None, on_progress=None,
         record["warnings"] = list(spec["warnings"])
     record["git_commit"], record["git_dirty"] = env.git_state()
     record.update(env.host())
-    workers = spec.get("workers") or 1
+    workers = spec.get("workers") or 1  # on this machine
+    nodes, node_rank = spec.get("nodes") or 1, spec.get("node_rank") or 0
+    ranks = list(range(node_rank * workers, (node_rank + 1) * workers))  # this machine's
+    world = workers * nodes
     with tempfile.TemporaryDirectory(prefix="lmbench-run-") as tmp:
         spec_path, result_path, fifo = Path(tmp, "spec.json"), Path(tmp, "result.json"), Path(tmp, "progress")
         spec_path.write_text(json.dumps(spec))
@@ -233,7 +247,7 @@ def run_isolated(spec: dict, timeout: float | None = None, on_progress=None,
                 # own session(s), killed with everything they started on a timeout; a worker
                 # ends itself if this process dies (lmbench.lifeline)
                 job = launch.start("lmbench.worker", [spec_path, result_path, fifo], spec["backend"],
-                                   workers, Path(tmp), stderr, python)
+                                   workers, Path(tmp), stderr, python, nodes, node_rank, spec.get("rendezvous"))
             try:
                 timed_out = _pump(job, read_fd, timeout, on_progress)
             except BaseException:  # Ctrl-C or SIGTERM in the parent: take the workers down too
@@ -244,32 +258,32 @@ def run_isolated(spec: dict, timeout: float | None = None, on_progress=None,
             os.close(hold_fd)
         tail = _output_tail(Path(tmp))
         results = {rank: json.loads(path.read_text()) if path.exists() else None
-                   for rank, path in ((r, launch.result_path(result_path, r, workers)) for r in range(workers))}
+                   for rank, path in ((r, launch.result_path(result_path, r, world)) for r in ranks)}
         unjoined = [json.loads(p.read_text()) for p in sorted(Path(tmp).glob("result.unjoined-*.json"))]
     missing = [rank for rank, result in results.items() if result is None]
     if unjoined and not timed_out:  # a worker failed before it joined the job: its error is the cause
         record.update({k: v for k, v in unjoined[0].items() if k != "metrics"}, metrics=None, stderr_tail=tail)
         record["error"] = f"a worker failed before joining the data-parallel job: {record['error']}"
     elif timed_out:
-        who = f" (no result from worker rank {', '.join(map(str, missing))})" if workers > 1 and missing else ""
+        who = f" (no result from worker rank {', '.join(map(str, missing))})" if world > 1 and missing else ""
         record.update(status="failed", error_kind="timeout",
-                      error=f"timed out after {timeout:g} s{who}; the worker{'s were' if workers > 1 else ' was'} "
+                      error=f"timed out after {timeout:g} s{who}; the worker{'s were' if world > 1 else ' was'} "
                             f"killed", stderr_tail=tail)
     elif missing:
-        who = "" if workers == 1 else f"worker rank {', '.join(map(str, missing))} left no result: "
+        who = "" if world == 1 else f"worker rank {', '.join(map(str, missing))} left no result: "
         record.update(status="failed", error_kind="crash", stderr_tail=tail,
                       error=f"{who}{job.exits()}; last output:\n{tail[-1500:]}")
     else:
         failed = [(rank, r) for rank, r in results.items() if r["status"] != "ok"]
-        result = dict(failed[0][1] if failed else results[0])
-        if failed and workers > 1:
+        result = dict(failed[0][1] if failed else results[ranks[0]])
+        if failed and world > 1:
             result["error"] = f"worker rank {failed[0][0]}: {result['error']}"
         metrics = result.pop("metrics", None) or {}
         record.update(result)
         record["device"] = metrics.pop("device", None)
         record["environment"] = metrics.pop("environment", None)
-        if record["status"] == "ok" and workers > 1:
-            _combine_workers(metrics, [results[r]["metrics"] for r in range(workers)])
+        if record["status"] == "ok" and world > 1:
+            _combine_workers(metrics, [results[r]["metrics"] for r in ranks])
         record["metrics"] = metrics if record["status"] == "ok" else None
         if record["status"] != "ok":
             record["stderr_tail"] = tail
@@ -286,16 +300,18 @@ def _output_tail(tmp: Path, limit: int = 4000) -> str:
 
 
 def _combine_workers(metrics: dict, per_rank: list[dict]) -> None:
-    """Rank 0's metrics (it evaluated) become the run's, with the throughput of all workers:
-    their real tokens over the slowest worker's timed region (every step waits for all)."""
+    """This machine's first worker's metrics (rank 0 evaluated) become the run's, with the
+    throughput of the whole job: the real tokens of all workers (of every machine: the
+    shards partition each batch, so every worker knows the total) over the slowest timed
+    region here (every step is a collective: no worker finishes a step before all do)."""
     slowest = max(m["train_seconds"] for m in per_rank)
-    tokens = sum(m["timed_tokens"] for m in per_rank)
     dp = metrics["data_parallel"]
-    dp["per_worker"] = [{"rank": rank, "train_words_per_sec": m["train_words_per_sec"],
+    tokens = dp["job_timed_tokens"]
+    dp["per_worker"] = [{"rank": m["data_parallel"]["rank"], "train_words_per_sec": m["train_words_per_sec"],
                          "train_seconds": m["train_seconds"], "timed_tokens": m["timed_tokens"],
                          "step_time_ms": {k: m["step_time_ms"][k] for k in ("median", "p10", "p90")},
                          "allreduce_share": m["data_parallel"].get("allreduce_share")}
-                        for rank, m in enumerate(per_rank)]
+                        for m in per_rank]
     shares = [w["allreduce_share"] for w in dp["per_worker"] if w["allreduce_share"] is not None]
     dp["allreduce_share"] = sum(shares) / len(shares) if shares else None
     metrics.update(train_words_per_sec=tokens / slowest if slowest else None, train_seconds=slowest,

@@ -246,14 +246,15 @@ def run(spec: dict, progress: Progress, out: dict, whoami: dict) -> dict:
     from .weights import flops_per_token, init_weights, num_params
 
     cfg = Config(**spec["config"])
-    workers = spec.get("workers") or 1
+    here = spec.get("workers") or 1  # workers on this machine, of `workers` in the whole job
+    workers = here * (spec.get("nodes") or 1)
     backend_cls = load_backend(spec["backend"])
     device = resolve_device(spec["device"], backend_cls)
     rank = whoami["rank"] = backend_cls.join(workers, device) if workers > 1 else 0
-    if rank:
-        progress.out = None  # rank 0 reports for the run
+    if rank % here:
+        progress.out = None  # the first worker of each machine reports for it
     corpus = load_corpus(download_ptb(spec.get("data_dir"), log=lambda m: print(m, file=sys.stderr)))
-    backend = backend_cls(cfg, spec["layout"], device, spec["threads"] // workers, workers=workers)
+    backend = backend_cls(cfg, spec["layout"], device, spec["threads"] // here, workers=workers)
     backend.set_weights(init_weights(cfg))
     out.update(device=device, environment=backend.environment(), num_params=num_params(cfg),
                flops_per_token=flops_per_token(cfg))
@@ -331,11 +332,14 @@ def run(spec: dict, progress: Progress, out: dict, whoami: dict) -> dict:
         passes.append(train_pass(backend, mine, cfg.lr, warmup, progress, seen_shapes=warmed))
         if workers > 1:
             out["data_parallel"] = {
-                "workers": workers, "rank": rank, "scaling": spec.get("scaling") or "strong",
+                "workers": workers, "nodes": spec.get("nodes") or 1, "rank": rank,
+                "scaling": spec.get("scaling") or "strong",
+                # every worker's real tokens: the shards of a batch partition its rows
+                "job_timed_tokens": sum(b.num_targets for b in batches[warmup:]),
                 "global_batch_size": global_batch,
                 "per_worker_batch_size": [global_batch // workers + (r < global_batch % workers)
                                           for r in range(workers)],
-                "threads_per_worker": spec["threads"] // workers, "batches_dropped": dropped,
+                "threads_per_worker": spec["threads"] // here, "batches_dropped": dropped,
                 "allreduce_share": allreduce_share(backend, mine[warmup:]),
                 "allreduce_share_method": f"A/B: {ALLREDUCE_AB_STEPS} steps at lr 0 with and without the "
                                           f"gradient all-reduce, best of 2 each: 1 - t_without / t_with"}
@@ -403,8 +407,9 @@ def main(argv=None) -> int:
     die_with_parent(os.path.dirname(os.path.abspath(spec_path)), fd)  # never outlive the parent
     with open(spec_path) as f:
         spec = json.load(f)
-    workers = spec.get("workers") or 1
-    set_thread_env(spec["threads"] // workers)
+    here = spec.get("workers") or 1
+    workers = here * (spec.get("nodes") or 1)
+    set_thread_env(spec["threads"] // here)
     progress = Progress(fd)
     progress(phase="start", pid=os.getpid())
     from .backend import BackendUnavailable, layout_env

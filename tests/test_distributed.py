@@ -194,3 +194,32 @@ def test_runs_with_different_workers_are_different_cells_and_old_records_match_n
     del old["run"]["workers"], old["run"]["scaling"]  # written before --workers existed
     assert cell_key(one) != cell_key(two)
     assert cell_key(one) == cell_key(old)
+
+
+@pytest.mark.parametrize("kw,needle", [
+    (dict(nodes=2, rendezvous=None), "invalid rendezvous=None"),
+    (dict(nodes=2, node_rank=2, rendezvous="h:1"), "invalid node_rank=2"),
+    (dict(nodes=2, rendezvous="nohostport"), "invalid rendezvous='nohostport'"),
+])
+def test_bad_multi_machine_settings_are_refused(kw, needle):
+    with pytest.raises(ConfigError, match=needle):
+        run_spec(make_config("tiny"), "torch", steps=5, threads=1, **kw)
+
+
+@pytest.mark.slow
+def test_two_machines_on_localhost_make_one_job():
+    # `lmbench run --nodes 2 --node-rank R --rendezvous HOST:PORT` on each machine; here both
+    # "machines" are this one, one worker each
+    from concurrent.futures import ThreadPoolExecutor
+
+    port = launch.free_ports(1)[0]
+    specs = [run_spec(make_config("tiny"), "torch", steps=8, warmup=1, eval="valid", eval_batches=2, threads=1,
+                      nodes=2, node_rank=n, rendezvous=f"127.0.0.1:{port}") for n in (0, 1)]
+    with ThreadPoolExecutor(2) as pool:
+        records = list(pool.map(lambda s: run_isolated(s, timeout=300), specs))
+    assert [r["status"] for r in records] == ["ok", "ok"], [r.get("error") for r in records]
+    dps = [r["metrics"]["data_parallel"] for r in records]
+    assert [d["rank"] for d in dps] == [0, 1] and all(d["workers"] == 2 and d["nodes"] == 2 for d in dps)
+    # each machine's record counts the whole job's tokens, of which it timed its own share
+    assert dps[0]["job_timed_tokens"] == dps[1]["job_timed_tokens"] == sum(d["per_worker"][0]["timed_tokens"] for d in dps)
+    assert "valid_ppl" in records[0]["metrics"] and "valid_ppl" not in records[1]["metrics"]
