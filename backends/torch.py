@@ -100,8 +100,12 @@ class Backend(BaseBackend):
     @classmethod
     def join(cls, workers, device):
         # torchrun exports RANK, WORLD_SIZE, MASTER_ADDR/PORT and LOCAL_RANK to every worker
-        if device == "cuda":
-            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+        if device == "cuda":  # one GPU per worker on each machine (unverified: no GPU here)
+            local = int(os.environ["LOCAL_RANK"])
+            if local >= torch.cuda.device_count():
+                raise BackendUnavailable(f"torch: {os.environ['LOCAL_WORLD_SIZE']} workers on this machine need one "
+                                         f"GPU each; it has {torch.cuda.device_count()}: use fewer --workers")
+            torch.cuda.set_device(local)
         dist.init_process_group("nccl" if device == "cuda" else "gloo")
         if dist.get_world_size() != workers:
             raise RuntimeError(f"torch: joined a job of {dist.get_world_size()} workers, expected {workers}")
