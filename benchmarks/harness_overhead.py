@@ -2,7 +2,8 @@
 
 Runs, in one invocation, the hand-written loop (benchmarks/handwritten_<fw>.py) and
 `lmbench run` in the backend's native (first) layout on the same preset, batches and
-step count, alternating A/B `--rounds` times so that drift on a shared machine hits both
+step count, alternating A/B `--rounds` times, the order flipped every round (AB, BA, ...)
+so that drift on a shared machine and whatever the first run leaves behind hit both
 alike, and prints each framework's median train words/s and the ratio harness /
 hand-written (1.00 = no overhead). Frameworks: every backend with a hand-written loop.
 
@@ -50,9 +51,9 @@ def harness(fw):
 rows = []
 for fw in args.frameworks:
     hand, harn, ratios = [], [], []
-    for _ in range(args.rounds):
-        hand.append(handwritten(fw))
-        harn.append(harness(fw))
+    for r in range(args.rounds):
+        for run in (handwritten, harness)[::1 if r % 2 == 0 else -1]:
+            (hand if run is handwritten else harn).append(run(fw))
         ratios.append(harn[-1] / hand[-1])
     rows.append({"framework": fw, "layout": backend_layouts(fw)[0], "handwritten_words_per_sec": statistics.median(hand),
                  "harness_words_per_sec": statistics.median(harn), "ratio": statistics.median(ratios),
