@@ -29,6 +29,6 @@ class TruncatedLSTMLM(LSTMLM):
 class Backend(TorchBackend):
     def __init__(self, cfg, layout, device, threads, **options):
         super().__init__(cfg, layout, device, threads, **options)
-        self.model = TruncatedLSTMLM(cfg.vocab_size, cfg.hidden, cfg.layers, cfg.dropout).to(self.dev)
+        self.model = self.trained = TruncatedLSTMLM(cfg.vocab_size, cfg.hidden, cfg.layers, cfg.dropout).to(self.dev)
         self.params = list(self.model.parameters())
         self.optimizer = torch.optim.SGD(self.params, lr=cfg.lr)
