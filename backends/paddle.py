@@ -42,6 +42,18 @@ from lmbench.backend import Backend as BaseBackend, BackendUnavailable
 LAYOUTS = ("lod", "lod-padded", "padded")
 # set before the import (lmbench.worker.set_thread_env); OMP/MKL threads are set for every framework
 THREAD_ENV = {"GLOG_minloglevel": "2"}
+# --workers N: paddle.distributed.launch starts the workers ("{python}" is the command it runs;
+# lmbench.launch appends "lmbench.worker ARGS"); paddle.DataParallel, whose reducer averages
+# the gradients before backward() returns; gloo on the CPU (the launcher sets
+# PADDLE_DISTRI_BACKEND=gloo on a CPU build), NCCL on GPUs. --max_restart=0: a failed
+# worker fails the run instead of restarting the job.
+DATA_PARALLEL = {
+    "launcher": ["-m", "paddle.distributed.launch", "--nnodes=1", "--nproc_per_node={workers}",
+                 "--max_restart=0", "--log_dir={log_dir}", "{python}", "-m"],
+    "launcher_nodes": ["-m", "paddle.distributed.launch", "--master={rendezvous}", "--nnodes={nodes}",
+                       "--rank={node_rank}", "--nproc_per_node={workers}", "--max_restart=0",
+                       "--log_dir={log_dir}", "{python}", "-m"],
+    "engine": "paddle.DataParallel"}
 
 
 def length_segments(lengths: np.ndarray, offsets: np.ndarray):
@@ -135,11 +147,18 @@ class Backend(BaseBackend):
         # thread setter, core.set_num_threads is what FLAGS_paddle_num_threads feeds at init
         # (MKL_Set_Num_Threads + omp_set_num_threads, or openblas_set_num_threads).
         paddle.base.core.set_num_threads(threads)
-        paddle.set_device("gpu:0" if device == "cuda" else "cpu")
+        # with workers, one GPU per worker: the one the launcher selected (unverified: no GPU here)
+        if device == "cuda":
+            paddle.set_device(f"gpu:{paddle.distributed.ParallelEnv().device_id}" if self.workers > 1 else "gpu:0")
+        else:
+            paddle.set_device("cpu")
         if device == "cuda":
             # true float32: Paddle 3.3 lets cuDNN (so the LSTM) use TF32 by default
             paddle.set_flags({"FLAGS_cudnn_allow_tf32": False, "FLAGS_cublas_allow_tf32": False})
         self.model = LSTMLM(cfg.vocab_size, cfg.hidden, cfg.layers, cfg.dropout)
+        # the module a train step runs: with workers, DataParallel (broadcasts rank 0's
+        # parameters at construction; set_weights gives every rank the same ones anyway)
+        self.trained = self.model if self.workers == 1 else paddle.DataParallel(self.model)
         self.params = self.model.parameters()
         # Gradients are clipped by hand (the global norm, as ClipGradByGlobalNorm computes
         # it) because that norm is also the divergence guard: Paddle's CPU softmax maps NaN
@@ -150,6 +169,22 @@ class Backend(BaseBackend):
     @classmethod
     def cuda_available(cls):
         return paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+
+    @classmethod
+    def join(cls, workers, device):
+        import paddle.distributed as dist
+
+        if device == "cpu":  # the launcher sets it on a CPU-only build; a GPU build on the CPU needs it too
+            import os
+
+            os.environ["PADDLE_DISTRI_BACKEND"] = "gloo"
+        dist.init_parallel_env()
+        if dist.get_world_size() != workers:
+            raise RuntimeError(f"paddle: joined a job of {dist.get_world_size()} workers, expected {workers}")
+        return dist.get_rank()
+
+    def skip_gradient_sync(self):
+        return self.trained.no_sync() if self.workers > 1 else None
 
     # -- weights in the canonical layout (lmbench.weights) ------------------------------
     def _named(self):
@@ -193,17 +228,19 @@ class Backend(BaseBackend):
                        mask=paddle.to_tensor(batch.mask.reshape(-1)))
         return out
 
-    def _forward(self, batch, keep_state):
+    def _forward(self, batch, keep_state, module=None):
         keep = keep_state and batch.carry_state
-        loss, final_state = self.model(self._tensors(batch, keep), self.layout, self.carried_state(batch))
+        loss, final_state = (module or self.model)(self._tensors(batch, keep), self.layout, self.carried_state(batch))
         if keep_state:
             self.keep_state(batch, final_state, paddle.Tensor.detach)
         return loss
 
     def train_step(self, batch, lr):
         self.model.train()
-        loss = self._forward(batch, keep_state=True)
-        (loss / batch.batch_size).backward()  # summed over time, averaged over sequences
+        loss = self._forward(batch, keep_state=True, module=self.trained)
+        # summed over time, averaged over the (global) batch's sequences; DataParallel
+        # averages the workers' gradients, hence x workers (lmbench.backend.Backend.join)
+        (loss * self.workers / batch.loss_sequences).backward()
         with paddle.no_grad():
             grads = [p.grad for p in self.params]
             norm = paddle.sqrt(paddle.add_n([paddle.sum(paddle.square(g)) for g in grads]))
@@ -269,6 +306,9 @@ class Backend(BaseBackend):
             "cuda_version": paddle.version.cuda() if cuda else None,
             "cudnn_version": paddle.version.cudnn() if cuda else None,
             "cpu_math_threads": self.threads,
+            "data_parallel": {"engine": DATA_PARALLEL["engine"], "launcher": "paddle.distributed.launch",
+                              "collectives": "nccl" if cuda else "gloo", "workers": self.workers,
+                              "rank": paddle.distributed.get_rank()} if self.workers > 1 else None,
             "lstm_kernel": kernel,
             "precision": {"dtype": "float32",
                           "tf32_cudnn": paddle.get_flags(["FLAGS_cudnn_allow_tf32"])["FLAGS_cudnn_allow_tf32"]
