@@ -35,6 +35,14 @@ LAYOUTS = ("padded", "padded-gather", "dynamic_rnn")
 LAYOUT_ENV = {"dynamic_rnn": {"TF_USE_LEGACY_KERAS": "1"}}
 # set before the import (lmbench.worker.set_thread_env); "{threads}" is the thread budget
 THREAD_ENV = {"TF_NUM_INTRAOP_THREADS": "{threads}", "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+# --workers N: TensorFlow has no launcher; lmbench starts the N processes and tells each its
+# rank and a port per worker (lmbench.launch), from which join() writes TF_CONFIG. The
+# engine is MultiWorkerMirroredStrategy's cross-replica all-reduce (RING over gRPC on the
+# CPU, NCCL on GPUs), called inside strategy.run in the step: aggregate, then clip by the
+# global norm, then update -- not a Keras optimizer, which clips each worker's gradient
+# before the sum (keras/src/optimizers/base_optimizer.py, Keras 3.15). One machine only
+# (no launcher_nodes): across machines TF_CONFIG would list every machine's host:port.
+DATA_PARALLEL = {"launcher": None, "engine": "tf.distribute.MultiWorkerMirroredStrategy"}
 
 
 def _masked_nll_sum(logits, labels, mask):
@@ -207,6 +215,9 @@ class LegacyLM:
         return out
 
 
+_STRATEGY: list = []  # the MultiWorkerMirroredStrategy join() created (one per process)
+
+
 def _clip_scale(norm, clip):
     """min(1, clip / norm), the global-norm clipping factor. Not tf.clip_by_global_norm: it
     computes clip * min(1 / norm, 1 / clip), and 1 / clip flushes to 0 for clip > ~8.5e37,
@@ -245,6 +256,11 @@ class Backend(BaseBackend):
         # Ampere and newer; this global switch is what both consult
         tf.config.experimental.enable_tensor_float_32_execution(False)
         self.dev = "/GPU:0" if device == "cuda" else "/CPU:0"
+        # with workers: the strategy join() created. The variables stay plain tf.Variables,
+        # one copy per worker, given the same weights by set_weights and updated alike from
+        # the all-reduced gradient (the strategy's all-reduce is the only cross-worker op)
+        self._strategy = _STRATEGY[0] if self.workers > 1 else None
+        self._skip_sync = False
         with tf.device(self.dev):
             self.model = LegacyLM(cfg) if layout == "dynamic_rnn" else KerasLM(cfg, layout == "padded-gather",
                                                                                   device == "cuda")
@@ -256,7 +272,10 @@ class Backend(BaseBackend):
         # autograph off: no Python control flow depends on a tensor value here (the
         # recurrences are explicit while_loops inside Keras / dynamic_rnn)
         compile_ = lambda fn, extra=(): tf.function(fn, input_signature=sig + list(extra), autograph=False)  # noqa: E731
-        self._train = compile_(self._train_fn, [tf.TensorSpec([], tf.float32)])
+        scalar = tf.TensorSpec([], tf.float32)
+        self._train = compile_(self._train_fn, [scalar, scalar])
+        if self._strategy is not None:  # the same step without the all-reduce, for the A/B
+            self._train_local = compile_(lambda *a: self._update(*a, all_reduce=False), [scalar, scalar])
         self._eval = compile_(self._eval_fn)
         self._grads = compile_(self._grads_fn)
 
@@ -264,17 +283,58 @@ class Backend(BaseBackend):
     def cuda_available(cls):
         return bool(tf.config.list_physical_devices("GPU"))
 
+    @classmethod
+    def join(cls, workers, device):
+        import json
+
+        from lmbench.launch import PORTS_ENV, RANK_ENV
+
+        rank, ports = int(os.environ[RANK_ENV]), os.environ[PORTS_ENV].split(",")
+        os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"localhost:{p}" for p in ports]},
+                                              "task": {"type": "worker", "index": rank}})
+        ring = tf.distribute.experimental.CommunicationImplementation
+        # before any other TF op: the strategy starts the gRPC server and configures collectives
+        _STRATEGY[:] = [tf.distribute.MultiWorkerMirroredStrategy(
+            communication_options=tf.distribute.experimental.CommunicationOptions(
+                implementation=ring.NCCL if device == "cuda" else ring.RING))]
+        if _STRATEGY[0].num_replicas_in_sync != workers:
+            raise RuntimeError(f"tensorflow: joined {_STRATEGY[0].num_replicas_in_sync} replicas, expected {workers}")
+        return rank
+
+    def skip_gradient_sync(self):
+        if self._strategy is None:
+            return None
+        import contextlib
+
+        @contextlib.contextmanager
+        def skipped():
+            self._skip_sync = True
+            try:
+                yield
+            finally:
+                self._skip_sync = False
+        return skipped()
+
     # -- the compiled steps -------------------------------------------------------------
-    def _train_fn(self, inputs, targets, lengths, h0, c0, lr):
+    def _train_fn(self, inputs, targets, lengths, h0, c0, lr, sequences):
+        if self._strategy is None:
+            return self._update(inputs, targets, lengths, h0, c0, lr, sequences, all_reduce=False)
+        return self._strategy.run(self._update, args=(inputs, targets, lengths, h0, c0, lr, sequences),
+                                  kwargs={"all_reduce": True})
+
+    def _update(self, inputs, targets, lengths, h0, c0, lr, sequences, all_reduce):
         variables = self.model.variables
         with tf.GradientTape() as tape:
             loss, h, c = self.model(inputs, targets, lengths, h0, c0, training=True)
-            objective = loss / tf.cast(tf.shape(inputs)[0], tf.float32)  # summed over time, / B
+            # summed over time, / the (global) batch's sequences: the all-reduce SUMS
+            objective = loss / sequences
         # The embedding's gradient arrives as IndexedSlices (rows looked up, repeats not
         # summed); made dense here so that TF does the work PyTorch and Paddle do with
         # their default dense embeddings: one [V, H] gradient, one dense update. The
         # sparse idiom's cost or saving is measured in the README (model section).
         grads = [tf.convert_to_tensor(g) for g in tape.gradient(objective, variables)]
+        if all_reduce:  # every worker's gradient summed, before the clipping norm is taken
+            grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
         # SGD on the canonical model, whose LSTM bias is b_ih + b_hh: both get the same
         # gradient, so the norm counts it twice and the sum moves by 2 * lr * g.
         norm = tf.linalg.global_norm([g for g, k in zip(grads, self.model.copies) for _ in range(k)])
@@ -318,8 +378,10 @@ class Backend(BaseBackend):
         self.keep_state(batch, (h, c))  # returned tensors are on no tape: already detached
 
     def train_step(self, batch, lr):
+        step = self._train_local if self._skip_sync else self._train
         with tf.device(self.dev):
-            loss, h, c = self._train(*self._args(batch), tf.constant(lr, tf.float32))
+            loss, h, c = step(*self._args(batch), tf.constant(lr, tf.float32),
+                              tf.constant(batch.loss_sequences, tf.float32))
         self._keep(batch, h, c)
         return loss
 
@@ -373,6 +435,10 @@ class Backend(BaseBackend):
             "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
             "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
             "legacy_keras": os.environ.get("TF_USE_LEGACY_KERAS") == "1",
+            "data_parallel": {"engine": DATA_PARALLEL["engine"], "launcher": None,
+                              "collectives": "NCCL" if cuda else "RING",
+                              "workers": self._strategy.num_replicas_in_sync,
+                              "rank": self._strategy.cluster_resolver.task_id} if self._strategy else None,
             "lstm_kernel": kernel,
             "precision": {"dtype": "float32",
                           "tf32": tf.config.experimental.tensor_float_32_execution_enabled() if cuda else None},
