@@ -28,6 +28,14 @@ def add_config_args(p: argparse.ArgumentParser, mode_default="sentence") -> None
                        help=f"override the preset's {name}")
 
 
+def add_variant_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--compile", action="store_true",
+                   help="run the step through the framework's own compiler (each backend's README row says which)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                   help="fp32 (true float32, default) or mixed precision in bf16/fp16; a variant a "
+                        "framework cannot apply is recorded as skipped with the reason")
+
+
 def config_from_args(a) -> Config:
     overrides = {k: getattr(a, k) for k in OVERRIDES}
     overrides["epochs"] = getattr(a, "epochs", None)  # `run --epochs N` trains N epochs
@@ -49,7 +57,7 @@ def cmd_run(a) -> int:
     cfg = config_from_args(a)
     spec = run_spec(cfg, a.backend, a.layout, a.device, a.threads, a.steps, a.epochs, a.warmup,
                     a.eval, a.data_dir, a.target_ppl, a.eval_batches, a.checkpoint, a.resume,
-                    a.epoch_batches, oversubscribe=a.oversubscribe)
+                    a.epoch_batches, oversubscribe=a.oversubscribe, compile=a.compile, precision=a.precision)
     preflight(spec, timeout=a.timeout, out=a.out, overwrite=a.overwrite)  # fail before the work
     try:
         with signals_as_interrupt():
@@ -68,7 +76,7 @@ def cmd_run(a) -> int:
                   file=sys.stderr)
             return 2
         print(f"record appended to {a.out}")
-    return 0 if record["status"] == "ok" else 1
+    return 0 if record["status"] in ("ok", "skipped") else 1
 
 
 def _printer(quiet: bool):
@@ -139,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true", help="start an existing --checkpoint again from epoch 0")
     r.add_argument("--oversubscribe", action="store_true",
                    help="allow --threads above the machine's CPU count (the record carries a warning)")
+    add_variant_args(r)
     r.add_argument("--target-ppl", type=float, default=None, help="time-to-quality target (valid ppl)")
     r.add_argument("--timeout", type=float, default=None, help="kill the run after this many seconds")
     r.add_argument("--data-dir", default=None)

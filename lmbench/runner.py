@@ -29,7 +29,9 @@ from .lifeline import PARENT_PID_ENV
 
 SCHEMA_VERSION = 1
 RECORDED_RUN_FIELDS = ("steps", "epochs", "warmup", "eval", "eval_batches", "epoch_batches", "device",
-                       "threads")
+                       "threads", "compile", "precision")
+# run settings whose default a record written before they existed means (cell keys ignore them at it)
+RUN_DEFAULTS = {"compile": False, "precision": "fp32"}
 
 
 class RecordWriteError(RuntimeError):
@@ -54,10 +56,11 @@ def run_spec(cfg: Config, backend: str, layout: str | None = None, device: str =
              threads: int | None = None, steps: int | None = None, epochs: int | None = None,
              warmup: int = 10, eval: str = "valid", data_dir=None, target_ppl=None,
              eval_batches: int | None = None, checkpoint=None, resume: bool = False,
-             epoch_batches: int | None = None, oversubscribe: bool = False) -> dict:
+             epoch_batches: int | None = None, oversubscribe: bool = False, compile: bool = False,
+             precision: str = "fp32") -> dict:
     """The worker's spec of one run, every value validated: the one place `run`, `bench`
     and suite files are checked (ConfigError naming the value and what is allowed)."""
-    from .backend import backend_layouts
+    from .backend import PRECISIONS, backend_layouts
 
     layouts = backend_layouts(backend)
     layout = layout or layouts[0]
@@ -71,6 +74,10 @@ def run_spec(cfg: Config, backend: str, layout: str | None = None, device: str =
                         ("eval_batches", eval_batches), ("epoch_batches", epoch_batches)):
         if value is not None and (not _is_int(value) or value <= 0):
             raise ConfigError(f"invalid {name}={value!r}: must be a positive integer")
+    if not isinstance(compile, bool):
+        raise ConfigError(f"invalid compile={compile!r}: must be true or false")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"invalid precision={precision!r}: allowed: {', '.join(PRECISIONS)}")
     if not _is_int(warmup) or warmup < 0:
         raise ConfigError(f"invalid warmup={warmup!r}: must be an integer >= 0")
     if target_ppl is not None and not _is_positive_number(target_ppl):
@@ -99,7 +106,7 @@ def run_spec(cfg: Config, backend: str, layout: str | None = None, device: str =
             "warmup": warmup, "eval": eval, "data_dir": str(data_dir) if data_dir else None,
             "target_ppl": target_ppl, "eval_batches": eval_batches, "epoch_batches": epoch_batches,
             "checkpoint": str(checkpoint) if checkpoint else None, "resume": resume,
-            "warnings": warnings}
+            "compile": compile, "precision": precision, "warnings": warnings}
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -242,7 +249,7 @@ def run_isolated(spec: dict, timeout: float | None = None, on_progress=None,
         record["device"] = metrics.pop("device", None)
         record["environment"] = metrics.pop("environment", None)
         record["metrics"] = metrics if record["status"] == "ok" else None
-        if record["status"] != "ok":
+        if record["status"] == "failed":
             record["stderr_tail"] = tail
     return record
 
@@ -324,9 +331,11 @@ def summary(record: dict) -> str:
     head = (f"{record['backend']}/{record['layout']}  {c['preset']} {c['mode']}"
             + (f"/{c['batching']}" if c["mode"] == "sentence" else "")
             + f"  B={c['batch_size']} H={c['hidden']} L={c['layers']}  device={record.get('device')}"
-            + f"  threads={record['threads']}")
+            + f"  threads={record['threads']}" + _variant(record.get("run") or {}))
     warnings = "".join(f"\n  WARNING: {w}" for w in record.get("warnings") or [])
     head += warnings
+    if record["status"] == "skipped":
+        return f"{head}\n  SKIPPED: {record['reason']}"
     if record["status"] != "ok":
         return f"{head}\n  FAILED: {record['error']}"
     env_ = record.get("environment") or {}
@@ -349,6 +358,12 @@ def summary(record: dict) -> str:
                      + (f"  valid ppl {e['valid_ppl']:.2f}" if "valid_ppl" in e else "")
                      + f"  {e['wall_seconds']:.0f} s")
     return "\n".join(lines)
+
+
+def _variant(run: dict) -> str:
+    """ "  compile precision=bf16" for a variant run, "" for eager float32."""
+    return (" compile" * bool(run.get("compile")) + (f" precision={run['precision']}"
+            if run.get("precision", "fp32") != "fp32" else "")).replace(" ", "  ", 1)
 
 
 def preflight(spec: dict, timeout=None, out=None, overwrite: bool = False) -> None:

@@ -39,7 +39,8 @@ def suites_dir() -> Path:
 
 # suite-only fields (everything else is a lmbench.config field), with their checks
 POSITIVE_INT = ("steps", "epochs", "eval_batches", "epoch_batches", "repeats", "threads")
-RUN_FIELDS = {"backend", "layout", "warmup", "eval", "timeout", "target_ppl", *POSITIVE_INT}
+RUN_FIELDS = {"backend", "layout", "warmup", "eval", "timeout", "target_ppl", "compile", "precision",
+              *POSITIVE_INT}
 ALLOWED = sorted(RUN_FIELDS | set(FIELDS) - {"vocab_size"})
 
 
@@ -150,4 +151,5 @@ def spec_for(cell: dict, device: str = "auto", data_dir=None) -> dict:
     return run_spec(cfg, cell["backend"], cell["layout"], device, cell.get("threads"), cell.get("steps"),
                     cell.get("epochs"), cell.get("warmup", 10), cell.get("eval", "valid"), data_dir,
                     cell.get("target_ppl"), cell.get("eval_batches"),
-                    epoch_batches=cell.get("epoch_batches"))
+                    epoch_batches=cell.get("epoch_batches"), compile=cell.get("compile", False),
+                    precision=cell.get("precision", "fp32"))

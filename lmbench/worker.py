@@ -210,8 +210,10 @@ def run(spec: dict, progress: Progress, out: dict) -> dict:
     cfg = Config(**spec["config"])
     backend_cls = load_backend(spec["backend"])
     device = resolve_device(spec["device"], backend_cls)
+    out["device"] = device  # known before the backend may decline the variant (skipped)
     corpus = load_corpus(download_ptb(spec.get("data_dir"), log=lambda m: print(m, file=sys.stderr)))
-    backend = backend_cls(cfg, spec["layout"], device, spec["threads"])
+    backend = backend_cls(cfg, spec["layout"], device, spec["threads"], compile=spec.get("compile", False),
+                          precision=spec.get("precision", "fp32"))
     backend.set_weights(init_weights(cfg))
     out.update(device=device, environment=backend.environment(), num_params=num_params(cfg),
                flops_per_token=flops_per_token(cfg))
@@ -314,6 +316,7 @@ def run(spec: dict, progress: Progress, out: dict) -> dict:
         out[f"{split}_ppl"] = ev["ppl"]
         out.setdefault("eval_words_per_sec", ev["words_per_sec"])
         out.setdefault("eval_seconds", ev["seconds"])
+    out["compile"] = backend.compile_report()  # what the compiler did, known only now
     mem = backend.peak_memory_bytes()
     out["peak_memory_bytes"] = mem if mem is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     out["peak_memory_kind"] = "device" if mem is not None else "process_rss"
@@ -346,7 +349,7 @@ def main(argv=None) -> int:
     set_thread_env(spec["threads"])
     progress = Progress(int(fd))
     progress(phase="start", pid=os.getpid())
-    from .backend import BackendUnavailable, layout_env
+    from .backend import BackendUnavailable, VariantSkipped, layout_env
     from .checkpoint import CheckpointError
 
     os.environ.update(layout_env(spec["backend"], spec["layout"]))
@@ -354,6 +357,8 @@ def main(argv=None) -> int:
     try:
         with _checkpoint_lock(spec.get("checkpoint")):
             run(spec, progress, result["metrics"])
+    except VariantSkipped as e:  # not applicable here: recorded with the reason, not as a number
+        result.update(status="skipped", reason=str(e))
     except BackendUnavailable as e:
         result.update(status="failed", error=str(e), error_kind="unavailable")
     except CheckpointError as e:
@@ -371,7 +376,7 @@ def main(argv=None) -> int:
     with open(tmp, "w") as f:
         json.dump(result, f)
     os.replace(tmp, result_path)
-    return 0 if result["status"] == "ok" else 1
+    return 0 if result["status"] in ("ok", "skipped") else 1
 
 
 if __name__ == "__main__":
