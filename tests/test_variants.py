@@ -109,3 +109,29 @@ def test_bf16_hardware_is_read_from_the_cpu_flags():
     assert env.bf16_hardware(set())["bf16_hardware"] is False  # no /proc/cpuinfo: no claim
     # this machine's answer is the one its /proc/cpuinfo gives, and every record carries it
     assert env.host()["bf16_hardware"] == bool({"avx512_bf16", "amx_bf16"} & env.cpu_flags())
+
+
+def test_report_sets_each_variant_against_eager_fp32_and_shows_skips(tmp_path):
+    import json
+
+    from lmbench.report import write_report
+
+    eager = record(layout="padded", words_per_sec=1000.0, step_ms=100.0)
+    compiled = with_run(record(layout="padded", words_per_sec=1500.0, step_ms=66.0, seed=1), compile=True)
+    compiled["metrics"].update(first_step_ms=4200.0, compile={"compiler": "torch.compile (inductor)", "graphs": 4,
+                                                               "graph_breaks": 0, "recompiles": 2})
+    bf16 = with_run(record(layout="padded", words_per_sec=800.0, seed=2), precision="bf16")
+    fp16 = skipped(with_run(eager, precision="fp16"), reason="torch: fp16 on this CPU: no float16 arithmetic")
+    path = tmp_path / "r.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in (eager, compiled, bf16, fp16)) + "\n")
+    md = write_report([path], tmp_path / "out")[0].read_text()
+    table = md.split("## Variants")[1].split("\n\n")[1]
+    rows = {line.split(" | ")[1]: line for line in table.splitlines()[2:]}
+    assert set(rows) == {"eager fp32", "compile", "bf16", "fp16"}
+    assert "1.00× (baseline)" in rows["eager fp32"]
+    assert "| 1.50× | 4,200 |" in rows["compile"] and "| 2 | graphs 4, graph breaks 0 |" in rows["compile"]
+    assert "| 0.80× |" in rows["bf16"]
+    assert "skipped: torch: fp16 on this CPU: no float16 arithmetic" in rows["fp16"]
+    # the headline keeps variants apart: three cells, not three repeats of one
+    headline = md.split("## Headline")[1].split("\n## ")[0]
+    assert sum(line.startswith("| torch | padded |") for line in headline.splitlines()) == 3 and "| Variant |" in headline
