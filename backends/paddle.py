@@ -276,7 +276,8 @@ class Backend(BaseBackend):
         self.model.drop.p = self.model.lstm.dropout = 0.0
         self.optimizer.clear_grad()
         try:
-            objective = self._forward(batch, keep_state=False) / batch.batch_size
+            with self.autocast():
+                objective = self._forward(batch, keep_state=False) / batch.batch_size
             objective.backward()
         finally:
             self.model.drop.p, self.model.lstm.dropout = saved
@@ -340,14 +341,14 @@ class Backend(BaseBackend):
         per_code = {}
         for item in info.get("CompileCountInfo", []):
             per_code[item.code.co_name] = per_code.get(item.code.co_name, 0) + 1
-        breaks = sorted({str(i.reason).strip().splitlines()[-1].strip() for i in info.get("BreakGraphReasonInfo", [])})
+        breaks = [str(i.reason).strip().splitlines()[-1].strip() for i in info.get("BreakGraphReasonInfo", [])]
         InfoCollector().clear()  # read once; else SOT prints it all at exit
         return {"compiler": "paddle.jit.to_static (SOT bytecode translation -> PIR static program)",
                 "backend": "CINN" if self.cinn else
                 f"static graph executor, PHI kernels (no CINN: is_compiled_with_cinn()="
                 f"{paddle.is_compiled_with_cinn()}, and to_static uses CINN on CUDA only)",
                 "translations": per_code, "recompiles": sum(n - 1 for n in per_code.values()),
-                "graph_breaks": len(breaks), "break_reasons": breaks,
+                "graph_breaks": len(breaks), "break_reasons": sorted(set(breaks)),
                 "lstm": "the fused rnn op, one PHI kernel inside the static program"}
 
 
