@@ -97,7 +97,7 @@ def cmd_verify(a) -> int:
     from .verify import verify
 
     code = verify(preset=a.preset, device=a.device, backends=a.backends, steps=a.steps,
-                  data_dir=a.data_dir, weights_out=a.save_weights)
+                  data_dir=a.data_dir, weights_out=a.save_weights, compile=a.compile, precision=a.precision)
     if a.out:  # the verdict the report shows next to results it finds it beside
         import datetime as dt
         import json
@@ -111,6 +111,7 @@ def cmd_verify(a) -> int:
         tmp = out.with_name(f".{out.name}.tmp")
         tmp.write_text(json.dumps({
             "verdict": "PASS" if code == 0 else "FAIL", "preset": a.preset, "device": a.device,
+            "compile": a.compile, "precision": a.precision,
             "backends": a.backends or "all", "git_commit": env.git_state()[0],
             "utc_time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}) + "\n")
         os.replace(tmp, out)
@@ -161,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--backends", nargs="*", default=None, help="default: every backend")
     v.add_argument("--steps", type=int, default=3, help="SGD steps before comparing weights")
     v.add_argument("--data-dir", default=None)
+    add_variant_args(v)
     v.add_argument("--save-weights", default=None, help="keep the shared initial weights (.npz) here")
     v.add_argument("--out", default=None, help="write the verdict as JSON here (e.g. results/<machine>/verify.json: "
                                                "the report shows it)")

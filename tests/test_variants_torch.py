@@ -114,3 +114,12 @@ def test_bf16_keeps_weights_gradients_and_loss_float32(bf16_ops):
         assert got["loss_dtype"] == "torch.float32"
         # clipping (sum of squares, a foreach scale) and the SGD update ran on float32 gradients only
         assert "_foreach_mul_:float32" in got["ops"] and "_foreach_mul_:bfloat16" not in got["ops"]
+
+
+def test_verify_bf16_passes_against_eager_fp32(ptb_path):
+    from lmbench.verify import verify
+
+    lines = []
+    assert verify(backends=["torch"], data_dir=ptb_path.parent, precision="bf16", print_=lines.append) == 0, lines
+    assert lines[-1] == "verify bf16: PASS (3 compared, 0 skipped)"
+    assert sum(" bf16 vs eager fp32 " in line for line in lines) == 3
