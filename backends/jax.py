@@ -20,6 +20,11 @@ run. `sync` therefore blocks on the last step's outputs (loss, parameters, state
 compiles per shape (every new padded length T in sentence mode); the harness's shape
 warm-up runs each shape before the timed window and records the cost (cold_shapes).
 
+Variants: --compile adds nothing (every step is already one jax.jit program: VariantSkipped).
+--precision bf16: the matmuls take bfloat16 operands (cast inside the step from the float32
+parameters) and accumulate and return float32; gates, cell state, softmax and loss, the
+gradients and their clipping stay float32. fp16 is skipped (it would need loss scaling).
+
 Threads: XLA's CPU client ignores OMP_NUM_THREADS and sizes its thread pool from the
 CPUs the process may run on (sched_getaffinity), once, when the client is created; so
 the budget is set by narrowing the process's CPU affinity before the first computation
@@ -33,8 +38,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lmbench.backend import Backend as BaseBackend, BackendUnavailable, StepTimer
+from lmbench.backend import Backend as BaseBackend, BackendUnavailable, StepTimer, VariantSkipped
 from lmbench.corpus import PAD_ID
+from lmbench.env import bf16_hardware
 
 LAYOUTS = ("padded",)
 # XLA reads no thread variable: the harness sets this one before the import, and the
@@ -66,17 +72,22 @@ def _device(device: str):
                                  f"install jax[cuda12] for a GPU (README, 'GPU install')") from e
 
 
-def _lstm_layer(p, layer, x, mask, h, c):
+def _dot(a, b, dtype):
+    """a @ b with operands in `dtype` (float32 or bfloat16), accumulated and returned in float32."""
+    return jnp.matmul(a.astype(dtype), b.astype(dtype), preferred_element_type=jnp.float32)
+
+
+def _lstm_layer(p, layer, x, mask, h, c, dtype=jnp.float32):
     """One LSTM layer over time. x [T, B, in], mask [T, B]; returns outputs [T, B, H] and
     the state after each row's last real step."""
-    w_hh = p[f"lstm{layer}.w_hh"].T
+    w_hh = p[f"lstm{layer}.w_hh"].T.astype(dtype)  # cast once, outside the time loop
     # the input projection of every step at once: one [T*B, in] x [in, 4H] product
-    xw = x @ p[f"lstm{layer}.w_ih"].T + (p[f"lstm{layer}.b_ih"] + p[f"lstm{layer}.b_hh"])
+    xw = _dot(x, p[f"lstm{layer}.w_ih"].T, dtype) + (p[f"lstm{layer}.b_ih"] + p[f"lstm{layer}.b_hh"])
 
     def step(carry, inputs):
         h, c = carry
         gates, real = inputs
-        i, f, g, o = jnp.split(gates + h @ w_hh, 4, axis=-1)
+        i, f, g, o = jnp.split(gates + _dot(h, w_hh, dtype), 4, axis=-1)
         c_new = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
         h_new = jax.nn.sigmoid(o) * jnp.tanh(c_new)
         real = real[:, None]
@@ -91,7 +102,7 @@ def _dropout(x, rate, key):
     return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 
-def nll_sum(p, inputs, targets, lengths, h0, c0, key, dropout):
+def nll_sum(p, inputs, targets, lengths, h0, c0, key, dropout, dtype=jnp.float32):
     """Summed NLL over the real targets, and the final (h, c) [layers, B, H]."""
     layers = h0.shape[0]
     keys = jax.random.split(key, layers + 1)
@@ -101,12 +112,12 @@ def nll_sum(p, inputs, targets, lengths, h0, c0, key, dropout):
     for layer in range(layers):
         if dropout > 0:
             x = _dropout(x, dropout, keys[layer])
-        x, h, c = _lstm_layer(p, layer, x, mask.T, h0[layer], c0[layer])
+        x, h, c = _lstm_layer(p, layer, x, mask.T, h0[layer], c0[layer], dtype)
         hs.append(h)
         cs.append(c)
     if dropout > 0:
         x = _dropout(x, dropout, keys[layers])
-    logits = x @ p["decoder.w"].T + p["decoder.b"]  # [T, B, V]
+    logits = _dot(x, p["decoder.w"].T, dtype) + p["decoder.b"]  # [T, B, V], float32
     gold = jnp.where(mask.T, targets.T, 0)  # PAD_ID is outside the classes: never index with it
     nll = jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, gold[..., None], -1)[..., 0]
     return jnp.sum(jnp.where(mask.T, nll, 0.0)), (jnp.stack(hs), jnp.stack(cs))
@@ -148,25 +159,37 @@ class Backend(BaseBackend):
         self._last = ()  # the newest step's outputs: what sync blocks on
         self._zeros = {}
         dropout, clip = cfg.dropout, cfg.clip
+        dtype = self._matmul_dtype()
         grad_fn = jax.value_and_grad(_objective, has_aux=True)
 
         def train(params, key, lr, inputs, targets, lengths, h0, c0):
             key, sub = jax.random.split(key)
             (_, (total, state)), grads = grad_fn(params, inputs.shape[0], inputs, targets, lengths,
-                                                 h0, c0, sub, dropout)
+                                                 h0, c0, sub, dropout, dtype)
             return clip_and_update(params, grads, lr, clip), key, total, state
 
         def evaluate(params, inputs, targets, lengths, h0, c0):
-            return nll_sum(params, inputs, targets, lengths, h0, c0, jax.random.PRNGKey(0), 0.0)
+            return nll_sum(params, inputs, targets, lengths, h0, c0, jax.random.PRNGKey(0), 0.0, dtype)
 
         def loss_and_grads(params, inputs, targets, lengths, h0, c0):
             (objective, _), grads = grad_fn(params, inputs.shape[0], inputs, targets, lengths,
-                                            h0, c0, jax.random.PRNGKey(0), 0.0)
+                                            h0, c0, jax.random.PRNGKey(0), 0.0, dtype)
             return objective, grads
 
         self._train = jax.jit(train, donate_argnums=(0,))  # the old weights' buffers are reused
         self._eval = jax.jit(evaluate)
         self._loss_and_grads = jax.jit(loss_and_grads)
+
+    def _matmul_dtype(self):
+        """The matmul operand dtype of --precision, or VariantSkipped."""
+        if self.compile:
+            raise VariantSkipped("jax: --compile adds nothing: every step is already one XLA program (jax.jit), "
+                                 "compiled once per batch shape")
+        if self.precision == "fp16":
+            raise VariantSkipped("jax: --precision fp16 is not implemented: float16 training needs loss scaling, "
+                                 "which this backend (and JAX) does not have; bf16 keeps float32's exponent range "
+                                 "and needs none")
+        return jnp.bfloat16 if self.precision == "bf16" else jnp.float32
 
     @classmethod
     def cuda_available(cls):
@@ -237,8 +260,13 @@ class Backend(BaseBackend):
             "intra_op_threads": len(self.cpus) if self.cpus else None,
             "cpu_affinity": self.cpus,
             "lstm_kernel": "XLA lax.scan (jitted step, one compile per batch shape)",
-            "precision": {"dtype": "float32",
-                          "jax_default_matmul_precision": jax.config.jax_default_matmul_precision},
+            "precision": {"dtype": "bfloat16" if self.precision == "bf16" else "float32",
+                          "jax_default_matmul_precision": jax.config.jax_default_matmul_precision,
+                          **({"matmul_operands": "bfloat16", "matmul_accumulate": "float32",
+                              "lstm_dtype": "bfloat16 matmuls, float32 gates and cell state",
+                              "softmax_loss_dtype": "float32", "params_and_gradients": "float32",
+                              **(bf16_hardware() if self.device == "cpu" else {})}
+                             if self.precision == "bf16" else {})},
         }
 
 

@@ -29,15 +29,30 @@ parameters are the standard four per layer (`could_use_cudnn`; custom bias/weigh
 to False, or ROCm with sequence_length, fall back to the loop): cuDNN on GPU, on the CPU
 the op's phi kernel (per layer one input GEMM, then per step a BLAS GEMM + LSTM unit).
 The op drops out between layers itself; is_test (eval mode) keeps nothing for backward.
+
+Variants (see Backend._variants):
+- --compile: paddle.jit.to_static on the model (SOT bytecode translation to a static PIR
+  program). CINN compiles it only on CUDA builds that have CINN (to_static checks that
+  too); otherwise the program's PHI kernels run in the static-graph executor, the fused
+  rnn op included. The lod layout is skipped: its schedule is Python control flow over
+  each batch's lengths (see Backend._variants).
+- --precision bf16 / fp16: Paddle AMP (auto_cast O1, GradScaler for fp16) on GPU only,
+  unverified here; the rnn op has float32/float64 kernels only, so the LSTM stays float32
+  and the decoder's matmul is what runs in low precision. On the CPU AMP is a no-op.
 """
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-from lmbench.backend import Backend as BaseBackend, BackendUnavailable
+from paddle.jit.sot.utils.envs import ENV_SOT_COLLECT_INFO
+from paddle.jit.sot.utils.info_collector import InfoCollector, InfoType
+
+from lmbench.backend import Backend as BaseBackend, BackendUnavailable, VariantSkipped
 
 LAYOUTS = ("lod", "lod-padded", "padded")
 # set before the import (lmbench.worker.set_thread_env); OMP/MKL threads are set for every framework
@@ -155,16 +170,38 @@ class Backend(BaseBackend):
         if device == "cuda":
             # true float32: Paddle 3.3 lets cuDNN (so the LSTM) use TF32 by default
             paddle.set_flags({"FLAGS_cudnn_allow_tf32": False, "FLAGS_cublas_allow_tf32": False})
+        self._variants()
         self.model = LSTMLM(cfg.vocab_size, cfg.hidden, cfg.layers, cfg.dropout)
         # the module a train step runs: with workers, DataParallel (broadcasts rank 0's
         # parameters at construction; set_weights gives every rank the same ones anyway)
         self.trained = self.model if self.workers == 1 else paddle.DataParallel(self.model)
         self.params = self.model.parameters()
+        self.cinn = self.compile and paddle.is_compiled_with_cinn() and device == "cuda"
+        if self.compile:
+            # SOT keeps per-code translation counts and graph-break reasons when asked to
+            ENV_SOT_COLLECT_INFO.set({"compile_count": [], "breakgraph_reason": []})
+            self.model = paddle.jit.to_static(self.model, backend="CINN" if self.cinn else None)
+        low = {"bf16": "bfloat16", "fp16": "float16"}.get(self.precision)
+        self.autocast = (lambda: paddle.amp.auto_cast(level="O1", dtype=low)) if low else contextlib.nullcontext
+        self.scaler = paddle.amp.GradScaler(init_loss_scaling=2.0 ** 15) if self.precision == "fp16" else None
         # Gradients are clipped by hand (the global norm, as ClipGradByGlobalNorm computes
         # it) because that norm is also the divergence guard: Paddle's CPU softmax maps NaN
         # logits to a uniform distribution, so a diverged model's loss stays finite, but
         # its gradient norm does not. The step returns loss + 0 * norm: one scalar op.
         self.optimizer = paddle.optimizer.SGD(learning_rate=cfg.lr, parameters=self.params)
+
+    def _variants(self):
+        """VariantSkipped for a --compile / --precision this build, layout or device cannot honour."""
+        if self.precision != "fp32" and self.device != "cuda":
+            raise VariantSkipped(
+                f"paddle: --precision {self.precision} has no effect on the CPU: paddle.amp.auto_cast is "
+                f"disabled off CUDA/XPU ('amp_guard can only be enabled on CUDAPlace ... so it makes no "
+                f"effect') and the fused rnn op has CPU kernels for float32 and float64 only")
+        if self.compile and self.layout == "lod":
+            raise VariantSkipped(
+                "paddle: --compile on the lod layout: its shrinking-batch schedule is a Python loop over "
+                "each batch's own length segments, so to_static would translate a new program for nearly "
+                "every batch (and SOT breaks the graph at the state reordering, running the rest eagerly)")
 
     @classmethod
     def cuda_available(cls):
@@ -237,10 +274,16 @@ class Backend(BaseBackend):
 
     def train_step(self, batch, lr):
         self.model.train()
-        loss = self._forward(batch, keep_state=True, module=self.trained)
+        with self.autocast():
+            loss = self._forward(batch, keep_state=True, module=self.trained)
         # summed over time, averaged over the (global) batch's sequences; DataParallel
         # averages the workers' gradients, hence x workers (lmbench.backend.Backend.join)
-        (loss * self.workers / batch.loss_sequences).backward()
+        objective = loss * self.workers / batch.loss_sequences
+        if self.scaler:  # fp16 (GPU, unverified): the scaler unscales, and skips an overflowed step
+            self.scaler.scale(objective).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            objective.backward()
         with paddle.no_grad():
             grads = [p.grad for p in self.params]
             norm = paddle.sqrt(paddle.add_n([paddle.sum(paddle.square(g)) for g in grads]))
@@ -248,13 +291,18 @@ class Backend(BaseBackend):
             for g in grads:
                 g.multiply_(scale)
         self.optimizer.set_lr(lr)
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.clear_grad()
+            return loss.detach()  # an overflowed (skipped) step's norm is inf by design
         self.optimizer.step()
         self.optimizer.clear_grad()
         return loss.detach() + 0.0 * norm  # NaN/inf in the norm shows in the loss read back
 
     def eval_step(self, batch):
         self.model.eval()
-        with paddle.no_grad():
+        with paddle.no_grad(), self.autocast():
             return self._forward(batch, keep_state=True)
 
     def loss_and_grads(self, batch):
@@ -265,7 +313,8 @@ class Backend(BaseBackend):
         self.model.drop.p = self.model.lstm.dropout = 0.0
         self.optimizer.clear_grad()
         try:
-            objective = self._forward(batch, keep_state=False) / batch.batch_size
+            with self.autocast():
+                objective = self._forward(batch, keep_state=False) / batch.batch_size
             objective.backward()
         finally:
             self.model.drop.p, self.model.lstm.dropout = saved
@@ -310,12 +359,37 @@ class Backend(BaseBackend):
                               "collectives": "nccl" if cuda else "gloo", "workers": self.workers,
                               "rank": paddle.distributed.get_rank()} if self.workers > 1 else None,
             "lstm_kernel": kernel,
-            "precision": {"dtype": "float32",
+            "precision": {"dtype": "float32", **self._amp(),
                           "tf32_cudnn": paddle.get_flags(["FLAGS_cudnn_allow_tf32"])["FLAGS_cudnn_allow_tf32"]
                           if cuda else None,
                           "tf32_cublas": paddle.get_flags(["FLAGS_cublas_allow_tf32"])["FLAGS_cublas_allow_tf32"]
                           if cuda else None},
         }
+
+    def _amp(self):
+        if self.precision == "fp32":
+            return {}
+        low = {"bf16": "bfloat16", "fp16": "float16"}[self.precision]
+        return {"dtype": low, "amp": f"paddle.amp.auto_cast(level='O1', dtype='{low}')", "decoder_dtype": low,
+                "lstm_dtype": "float32 (the rnn op has no float16/bfloat16 kernel)", "softmax_loss_dtype": "float32",
+                "loss_scaling": "paddle.amp.GradScaler (dynamic)" if self.scaler else None}
+
+    def compile_report(self):
+        if not self.compile:
+            return None
+        info = InfoCollector().get_info_dict(InfoType.E2E_INFO)
+        per_code = {}
+        for item in info.get("CompileCountInfo", []):
+            per_code[item.code.co_name] = per_code.get(item.code.co_name, 0) + 1
+        breaks = [str(i.reason).strip().splitlines()[-1].strip() for i in info.get("BreakGraphReasonInfo", [])]
+        InfoCollector().clear()  # read once; else SOT prints it all at exit
+        return {"compiler": "paddle.jit.to_static (SOT bytecode translation -> PIR static program)",
+                "backend": "CINN" if self.cinn else
+                f"static graph executor, PHI kernels (no CINN: is_compiled_with_cinn()="
+                f"{paddle.is_compiled_with_cinn()}, and to_static uses CINN on CUDA only)",
+                "translations": per_code, "recompiles": sum(n - 1 for n in per_code.values()),
+                "graph_breaks": len(breaks), "break_reasons": sorted(set(breaks)),
+                "lstm": "the fused rnn op, one PHI kernel inside the static program"}
 
 
 def gemm(n: int, device: str):

@@ -13,8 +13,17 @@ Layouts
                  imports cleanly either way.
 Every step is one tf.function traced once (input_signature with None for B and T, lr a
 tensor argument); carried state goes in and out as [layers, B, H] tensors. Returned
-tensors are not on any tape, so the carried state is detached between windows. No XLA:
-the cuDNN LSTM op has no XLA kernel (Keras marks such layers supports_jit=False).
+tensors are not on any tape, so the carried state is detached between windows.
+
+Variants (see Backend._variant_settings):
+- --compile: every step is also jit_compile=True: XLA compiles the whole step, the LSTM's
+  while_loop included (all three layouts; tf.boolean_mask becomes a dynamic dimension
+  bounded by B * T). XLA wants static shapes: one executable per distinct [B, T], which
+  compile_report() counts. cuDNN's LSTM op has no XLA kernel (Keras marks such layers
+  supports_jit=False), so on GPU a compiled run takes the generic loop (unverified here).
+- --precision bf16 / fp16: a Keras mixed policy on the Keras layouts (float32 variables,
+  bf16/fp16 matmuls and LSTM), logits cast to float32 for softmax and loss, gradients and
+  clipping in float32; fp16 (GPU only) with dynamic loss scaling by hand.
 
 Keras and the legacy cell keep one bias per gate where the canonical model (and PyTorch,
 Paddle) keep two, b_ih and b_hh, that enter only as their sum. SGD on two biases moves
@@ -29,7 +38,8 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from lmbench.backend import Backend as BaseBackend, BackendUnavailable, StepTimer
+from lmbench.backend import Backend as BaseBackend, BackendUnavailable, StepTimer, VariantSkipped
+from lmbench.env import bf16_hardware
 
 LAYOUTS = ("padded", "padded-gather", "dynamic_rnn")
 LAYOUT_ENV = {"dynamic_rnn": {"TF_USE_LEGACY_KERAS": "1"}}
@@ -67,20 +77,27 @@ class KerasLM:
     - the mask is right-padded and no row is fully masked (every Batch length is >= 1):
       on GPU _assert_valid_mask() fails the step otherwise; cuDNN gets the lengths from it;
     - unit_forget_bias False: the forget-gate bias starts at the imported 0, not 1.
+    `policy` is a Keras dtype policy: "float32", or "mixed_bfloat16" / "mixed_float16"
+    (float32 variables, layers compute in the low precision); the logits are cast back to
+    float32 so that softmax and loss are float32, and so is the carried state.
     """
 
-    def __init__(self, cfg, gather: bool, cuda: bool):
+    def __init__(self, cfg, gather: bool, use_cudnn: bool, policy: str = "float32"):
         V, H, L = cfg.vocab_size, cfg.hidden, cfg.layers
         self.cfg, self.gather = cfg, gather
-        self.embedding = keras.layers.Embedding(V, H)
+        self.embedding = keras.layers.Embedding(V, H, dtype=policy)
         # On GPU cuDNN is asked for outright: with "auto" an ineligible layer silently takes
         # the generic loop while the record would say cuDNN; True makes that an error that
         # names the reason. On the CPU there is no cuDNN: False, the generic loop.
         self.lstms = [keras.layers.LSTM(H, return_sequences=True, return_state=True,
-                                        unit_forget_bias=False, use_cudnn=cuda)
+                                        unit_forget_bias=False, use_cudnn=use_cudnn, dtype=policy)
                       for _ in range(L)]
-        self.decoder = keras.layers.Dense(V)
-        self.drops = ([keras.layers.Dropout(cfg.dropout, seed=cfg.seed + i) for i in range(L + 1)]
+        # The decoder's bias is added after the logits are cast to float32: under a mixed
+        # policy Dense adds it in the low precision and sums its gradient over all B * T
+        # tokens in it (bf16: 5.5e-2 off float32's at init, the other tensors 8e-3)
+        self.decoder = keras.layers.Dense(V, use_bias=False, dtype=policy)
+        self.decoder_bias = tf.Variable(tf.zeros([V]), name="decoder_bias")
+        self.drops = ([keras.layers.Dropout(cfg.dropout, seed=cfg.seed + i, dtype=policy) for i in range(L + 1)]
                       if cfg.dropout > 0 else None)
         self.embedding.build((None, None))
         for lstm in self.lstms:
@@ -88,7 +105,7 @@ class KerasLM:
         self.decoder.build((None, H))
         layers = [self.embedding, *(lstm.cell for lstm in self.lstms), self.decoder]
         # the tf.Variables behind the Keras variables: taped and updated directly
-        self.variables = [v.value for layer in layers for v in layer.trainable_weights]
+        self.variables = [v.value for layer in layers for v in layer.trainable_weights] + [self.decoder_bias]
         self.copies = [1] + [1, 1, 2] * L + [1, 1]  # canonical tensors each variable stands for
 
     def _drop(self, i, x, training):
@@ -109,12 +126,12 @@ class KerasLM:
         else:
             hidden = tf.reshape(x, [-1, self.cfg.hidden])
             gold, real = tf.reshape(targets, [-1]), tf.reshape(mask, [-1])
-        logits = self.decoder(self._drop(len(self.lstms), hidden, training))
+        logits = tf.cast(self.decoder(self._drop(len(self.lstms), hidden, training)), tf.float32) + self.decoder_bias
         if real is None:
             loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=gold, logits=logits))
         else:
             loss = _masked_nll_sum(logits, gold, real)
-        return loss, tf.stack(hs), tf.stack(cs)
+        return loss, tf.cast(tf.stack(hs), tf.float32), tf.cast(tf.stack(cs), tf.float32)
 
     # Keras: kernel = w_ih.T [in, 4H], recurrent_kernel = w_hh.T, one bias = b_ih + b_hh;
     # gate order i, f, c, o is the canonical one.
@@ -261,23 +278,50 @@ class Backend(BaseBackend):
         # the all-reduced gradient (the strategy's all-reduce is the only cross-worker op)
         self._strategy = _STRATEGY[0] if self.workers > 1 else None
         self._skip_sync = False
+        self.policy, self.use_cudnn = self._variant_settings()
         with tf.device(self.dev):
             self.model = LegacyLM(cfg) if layout == "dynamic_rnn" else KerasLM(cfg, layout == "padded-gather",
-                                                                                  device == "cuda")
+                                                                                  self.use_cudnn, self.policy)
+            # fp16 only (GPU): dynamic loss scaling by hand, as keras LossScaleOptimizer does
+            # it (start 2**15, halve and skip the update on a non-finite gradient, double
+            # after 2000 good steps); the update below is by hand, so the scaling is too
+            if self.precision == "fp16":
+                self.loss_scale = tf.Variable(2.0 ** 15, trainable=False)
+                self.good_steps = tf.Variable(0, dtype=tf.int64, trainable=False)
         self._zeros = {}
+        self._shapes = {}  # compiled step -> the distinct input shapes it ran (one XLA executable each)
         L, H = cfg.layers, cfg.hidden
         ids = tf.TensorSpec([None, None], tf.int64)
         sig = [ids, ids, tf.TensorSpec([None], tf.int64), tf.TensorSpec([L, None, H], tf.float32),
                tf.TensorSpec([L, None, H], tf.float32)]
         # autograph off: no Python control flow depends on a tensor value here (the
         # recurrences are explicit while_loops inside Keras / dynamic_rnn)
-        compile_ = lambda fn, extra=(): tf.function(fn, input_signature=sig + list(extra), autograph=False)  # noqa: E731
+        # --compile: jit_compile=True makes each step one XLA cluster (one executable per
+        # distinct input shape: the signature keeps B and T unknown, XLA needs them known)
+        compile_ = lambda fn, extra=(): tf.function(fn, input_signature=sig + list(extra), autograph=False,  # noqa: E731
+                                                     jit_compile=self.compile or None)
         scalar = tf.TensorSpec([], tf.float32)
         self._train = compile_(self._train_fn, [scalar, scalar])
         if self._strategy is not None:  # the same step without the all-reduce, for the A/B
             self._train_local = compile_(lambda *a: self._update(*a, all_reduce=False), [scalar, scalar])
         self._eval = compile_(self._eval_fn)
         self._grads = compile_(self._grads_fn)
+
+    def _variant_settings(self):
+        """(Keras dtype policy, use cuDNN) for --precision / --compile, or VariantSkipped."""
+        if self.precision != "fp32" and self.layout == "dynamic_rnn":
+            raise VariantSkipped(f"tensorflow: --precision {self.precision} applies to the Keras layouts; "
+                                 f"dynamic_rnn reproduces ptb_word_lm's float32 tf.compat.v1 graph, whose "
+                                 f"legacy cells take no mixed-precision policy")
+        if self.precision == "fp16" and self.device != "cuda":
+            raise VariantSkipped("tensorflow: --precision fp16 is a GPU precision: on the CPU TensorFlow has no "
+                                 "float16 matmul kernels worth measuring (it converts to float32 and back); use "
+                                 "bf16 on the CPU")
+        policy = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[self.precision]
+        # cuDNN's LSTM op has no XLA kernel (XLA_GPU_JIT: CudnnRNNV3) and no bfloat16 type
+        # (CudnnRNN T: half, float, double): either one takes Keras's generic while_loop
+        use_cudnn = self.device == "cuda" and not self.compile and self.precision != "bf16"
+        return policy, use_cudnn
 
     @classmethod
     def cuda_available(cls):
@@ -314,6 +358,29 @@ class Backend(BaseBackend):
             finally:
                 self._skip_sync = False
         return skipped()
+    def _gradients(self, tape, objective):
+        """Float32 gradients of `objective` (under fp16 through the loss scale: then also
+        whether all are finite)."""
+        fp16 = self.precision == "fp16"
+        grads = tape.gradient(objective * self.loss_scale if fp16 else objective, self.model.variables)
+        # The embedding's gradient arrives as IndexedSlices (rows looked up, repeats not
+        # summed); made dense here so that TF does the work PyTorch and Paddle do with
+        # their default dense embeddings: one [V, H] gradient, one dense update. The
+        # sparse idiom's cost or saving is measured in the README (model section).
+        grads = [tf.convert_to_tensor(g) for g in grads]
+        if not fp16:
+            return grads, None
+        grads = [g / self.loss_scale for g in grads]
+        return grads, tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+
+    def _update_loss_scale(self, grads, finite):
+        """fp16: a step whose gradients overflowed is skipped (its gradients zeroed) and the
+        scale halved; 2000 good steps in a row double it."""
+        good = tf.where(finite, self.good_steps + 1, tf.zeros_like(self.good_steps))
+        grow = good >= 2000
+        self.good_steps.assign(tf.where(grow, tf.zeros_like(good), good))
+        self.loss_scale.assign(self.loss_scale * tf.where(finite, tf.where(grow, 2.0, 1.0), 0.5))
+        return [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
 
     # -- the compiled steps -------------------------------------------------------------
     def _train_fn(self, inputs, targets, lengths, h0, c0, lr, sequences):
@@ -328,13 +395,13 @@ class Backend(BaseBackend):
             loss, h, c = self.model(inputs, targets, lengths, h0, c0, training=True)
             # summed over time, / the (global) batch's sequences: the all-reduce SUMS
             objective = loss / sequences
-        # The embedding's gradient arrives as IndexedSlices (rows looked up, repeats not
-        # summed); made dense here so that TF does the work PyTorch and Paddle do with
-        # their default dense embeddings: one [V, H] gradient, one dense update. The
-        # sparse idiom's cost or saving is measured in the README (model section).
-        grads = [tf.convert_to_tensor(g) for g in tape.gradient(objective, variables)]
+        grads, finite = self._gradients(tape, objective)
         if all_reduce:  # every worker's gradient summed, before the clipping norm is taken
             grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
+            if finite is not None:  # fp16: every worker skips an overflowed step alike
+                finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+        if self.precision == "fp16":
+            grads = self._update_loss_scale(grads, finite)
         # SGD on the canonical model, whose LSTM bias is b_ih + b_hh: both get the same
         # gradient, so the norm counts it twice and the sum moves by 2 * lr * g.
         norm = tf.linalg.global_norm([g for g, k in zip(grads, self.model.copies) for _ in range(k)])
@@ -350,7 +417,7 @@ class Backend(BaseBackend):
         with tf.GradientTape() as tape:
             loss, _, _ = self.model(inputs, targets, lengths, h0, c0, training=False)
             objective = loss / tf.cast(tf.shape(inputs)[0], tf.float32)
-        return objective, [tf.convert_to_tensor(g) for g in tape.gradient(objective, self.model.variables)]
+        return objective, self._gradients(tape, objective)[0]
 
     # -- weights in the canonical layout (lmbench.weights) ------------------------------
     def set_weights(self, weights):
@@ -362,7 +429,9 @@ class Backend(BaseBackend):
         return {k: np.ascontiguousarray(v) for k, v in self.model.to_canonical(arrays).items()}
 
     # -- steps --------------------------------------------------------------------------
-    def _args(self, batch):
+    def _args(self, batch, step):
+        if self.compile:  # XLA compiles once per distinct input shape; the report counts them
+            self._shapes.setdefault(step, set()).add(batch.inputs.shape)
         B = batch.batch_size
         carried = self.carried_state(batch)
         if carried is not None:
@@ -380,20 +449,20 @@ class Backend(BaseBackend):
     def train_step(self, batch, lr):
         step = self._train_local if self._skip_sync else self._train
         with tf.device(self.dev):
-            loss, h, c = step(*self._args(batch), tf.constant(lr, tf.float32),
+            loss, h, c = step(*self._args(batch, "train"), tf.constant(lr, tf.float32),
                               tf.constant(batch.loss_sequences, tf.float32))
         self._keep(batch, h, c)
         return loss
 
     def eval_step(self, batch):
         with tf.device(self.dev):
-            loss, h, c = self._eval(*self._args(batch))
+            loss, h, c = self._eval(*self._args(batch, "eval"))
         self._keep(batch, h, c)
         return loss
 
     def loss_and_grads(self, batch):
         with tf.device(self.dev):
-            objective, grads = self._grads(*self._args(batch))
+            objective, grads = self._grads(*self._args(batch, "loss_and_grads"))
         arrays = [g.numpy() for g in grads]
         return float(objective), {k: np.ascontiguousarray(v) for k, v in
                                   self.model.to_canonical(arrays, grads=True).items()}
@@ -422,8 +491,10 @@ class Backend(BaseBackend):
             kernel = "tf.compat.v1 dynamic_rnn while_loop over legacy LSTMCell"
         else:
             keras_version = keras.__version__
-            kernel = ("cudnn (CudnnRNNV3 via keras.layers.LSTM)" if cuda
-                      else "keras generic tf.while_loop (backend.rnn; cuDNN is GPU-only)")
+            why = ("cuDNN is GPU-only" if not cuda else "use_cudnn=False: XLA has no CudnnRNNV3 kernel"
+                   if self.compile else "use_cudnn=False: CudnnRNN has no bfloat16")
+            kernel = ("cudnn (CudnnRNNV3 via keras.layers.LSTM)" if self.use_cudnn
+                      else f"keras generic tf.while_loop (backend.rnn; {why})")
         if cuda:
             gpu = tf.config.list_physical_devices("GPU")[0]
             device_name = tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
@@ -440,9 +511,37 @@ class Backend(BaseBackend):
                               "workers": self._strategy.num_replicas_in_sync,
                               "rank": self._strategy.cluster_resolver.task_id} if self._strategy else None,
             "lstm_kernel": kernel,
-            "precision": {"dtype": "float32",
-                          "tf32": tf.config.experimental.tensor_float_32_execution_enabled() if cuda else None},
+            "precision": self._precision(),
         }
+
+    def _precision(self):
+        low = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[self.precision]
+        out = {"dtype": low, "policy": self.policy, "variables": "float32",
+               "tf32": tf.config.experimental.tensor_float_32_execution_enabled() if self.device == "cuda" else None}
+        if self.precision != "fp32":
+            layers = self.model.lstms + [self.model.decoder]  # what Keras computes them in
+            out.update(lstm_dtype=layers[0].compute_dtype, decoder_dtype=layers[-1].compute_dtype,
+                       softmax_loss_dtype="float32",
+                       gradients_and_clipping="float32",
+                       loss_scaling="dynamic, by hand (x2 per 2000 good steps, /2 and skip on overflow)"
+                       if self.precision == "fp16" else None)
+        return {**out, **(bf16_hardware() if self.precision == "bf16" and self.device == "cpu" else {})}
+
+    def compile_report(self):
+        if not self.compile:
+            return None
+        shapes = {step: len(s) for step, s in self._shapes.items()}
+        steps = {"train": self._train, "eval": self._eval, "loss_and_grads": self._grads}
+        lstm = ("tf.compat.v1 dynamic_rnn while_loop, compiled whole by XLA" if self.layout == "dynamic_rnn"
+                else "keras generic tf.while_loop (mask applied with tf.where), compiled whole by XLA")
+        return {"compiler": "XLA (tf.function jit_compile=True)",
+                "traces": sum(f.experimental_get_tracing_count() for f in steps.values()),
+                "xla_executables": sum(shapes.values()), "input_shapes": shapes,
+                "recompiles": sum(n - 1 for n in shapes.values()),
+                "lstm": lstm + ("; use_cudnn=False: XLA has no kernel for cuDNN's LSTM op"
+                                if self.device == "cuda" else ""),
+                "gather": "tf.boolean_mask: a dynamic dimension XLA bounds by B*T" if self.layout == "padded-gather"
+                else None}
 
 
 def gemm(n: int, device: str):

@@ -11,6 +11,18 @@ On the CPU, packed input never takes PyTorch's oneDNN LSTM kernel while padded i
 does; on CUDA every layout runs cuDNN. Host->device copies of the batch happen inside
 train_step (so inside the timed region, as in any training loop); pack lengths stay a
 CPU int64 tensor, as pack_padded_sequence requires.
+
+Variants
+- compile: torch.compile (inductor) of what Dynamo can compile: the embedding (+dropout)
+  and the head (dropout, decoder, cross entropy). Dynamo refuses nn.LSTM ("Dynamo does not
+  support RNN, GRU, or LSTM"), and on 2.13 that break cannot resume inside a module's
+  forward (pytorch#141184): compiling the whole model measured 0 graphs for the padded
+  layouts, i.e. plain eager. So the LSTM, the packing and clipping/SGD run eager.
+- precision bf16: torch.autocast(bfloat16) around the forward; weights, gradients,
+  clipping and the SGD update stay float32. Padded input takes oneDNN's bf16 LSTM
+  (mkldnn_rnn_layer); packed input runs aten's per-step cells with bf16 matmuls and gates.
+- precision fp16: autocast(float16) + GradScaler; on the CPU only where oneDNN has a
+  float16 LSTM (avx512_fp16/amx_fp16), else skipped.
 """
 from __future__ import annotations
 
@@ -22,7 +34,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
-from lmbench.backend import Backend as BaseBackend, BackendUnavailable
+from lmbench import env
+from lmbench.backend import Backend as BaseBackend, BackendUnavailable, VariantSkipped
 from lmbench.corpus import PAD_ID
 
 LAYOUTS = ("packed", "padded", "padded-gather")
@@ -50,21 +63,27 @@ class LSTMLM(nn.Module):
         """Summed NLL over real targets, and the final (h, c)."""
         if layout == "packed":
             packed = pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)
-            emb = PackedSequence(self.drop(self.embedding(packed.data)), packed.batch_sizes,
+            emb = PackedSequence(self.embed(packed.data), packed.batch_sizes,
                                  packed.sorted_indices, packed.unsorted_indices)
             out, state = self.lstm(emb, state)
             hidden = out.data
             gold = pack_padded_sequence(targets, lengths, batch_first=True, enforce_sorted=False).data
         else:
-            out, state = self.lstm(self.drop(self.embedding(inputs)), state)
+            out, state = self.lstm(self.embed(inputs), state)
             if layout == "padded":
                 hidden, gold = out.reshape(-1, out.shape[-1]), targets.reshape(-1)
             else:  # padded-gather
                 mask = targets != PAD_ID
                 hidden, gold = out[mask], targets[mask]
+        return self.head(hidden, gold), state
+
+    # the parts around the LSTM: what --compile hands to torch.compile
+    def embed(self, ids):
+        return self.drop(self.embedding(ids))
+
+    def head(self, hidden, gold):
         logits = self.decoder(self.drop(hidden))
-        loss = nn.functional.cross_entropy(logits, gold, ignore_index=PAD_ID, reduction="sum")
-        return loss, state
+        return nn.functional.cross_entropy(logits, gold, ignore_index=PAD_ID, reduction="sum")
 
 
 class Backend(BaseBackend):
@@ -92,6 +111,45 @@ class Backend(BaseBackend):
             self.model, device_ids=[self.dev.index] if device == "cuda" else None)
         self.params = list(self.model.parameters())
         self.optimizer = torch.optim.SGD(self.params, lr=cfg.lr)
+        self.amp_dtype = self._amp_dtype()
+        # float16 gradients underflow without loss scaling; bfloat16 has float32's range
+        self.scaler = torch.amp.GradScaler(device) if self.amp_dtype == torch.float16 else None
+        if self.compile:
+            self._compile_parts()
+
+    def _amp_dtype(self):
+        if self.precision == "fp16" and self.device == "cpu" and not torch.ops.mkldnn._is_mkldnn_fp16_supported():
+            raise VariantSkipped(
+                "torch: --precision fp16 on this CPU: it has no float16 arithmetic (no avx512_fp16/amx_fp16; "
+                "torch.ops.mkldnn._is_mkldnn_fp16_supported() is False), so oneDNN cannot create its float16 "
+                "LSTM and any float16 math would be conversions around float32. float16 mixed precision is "
+                "the CUDA recipe (autocast + GradScaler); on the CPU use --precision bf16")
+        if self.precision == "bf16" and self.device == "cuda" and (
+                not torch.cuda.is_bf16_supported() or (torch.backends.cudnn.version() or 0) < 91300):
+            raise VariantSkipped(  # unverified: written from pytorch#164411, no GPU here
+                "torch: --precision bf16 on CUDA needs an sm80+ GPU and cuDNN >= 9.13 (the first with a "
+                "bfloat16 RNN); this one lacks either. Use --precision fp16")
+        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
+
+    def _compile_parts(self):
+        from torch._inductor import cpp_builder, exc
+
+        if self.device == "cpu":  # inductor writes C++ for the CPU and builds it with the host compiler
+            try:
+                cpp_builder.get_cpp_compiler()
+            except exc.InvalidCxxCompiler as e:
+                raise BackendUnavailable(
+                    "torch: --compile on the CPU needs a C++ compiler (inductor builds its generated "
+                    "kernels with g++ or $CXX) and none was found: install g++ (e.g. apt-get install g++) "
+                    "or set CXX to a working compiler; or run without --compile") from e
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        # instance attributes shadow the methods: forward calls the compiled versions
+        self.model.embed = torch.compile(self.model.embed)
+        self.model.head = torch.compile(self.model.head)
+
+    def _autocast(self):
+        return torch.autocast(self.dev.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
 
     @classmethod
     def cuda_available(cls):
@@ -138,7 +196,8 @@ class Backend(BaseBackend):
         inputs = torch.from_numpy(batch.inputs).to(self.dev, non_blocking=True)
         targets = torch.from_numpy(batch.targets).to(self.dev, non_blocking=True)
         lengths = torch.from_numpy(batch.lengths)  # stays on the CPU for packing
-        loss, final_state = (module or self.model)(inputs, targets, lengths, self.layout, self.carried_state(batch))
+        with self._autocast():
+            loss, final_state = (module or self.model)(inputs, targets, lengths, self.layout, self.carried_state(batch))
         if keep_state:
             self.keep_state(batch, final_state, torch.Tensor.detach)
         return loss
@@ -149,7 +208,12 @@ class Backend(BaseBackend):
         self.optimizer.zero_grad(set_to_none=True)
         # summed over time, averaged over the (global) batch's sequences; DDP averages the
         # workers' gradients, hence x workers (lmbench.backend.Backend.join)
-        (loss * self.workers / batch.loss_sequences).backward()
+        objective = loss * self.workers / batch.loss_sequences
+        if self.scaler:  # fp16: backward on the scaled loss, then the true float32 gradients back
+            self.scaler.scale(objective).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            objective.backward()
         # clip to the global norm as min(1, clip / norm) with norm = sqrt(sum of squares), as
         # the other backends do. clip_grad_norm_ divides by norm + 1e-6 and takes a norm of
         # per-tensor norms: last-bit differences that training at lr 1 grows into 1e-4..1e-3
@@ -159,7 +223,11 @@ class Backend(BaseBackend):
         torch._foreach_mul_(grads, self.cfg.clip / torch.clamp(norm, min=self.cfg.clip))
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        self.optimizer.step()
+        if self.scaler:  # skips the update when the scaled gradients overflowed
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         return loss.detach()
 
     def eval_step(self, batch):
@@ -175,6 +243,22 @@ class Backend(BaseBackend):
         grads = {name: p.grad.detach().cpu().numpy().copy() for name, p in self._named().items()}
         self.optimizer.zero_grad(set_to_none=True)
         return float(objective), grads
+
+    def compile_report(self):
+        if not self.compile:
+            return None
+        from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+        from torch._dynamo.utils import counters
+
+        entries = {part: len(_debug_get_cache_entry_list(getattr(LSTMLM, part)))
+                   for part in ("embed", "head")}  # one cache entry per compiled version
+        return {"compiler": "torch.compile (inductor)",
+                "compiled": "embedding, decoder, cross entropy",
+                "graphs": counters["stats"]["unique_graphs"],
+                "graph_breaks": sum(counters["graph_break"].values()),
+                "recompiles": sum(max(0, n - 1) for n in entries.values()),
+                "versions": entries,
+                "lstm": "eager (Dynamo does not trace nn.LSTM; pytorch#141184)"}
 
     def to_floats(self, handles):
         return torch.stack(handles).tolist() if handles else []
@@ -192,12 +276,16 @@ class Backend(BaseBackend):
 
     def environment(self):
         cuda = self.dev.type == "cuda"
+        dtype = {None: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[self.amp_dtype]
         if cuda:
             kernel = "cudnn"
         elif self.layout == "packed":
             kernel = "aten native (packed input is not eligible for oneDNN)"
+            if self.amp_dtype is not None:
+                kernel += f": per-step cells, {dtype} matmuls and gates, float32 cell state"
         else:
             kernel = "onednn" if torch.backends.mkldnn.is_available() else "aten native"
+            kernel += f" ({dtype})" * (self.amp_dtype is not None)
         return {
             "framework": "torch", "framework_version": torch.__version__,
             "device_name": torch.cuda.get_device_name() if cuda else "cpu",
@@ -208,9 +296,12 @@ class Backend(BaseBackend):
             "data_parallel": {"engine": DATA_PARALLEL["engine"], "launcher": "torchrun",
                               "collectives": dist.get_backend(), "workers": self.workers,
                               "rank": dist.get_rank()} if self.workers > 1 else None,
-            "precision": {"dtype": "float32",
+            "precision": {"dtype": dtype, "lstm_dtype": dtype, "weights_dtype": "float32",
+                          "autocast": f"torch.autocast({self.dev.type}, {dtype})" if self.amp_dtype else None,
+                          "grad_scaler": self.scaler is not None,
                           "tf32_matmul": torch.backends.cuda.matmul.allow_tf32 if cuda else None,
-                          "tf32_cudnn": torch.backends.cudnn.allow_tf32 if cuda else None},
+                          "tf32_cudnn": torch.backends.cudnn.allow_tf32 if cuda else None,
+                          **({} if cuda else env.bf16_hardware())},
         }
 
 

@@ -51,6 +51,15 @@ class BackendUnavailable(RuntimeError):
     """The framework or the device is not available here; the message says how to fix it."""
 
 
+class VariantSkipped(RuntimeError):
+    """A run variant (--compile, --precision) that is not applicable or has no effect in this
+    framework/layout/device. Raised by a backend's __init__ with the reason (naming the
+    framework and why); the run is then recorded as status "skipped", never as a number."""
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")  # fp32 = true float32 everywhere (the default)
+
+
 class StepTimer:
     """Per-step wall-clock times; right for frameworks that run synchronously on the CPU.
 
@@ -118,6 +127,10 @@ class Backend(abc.ABC):
         layouts = next((m.LAYOUTS for m in modules if hasattr(m, "LAYOUTS")), ())
         if layout not in layouts:
             raise ValueError(f"{self.name}: invalid layout={layout!r}: allowed: {', '.join(layouts)}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"{self.name}: invalid precision={precision!r}: allowed: {', '.join(PRECISIONS)}")
+        if not isinstance(compile, bool):
+            raise ValueError(f"{self.name}: invalid compile={compile!r}: must be true or false")
         self.cfg, self.layout, self.device, self.threads = cfg, layout, device, threads
         self.workers, self.compile, self.precision = workers, compile, precision
         self.state = None
@@ -205,6 +218,12 @@ class Backend(abc.ABC):
 
     def peak_memory_bytes(self) -> int | None:
         """Peak device memory on GPU; None on CPU (the harness reports process RSS)."""
+        return None
+
+    def compile_report(self) -> dict | None:
+        """What the compiler did, known only after steps ran (the worker stores it as
+        metrics["compile"]): e.g. {"compiler": ..., "graphs": 3, "graph_breaks": 1,
+        "recompiles": 0, "lstm": "eager (graph break)"}. None when nothing was compiled."""
         return None
 
     @abc.abstractmethod

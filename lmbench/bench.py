@@ -76,7 +76,8 @@ def _already_done(machine_dir: Path, commit: str | None, warn) -> tuple[dict[tup
     except ResultsError:  # nothing recorded yet
         return done, sources
     for r in records:
-        if r["status"] == "ok" and commit and r.get("git_commit") == commit:
+        # a skipped variant is as done as an ok run: it would be skipped again
+        if r["status"] in ("ok", "skipped") and commit and r.get("git_commit") == commit:
             done[cell_key(r)] = done.get(cell_key(r), 0) + 1
             sources.add(Path(r["_source"].rsplit(":", 1)[0]))
     return done, sources
@@ -151,7 +152,8 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
                 # (the first run of a cell not yet recorded ok) from its last epoch
                 n = occurrences[_key(spec)] = occurrences.get(_key(spec), -1) + 1
                 spec = {**spec, "checkpoint": str(checkpoint_for(machine_dir, spec, n)), "resume": resume}
-            name = label({"backend": spec["backend"], "layout": spec["layout"], "config": spec["config"]})
+            name = label({"backend": spec["backend"], "layout": spec["layout"], "config": spec["config"],
+                          "run": spec})
             bar.set_description(name)
             bar.set_postfix_str("starting")
 
@@ -173,7 +175,9 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
             if record["status"] == "ok" and spec.get("checkpoint"):
                 Path(spec["checkpoint"]).unlink(missing_ok=True)  # recorded: nothing left to resume
             finished += 1
-            if record["status"] != "ok":
+            if record["status"] == "skipped":  # not applicable: neither a failure nor a number
+                bar.write(f"skip   {name}: {record['reason'].splitlines()[0][:300]}", file=out)
+            elif record["status"] != "ok":
                 failed += 1
                 bar.write(f"FAILED {name}: {record['error'].splitlines()[0][:300]}", file=out)
             else:

@@ -28,6 +28,14 @@ def add_config_args(p: argparse.ArgumentParser, mode_default="sentence") -> None
                        help=f"override the preset's {name}")
 
 
+def add_variant_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--compile", action="store_true",
+                   help="run the step through the framework's own compiler (each backend's README row says which)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                   help="fp32 (true float32, default) or mixed precision in bf16/fp16; a variant a "
+                        "framework cannot apply is recorded as skipped with the reason")
+
+
 def config_from_args(a) -> Config:
     overrides = {k: getattr(a, k) for k in OVERRIDES}
     overrides["epochs"] = getattr(a, "epochs", None)  # `run --epochs N` trains N epochs
@@ -50,7 +58,8 @@ def cmd_run(a) -> int:
     spec = run_spec(cfg, a.backend, a.layout, a.device, a.threads, a.steps, a.epochs, a.warmup,
                     a.eval, a.data_dir, a.target_ppl, a.eval_batches, a.checkpoint, a.resume,
                     a.epoch_batches, oversubscribe=a.oversubscribe, workers=a.workers, scaling=a.scaling,
-                    nodes=a.nodes, node_rank=a.node_rank, rendezvous=a.rendezvous)
+                    nodes=a.nodes, node_rank=a.node_rank, rendezvous=a.rendezvous, compile=a.compile,
+                    precision=a.precision)
     preflight(spec, timeout=a.timeout, out=a.out, overwrite=a.overwrite)  # fail before the work
     try:
         with signals_as_interrupt():
@@ -69,7 +78,7 @@ def cmd_run(a) -> int:
                   file=sys.stderr)
             return 2
         print(f"record appended to {a.out}")
-    return 0 if record["status"] == "ok" else 1
+    return 0 if record["status"] in ("ok", "skipped") else 1
 
 
 def _printer(quiet: bool):
@@ -92,11 +101,14 @@ def cmd_verify(a) -> int:
     if a.workers < 1:
         raise ConfigError(f"invalid workers={a.workers}: must be a positive integer")
     if a.workers > 1:
+        if a.compile or a.precision != "fp32":
+            raise ConfigError("verify --workers checks data-parallel training in eager fp32: give --workers "
+                              "or --compile/--precision, not both")
         code = verify_workers(a.workers, preset=a.preset, device=a.device, backends=a.backends,
                               steps=a.steps, data_dir=a.data_dir)
     else:
         code = verify(preset=a.preset, device=a.device, backends=a.backends, steps=a.steps,
-                      data_dir=a.data_dir, weights_out=a.save_weights)
+                      data_dir=a.data_dir, weights_out=a.save_weights, compile=a.compile, precision=a.precision)
     if a.out:  # the verdict the report shows next to results it finds it beside
         import datetime as dt
         import json
@@ -110,7 +122,7 @@ def cmd_verify(a) -> int:
         tmp = out.with_name(f".{out.name}.tmp")
         tmp.write_text(json.dumps({
             "verdict": "PASS" if code == 0 else "FAIL", "preset": a.preset, "device": a.device,
-            "workers": a.workers,
+            "workers": a.workers, "compile": a.compile, "precision": a.precision,
             "backends": a.backends or "all", "git_commit": env.git_state()[0],
             "utc_time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}) + "\n")
         os.replace(tmp, out)
@@ -156,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true", help="start an existing --checkpoint again from epoch 0")
     r.add_argument("--oversubscribe", action="store_true",
                    help="allow --threads above the machine's CPU count (the record carries a warning)")
+    add_variant_args(r)
     r.add_argument("--target-ppl", type=float, default=None, help="time-to-quality target (valid ppl)")
     r.add_argument("--timeout", type=float, default=None, help="kill the run after this many seconds")
     r.add_argument("--data-dir", default=None)
@@ -169,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--backends", nargs="*", default=None, help="default: every backend")
     v.add_argument("--steps", type=int, default=3, help="SGD steps before comparing weights")
     v.add_argument("--data-dir", default=None)
+    add_variant_args(v)
     v.add_argument("--save-weights", default=None, help="keep the shared initial weights (.npz) here")
     v.add_argument("--workers", type=int, default=1, help="N > 1: N data-parallel workers on each framework's "
                    "engine against one process (every backend that declares DATA_PARALLEL)")

@@ -63,7 +63,8 @@ def _group(records, ok=True):
 
 def _machine(records) -> set:
     return {(r.get("cpu_model"), r.get("cpu_count"), r.get("device"),
-             (r.get("environment") or {}).get("device_name")) for r in records}
+             (r.get("environment") or {}).get("device_name"))
+            for r in records if r["status"] != "skipped"}  # a skipped run never built a model to know its device
 
 
 def _median(records, metric):
@@ -118,7 +119,10 @@ def _missing(base_ok, cand) -> list[tuple[dict, str]]:
     out = []
     for key, runs in base_ok.items():
         failed = cand_failed.get(key[:-1], [])
-        if failed:
+        skipped = [r for r in failed if r["status"] == "skipped"]
+        if skipped:  # ran in the baseline, skipped now: the candidate lost a variant
+            out.append((runs[0], f"SKIPPED in the candidate: {skipped[0]['reason'].strip()[:120]}"))
+        elif failed:
             kinds = sorted({r.get("error_kind") or "error" for r in failed})
             first = (failed[0].get("error") or "").strip().splitlines()[:1] or [""]
             out.append((runs[0], f"FAILED in {len(failed)} run(s) ({', '.join(kinds)}): {first[0][:120]}"))
@@ -131,7 +135,7 @@ def compare_records(base: list[dict], cand: list[dict], max_slowdown="10%", max_
                     force=False, allow_missing=False, names=("baseline", "candidate")) -> dict:
     """The comparison as data: rows, missing cells, notes and the exit code (ResultsError: unusable)."""
     slow, rise = _percent(max_slowdown), _percent(max_ppl_rise)
-    if _machine(base) != _machine(cand) and not force:
+    if _machine(base) != _machine(cand) and _machine(cand) and not force:  # all skipped: no timing to mismatch
         raise ResultsError(f"{names[0]} and {names[1]} come from different machines or devices "
                            f"({sorted(map(str, _machine(base)))} vs {sorted(map(str, _machine(cand)))}); "
                            f"timings are not comparable. Pass --force to compare anyway")

@@ -19,6 +19,28 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags() -> set[str]:
+    """The CPU feature flags Linux reports (/proc/cpuinfo "flags"); empty where unknown."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 instructions that compute in bfloat16
+
+
+def bf16_hardware(flags: set[str] | None = None) -> dict:
+    """Whether this CPU computes bfloat16 in hardware: {"bf16_hardware": bool, "cpu_bf16_flags":
+    [...]}. Without those flags frameworks still run bf16, emulated (converted to float32 and
+    back), so it is correct but no speed claim holds for it."""
+    found = sorted(f for f in BF16_FLAGS if f in (cpu_flags() if flags is None else flags))
+    return {"bf16_hardware": bool(found), "cpu_bf16_flags": found}
+
+
 def cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -55,4 +77,5 @@ def host() -> dict:
         "cpu_count": cpu_count(),
         "python_version": platform.python_version(),
         "platform": platform.platform(),
+        **bf16_hardware(),
     }

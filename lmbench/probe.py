@@ -25,10 +25,15 @@ class ProbeError(RuntimeError):
     pass
 
 
+SKIPPED = "skipped"  # a layout's result is (SKIPPED, reason) when its backend declined the variant
+
+
 def probe(backend: str, layouts, cfg, weights: dict, batches: list, script: list,
-          device: str = "cpu", threads: int = 1, timeout: float = 900, workers: int = 1):
+          device: str = "cpu", threads: int = 1, timeout: float = 900, options=None, workers: int = 1):
     """Run `script` on a fresh model per layout (all in one child process, since importing
-    a framework is the slow part); returns {layout: [one result per script step]}.
+    a framework is the slow part); returns {layout: [one result per script step]}, or
+    {layout: (SKIPPED, reason)} where the backend declined the variant in `options`
+    (compile=..., precision=...: the backend's run settings).
 
     With `workers` > 1, one layout, as a data-parallel job started the way `lmbench run
     --workers` starts one (lmbench.launch): every worker plays the script on its shard of
@@ -46,13 +51,14 @@ def probe(backend: str, layouts, cfg, weights: dict, batches: list, script: list
     if len(groups) > 1:
         out = {}
         for group in groups.values():
-            out.update(probe(backend, group, cfg, weights, batches, script, device, threads, timeout))
+            out.update(probe(backend, group, cfg, weights, batches, script, device, threads, timeout, options))
         return {layout: out[layout] for layout in layouts}
     with tempfile.TemporaryDirectory(prefix="lmbench-probe-") as tmp:
         src, dst = Path(tmp, "in.pkl"), Path(tmp, "out.pkl")
         with open(src, "wb") as f:
             pickle.dump(dict(backend=backend, layouts=layouts, config=cfg.to_dict(), weights=weights,
-                             batches=batches, script=script, device=device, threads=threads), f)
+                             batches=batches, script=script, device=device, threads=threads,
+                             options=options or {}), f)
         proc = subprocess.run([sys.executable, "-m", "lmbench.probe", str(src), str(dst)],
                               capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
@@ -106,7 +112,7 @@ def _main(src: str, dst: str) -> None:
     with open(src, "rb") as f:
         job = pickle.load(f)
     set_thread_env(job["threads"])
-    from .backend import layout_env, load_backend
+    from .backend import VariantSkipped, layout_env, load_backend
 
     os.environ.update(layout_env(job["backend"], job["layouts"][0]))
     from .config import Config
@@ -120,7 +126,11 @@ def _main(src: str, dst: str) -> None:
     batches = [shard(b, rank, workers) for b in job["batches"]] if workers > 1 else job["batches"]
     results = {}
     for layout in job["layouts"]:
-        be = backend_cls(cfg, layout, job["device"], job["threads"], workers=workers)
+        try:
+            be = backend_cls(cfg, layout, job["device"], job["threads"], workers=workers, **job.get("options", {}))
+        except VariantSkipped as e:
+            results[layout] = (SKIPPED, str(e))
+            continue
         be.set_weights(job["weights"])
         results[layout] = _play(be, batches, job["script"])
         be.leave()

@@ -20,6 +20,7 @@ from .report_findings import findings, verify_verdicts
 from .report_plots import plots
 from .report_render import to_html, to_markdown
 from .report_scaling import section as scaling_section
+from .report_variants import variants_table
 from .report_table import DETAILS, HEADLINE, PUBLISHED, cells, frame, headline
 from .results import ResultsError, label, load_records
 
@@ -150,6 +151,7 @@ def build(records: list[dict], paths: list[Path], out_dir: Path) -> tuple[list, 
                                   ("Mode", lambda r: r.mode, lambda r: r.mode)] + DETAILS)
         blocks.append(("details", "Details: FLOP/s, GEMM rates, test perplexity, cold-shape cost",
                        [("table", headers, rows, "sortable details")]))
+        blocks += variants_table(df, records)
         blocks += _published(df)
         made = plots(df, t)
         if made:
@@ -157,6 +159,8 @@ def build(records: list[dict], paths: list[Path], out_dir: Path) -> tuple[list, 
             for name, (caption, png) in made.items():
                 blocks.append(("figure", name, caption, png))
                 files[f"{name}.png"] = png
+    elif any(r.get("status") == "skipped" for r in records):  # only skipped variants: still say why
+        blocks += variants_table(df, records)
     scaling_blocks, scaling_files = scaling_section(records)
     blocks += scaling_blocks
     files.update(scaling_files)

@@ -14,6 +14,7 @@ import pandas as pd
 
 from .backend import available_backends, backend_layouts
 from .peak import find_peaks
+from .results import variant
 
 PUBLISHED = {"small": (120.7, 114.5), "medium": (86.2, 82.7), "large": (82.2, 78.4)}  # Zaremba 2014
 
@@ -79,6 +80,10 @@ def frame(records: list[dict], search=()) -> pd.DataFrame:
             if isinstance(m.get("cold_shapes"), dict) else np.nan,
             "epoch_log": m.get("epoch_log") or None, "target_ppl": m.get("target_ppl"),
             "time_to_target_seconds": m.get("time_to_target_seconds"),
+            # the run variant and what it did (lmbench.report_variants)
+            "variant": variant(r), "first_step_ms": m.get("first_step_ms", np.nan),
+            "warmup_seconds": m.get("warmup_seconds", np.nan), "compile": m.get("compile"),
+            "lstm_kernel": (r.get("environment") or {}).get("lstm_kernel"),
         })
     df = pd.DataFrame(rows)
     for col in ("valid_ppl", "test_ppl", "eval_words_per_sec"):  # None -> NaN for medians
@@ -87,7 +92,7 @@ def frame(records: list[dict], search=()) -> pd.DataFrame:
     return df
 
 
-CELL = ["preset", "mode", "batching", "batch_size", "length", "backend", "layout", "workers"]
+CELL = ["preset", "mode", "batching", "batch_size", "length", "backend", "layout", "variant", "workers"]
 
 
 def headline(df: pd.DataFrame) -> pd.DataFrame:
@@ -121,6 +126,7 @@ def _sig(x) -> str:
 HEADLINE = [
     ("Framework", lambda r: r.backend, lambda r: r.backend),
     ("Layout", lambda r: r.layout, lambda r: r.layout + (" (native)" if r.native else "")),
+    ("Variant", lambda r: r.variant, lambda r: r.variant),
     ("Batching", lambda r: r.batching, lambda r: r.batching),
     ("Batch", lambda r: r.batch_size, lambda r: str(r.batch_size)),
     ("Workers", lambda r: r.workers, lambda r: str(r.workers)),
@@ -164,7 +170,7 @@ def cells(t: pd.DataFrame, columns) -> tuple[list[str], list[list[tuple[object, 
         values = [key(r) for r in rows]
         if all(_missing(v) for v in values):
             continue
-        if header in ("Batching", "Batch", "Workers", "Trained for") and len(set(values)) == 1:
+        if header in ("Batching", "Batch", "Workers", "Trained for", "Variant") and len(set(values)) == 1:
             continue
         keep.append((header, key, text))
     return ([h for h, _, _ in keep],

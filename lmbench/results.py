@@ -37,14 +37,17 @@ def _incomplete(record: dict) -> str | None:
         return f"'config' lacks one of {', '.join(CONFIG_KEYS)}"
     if not isinstance(record.get("run", {}) or {}, dict):
         return "'run' is not a table of run settings"
-    if record.get("status") not in ("ok", "failed"):
-        return f"status {record.get('status')!r} is neither 'ok' nor 'failed'"
+    if record.get("status") not in ("ok", "failed", "skipped"):
+        return f"status {record.get('status')!r} is none of 'ok', 'failed', 'skipped'"
     if record["status"] == "ok":
         m = record.get("metrics")
         wps = m.get("train_words_per_sec") if isinstance(m, dict) else None
         if (not isinstance(wps, (int, float)) or isinstance(wps, bool) or not math.isfinite(wps)
                 or wps <= 0):
             return f"an ok record whose train_words_per_sec is {wps!r}, not a positive number"
+    elif record["status"] == "skipped":
+        if not isinstance(record.get("reason"), str):
+            return "a skipped record without a 'reason'"
     elif not isinstance(record.get("error"), str):
         return "a failed record without an 'error' message"
     return None
@@ -112,9 +115,18 @@ def cell_key(record: dict) -> tuple:
             json.dumps(run, sort_keys=True))
 
 
+def variant(record: dict) -> str:
+    """The run variant: "eager fp32" (the default), "compile", "bf16", "compile bf16", ..."""
+    run = record.get("run") or {}
+    precision = run.get("precision") or "fp32"
+    parts = ["compile"] * bool(run.get("compile")) + [precision] * (precision != "fp32")
+    return " ".join(parts) or "eager fp32"
+
+
 def label(record: dict) -> str:
     c = record["config"]
     extra = f"/{c['batching']}" if c["mode"] == "sentence" else ""
     workers = (record.get("run") or {}).get("workers") or 1
-    return (f"{record['backend']}/{record['layout']} {c['preset']} {c['mode']}{extra} B={c['batch_size']}"
+    tag = "" if variant(record) == "eager fp32" else f" [{variant(record)}]"
+    return (f"{record['backend']}/{record['layout']} {c['preset']} {c['mode']}{extra} B={c['batch_size']}{tag}"
             + (f" x{workers} workers" if workers > 1 else ""))

@@ -27,7 +27,7 @@ from .config import Config, ConfigError
 
 SCHEMA_VERSION = 1
 RECORDED_RUN_FIELDS = ("steps", "epochs", "warmup", "eval", "eval_batches", "epoch_batches", "device",
-                       "threads", "workers", "scaling", "nodes", "node_rank")
+                       "threads", "workers", "scaling", "nodes", "node_rank", "compile", "precision")
 SCALINGS = ("strong", "weak")
 
 
@@ -54,10 +54,11 @@ def run_spec(cfg: Config, backend: str, layout: str | None = None, device: str =
              warmup: int = 10, eval: str = "valid", data_dir=None, target_ppl=None,
              eval_batches: int | None = None, checkpoint=None, resume: bool = False,
              epoch_batches: int | None = None, oversubscribe: bool = False, workers: int = 1,
-             scaling: str = "strong", nodes: int = 1, node_rank: int = 0, rendezvous: str | None = None) -> dict:
+             scaling: str = "strong", nodes: int = 1, node_rank: int = 0, rendezvous: str | None = None,
+             compile: bool = False, precision: str = "fp32") -> dict:
     """The worker's spec of one run, every value validated: the one place `run`, `bench`
     and suite files are checked (ConfigError naming the value and what is allowed)."""
-    from .backend import backend_layouts
+    from .backend import PRECISIONS, backend_layouts
 
     layouts = backend_layouts(backend)
     layout = layout or layouts[0]
@@ -71,6 +72,10 @@ def run_spec(cfg: Config, backend: str, layout: str | None = None, device: str =
                         ("eval_batches", eval_batches), ("epoch_batches", epoch_batches)):
         if value is not None and (not _is_int(value) or value <= 0):
             raise ConfigError(f"invalid {name}={value!r}: must be a positive integer")
+    if not isinstance(compile, bool):
+        raise ConfigError(f"invalid compile={compile!r}: must be true or false")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"invalid precision={precision!r}: allowed: {', '.join(PRECISIONS)}")
     if not _is_int(warmup) or warmup < 0:
         raise ConfigError(f"invalid warmup={warmup!r}: must be an integer >= 0")
     if target_ppl is not None and not _is_positive_number(target_ppl):
@@ -104,7 +109,7 @@ def run_spec(cfg: Config, backend: str, layout: str | None = None, device: str =
             "target_ppl": target_ppl, "eval_batches": eval_batches, "epoch_batches": epoch_batches,
             "checkpoint": str(checkpoint) if checkpoint else None, "resume": resume,
             "workers": workers, "scaling": scaling, "nodes": nodes, "node_rank": node_rank,
-            "rendezvous": rendezvous, "warnings": warnings}
+            "rendezvous": rendezvous, "compile": compile, "precision": precision, "warnings": warnings}
 
 
 def _check_data_parallel(backend, workers, threads, cfg, epochs, scaling, nodes, node_rank, rendezvous) -> None:
@@ -285,7 +290,7 @@ def run_isolated(spec: dict, timeout: float | None = None, on_progress=None,
         if record["status"] == "ok" and world > 1:
             _combine_workers(metrics, [results[r]["metrics"] for r in ranks])
         record["metrics"] = metrics if record["status"] == "ok" else None
-        if record["status"] != "ok":
+        if record["status"] == "failed":
             record["stderr_tail"] = tail
     return record
 
@@ -392,9 +397,11 @@ def summary(record: dict) -> str:
     head = (f"{record['backend']}/{record['layout']}  {c['preset']} {c['mode']}"
             + (f"/{c['batching']}" if c["mode"] == "sentence" else "")
             + f"  B={c['batch_size']} H={c['hidden']} L={c['layers']}  device={record.get('device')}"
-            + f"  threads={record['threads']}")
+            + f"  threads={record['threads']}" + _variant(record.get("run") or {}))
     warnings = "".join(f"\n  WARNING: {w}" for w in record.get("warnings") or [])
     head += warnings
+    if record["status"] == "skipped":
+        return f"{head}\n  SKIPPED: {record['reason']}"
     if record["status"] != "ok":
         return f"{head}\n  FAILED: {record['error']}"
     env_ = record.get("environment") or {}
@@ -417,6 +424,12 @@ def summary(record: dict) -> str:
                      + (f"  valid ppl {e['valid_ppl']:.2f}" if "valid_ppl" in e else "")
                      + f"  {e['wall_seconds']:.0f} s")
     return "\n".join(lines)
+
+
+def _variant(run: dict) -> str:
+    """ "  compile precision=bf16" for a variant run, "" for eager float32."""
+    return (" compile" * bool(run.get("compile")) + (f" precision={run['precision']}"
+            if run.get("precision", "fp32") != "fp32" else "")).replace(" ", "  ", 1)
 
 
 def preflight(spec: dict, timeout=None, out=None, overwrite: bool = False) -> None:

@@ -39,7 +39,8 @@ def suites_dir() -> Path:
 
 # suite-only fields (everything else is a lmbench.config field), with their checks
 POSITIVE_INT = ("steps", "epochs", "eval_batches", "epoch_batches", "repeats", "threads", "workers")
-RUN_FIELDS = {"backend", "layout", "warmup", "eval", "timeout", "target_ppl", "scaling", *POSITIVE_INT}
+RUN_FIELDS = {"backend", "layout", "warmup", "eval", "timeout", "target_ppl", "scaling", "compile", "precision",
+              *POSITIVE_INT}
 ALLOWED = sorted(RUN_FIELDS | set(FIELDS) - {"vocab_size"})
 
 
@@ -151,4 +152,5 @@ def spec_for(cell: dict, device: str = "auto", data_dir=None) -> dict:
                     cell.get("epochs"), cell.get("warmup", 10), cell.get("eval", "valid"), data_dir,
                     cell.get("target_ppl"), cell.get("eval_batches"),
                     epoch_batches=cell.get("epoch_batches"), workers=cell.get("workers", 1),
-                    scaling=cell.get("scaling", "strong"))
+                    scaling=cell.get("scaling", "strong"), compile=cell.get("compile", False),
+                    precision=cell.get("precision", "fp32"))

@@ -119,13 +119,13 @@ def differences(a: dict, b: dict, initial: dict) -> dict[str, float]:
     return {k: max(v.values()) for k, v in compare(a, b, initial).items()}
 
 
-def failed_checks(c: dict[str, dict[str, float]]) -> list[str]:
+def failed_checks(c: dict[str, dict[str, float]], tolerances: dict = TOLERANCES) -> list[str]:
     """The checks over tolerance, each with the tensors that failed it, worst first:
     ['loss 2.1e-02 > 1e-05', 'grad[lstm0.w_hh] 3.0e-01 > 1e-04', ...]."""
     out = []
     for check, values in c.items():
-        bad = sorted(((v, k) for k, v in values.items() if not v <= TOLERANCES[check]), reverse=True)
-        out += [f"{check}[{k}]" * bool(k) + check * (not k) + f" {v:.1e} > {TOLERANCES[check]:.0e}"
+        bad = sorted(((v, k) for k, v in values.items() if not v <= tolerances[check]), reverse=True)
+        out += [f"{check}[{k}]" * bool(k) + check * (not k) + f" {v:.1e} > {tolerances[check]:.0e}"
                 for v, k in bad]
     return out
 
@@ -135,10 +135,16 @@ def _label(backend: str) -> str:
 
 
 def verify(preset="tiny", device="cpu", backends=None, steps=3, data_dir=None, weights_out=None,
-           print_=print, reference=None) -> int:
+           print_=print, reference=None, compile=False, precision="fp32") -> int:
     """Compare every backend's native layout with every other's (or, given `reference`, with
     the reference's only) and each backend's other layouts with its native one. A backend
-    may be a path to a backend module (the tests' deliberately broken copies)."""
+    may be a path to a backend module (the tests' deliberately broken copies). With a variant
+    (compile, precision) every layout of every backend runs it and is compared with its own
+    eager float32 run instead (lmbench.verify_variants)."""
+    if compile or precision != "fp32":
+        from .verify_variants import verify_variant
+
+        return verify_variant(preset, device, backends, steps, data_dir, print_, compile, precision)
     cfg, weights, batches, script = build_case(preset, data_dir, steps=steps)
     backends = backends or available_backends()
     with tempfile.TemporaryDirectory() as tmp:

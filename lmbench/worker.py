@@ -253,8 +253,10 @@ def run(spec: dict, progress: Progress, out: dict, whoami: dict) -> dict:
     rank = whoami["rank"] = backend_cls.join(workers, device) if workers > 1 else 0
     if rank % here:
         progress.out = None  # the first worker of each machine reports for it
+    out["device"] = device  # known before the backend may decline the variant (skipped)
     corpus = load_corpus(download_ptb(spec.get("data_dir"), log=lambda m: print(m, file=sys.stderr)))
-    backend = backend_cls(cfg, spec["layout"], device, spec["threads"] // here, workers=workers)
+    backend = backend_cls(cfg, spec["layout"], device, spec["threads"] // here, workers=workers,
+                          compile=spec.get("compile", False), precision=spec.get("precision", "fp32"))
     backend.set_weights(init_weights(cfg))
     out.update(device=device, environment=backend.environment(), num_params=num_params(cfg),
                flops_per_token=flops_per_token(cfg))
@@ -377,6 +379,7 @@ def run(spec: dict, progress: Progress, out: dict, whoami: dict) -> dict:
         out[f"{split}_ppl"] = ev["ppl"]
         out.setdefault("eval_words_per_sec", ev["words_per_sec"])
         out.setdefault("eval_seconds", ev["seconds"])
+    out["compile"] = backend.compile_report()  # what the compiler did, known only now
     mem = backend.peak_memory_bytes()
     out["peak_memory_bytes"] = mem if mem is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     out["peak_memory_kind"] = "device" if mem is not None else "process_rss"
@@ -412,7 +415,7 @@ def main(argv=None) -> int:
     set_thread_env(spec["threads"] // here)
     progress = Progress(fd)
     progress(phase="start", pid=os.getpid())
-    from .backend import BackendUnavailable, layout_env
+    from .backend import BackendUnavailable, VariantSkipped, layout_env
     from .checkpoint import CheckpointError
     from .launch import result_path as rank_result_path
 
@@ -422,6 +425,8 @@ def main(argv=None) -> int:
     try:
         with _checkpoint_lock(spec.get("checkpoint")):
             run(spec, progress, result["metrics"], whoami)
+    except VariantSkipped as e:  # not applicable here: recorded with the reason, not as a number
+        result.update(status="skipped", reason=str(e))
     except BackendUnavailable as e:
         result.update(status="failed", error=str(e), error_kind="unavailable")
     except CheckpointError as e:
@@ -443,7 +448,7 @@ def main(argv=None) -> int:
     with open(tmp, "w") as f:
         json.dump(result, f)
     os.replace(tmp, path)
-    return 0 if result["status"] == "ok" else 1
+    return 0 if result["status"] in ("ok", "skipped") else 1
 
 
 if __name__ == "__main__":
