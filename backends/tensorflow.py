@@ -336,6 +336,12 @@ class Backend(BaseBackend):
         rank, ports = int(os.environ[RANK_ENV]), os.environ[PORTS_ENV].split(",")
         os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"localhost:{p}" for p in ports]},
                                               "task": {"type": "worker", "index": rank}})
+        if device == "cuda":  # one GPU per worker (unverified: no GPU here), else each worker mirrors over all
+            gpus = tf.config.list_physical_devices("GPU")
+            if rank >= len(gpus):
+                raise BackendUnavailable(f"tensorflow: {workers} workers need one GPU each; this machine has "
+                                         f"{len(gpus)}: use fewer --workers")
+            tf.config.set_visible_devices(gpus[rank], "GPU")
         ring = tf.distribute.experimental.CommunicationImplementation
         # before any other TF op: the strategy starts the gRPC server and configures collectives
         _STRATEGY[:] = [tf.distribute.MultiWorkerMirroredStrategy(
