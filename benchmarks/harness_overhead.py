@@ -8,6 +8,15 @@ alike, and prints each framework's median train words/s and the ratio harness /
 hand-written (1.00 = no overhead). Frameworks: every backend with a hand-written loop.
 
     python benchmarks/harness_overhead.py --frameworks torch tensorflow paddle --steps 40
+
+A run's speed varies by 10% and more from one process to the next on a shared VM, so one
+ratio means little: the median of many rounds does. Both children inherit this process's
+environment; a framework that compiles per batch shape spends most of a run compiling
+(untimed, in both loops) and its compile cache can be shared through it, so that more
+rounds fit in the same time, e.g. for JAX:
+
+    JAX_COMPILATION_CACHE_DIR=/tmp/jax-cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 \
+        python benchmarks/harness_overhead.py --frameworks jax --steps 100 --rounds 10
 """
 import argparse
 import json
@@ -57,9 +66,9 @@ for fw in args.frameworks:
         ratios.append(harn[-1] / hand[-1])
     rows.append({"framework": fw, "layout": backend_layouts(fw)[0], "handwritten_words_per_sec": statistics.median(hand),
                  "harness_words_per_sec": statistics.median(harn), "ratio": statistics.median(ratios),
-                 "ratios": ratios})
+                 "ratios": ratios, "handwritten_runs": hand, "harness_runs": harn})
     print(json.dumps(rows[-1]), flush=True)
-print(f"{'framework':<12}{'hand-written':>14}{'lmbench run':>14}{'ratio':>8}")
+print(f"{'framework':<12}{'hand-written':>14}{'lmbench run':>14}{'ratio':>8}  rounds' ratios min-max")
 for r in rows:
     print(f"{r['framework']:<12}{r['handwritten_words_per_sec']:>14,.0f}{r['harness_words_per_sec']:>14,.0f}"
-          f"{r['ratio']:>8.3f}")
+          f"{r['ratio']:>8.3f}  {min(r['ratios']):.3f}-{max(r['ratios']):.3f}")

@@ -1,10 +1,10 @@
 """JAX backend: its padded layout and PyTorch's packed layout compute the same function,
 weights round-trip, carried state and the lr reach the model, the timed region waits for
-the asynchronously dispatched work, the thread budget reaches XLA, and `--device cuda`
-fails clearly without a GPU.
+the asynchronously dispatched work, dropout draws a fresh mask every step, the thread
+budget reaches XLA, and `--device cuda` fails clearly without a GPU.
 
 Two child processes, started together: one JAX probe, one torch probe (the same script).
-One more JAX child checks timing, threads and the device. XLA compiles per batch shape
+One more JAX child checks timing, dropout, threads and the device. XLA compiles per batch shape
 (seconds each), so the scripts reuse build_case's tiny batches."""
 from __future__ import annotations
 
@@ -121,6 +121,16 @@ be.sync()
 step = time.perf_counter() - t0
 env = be.environment()
 
+def same_step_twice(dropout):  # the same batch and state, weights unchanged (lr 0)
+    be = jb.Backend(make_config("tiny", mode="stream", dropout=dropout), "padded", "cpu", 1)
+    be.set_weights(init_weights(cfg))
+    losses = []
+    for _ in range(2):
+        be.reset_state()
+        losses += be.to_floats([be.train_step(batches[0], 0.0)])
+    return losses
+masks = {"dropout": same_step_twice(0.5), "none": same_step_twice(0.0)}
+
 plain = jb.clip_and_update
 def sleepy_update(params, grads, lr, clip):
     new = plain(params, grads, lr, clip)
@@ -137,7 +147,7 @@ except BackendUnavailable as e:
     cuda = str(e)
 print(json.dumps({"dispatch": dispatch, "step": step, "timed_seconds": out["timed_seconds"],
                   "timed_steps": len(batches) - 1, "affinity": sorted(os.sched_getaffinity(0)), "env": env,
-                  "cuda": cuda, "samples": out["step_ms"], "source": out["step_time_source"]}))
+                  "cuda": cuda, "samples": out["step_ms"], "source": out["step_time_source"], "masks": masks}))
 """
 
 
@@ -156,6 +166,15 @@ def test_timed_region_counts_the_asynchronous_work(timing):
     # every timed step sleeps SLEEP on the device side: the timed region holds all of it
     assert timing["timed_seconds"] >= timing["timed_steps"] * SLEEP, timing
     assert timing["samples"] == [] and timing["source"].startswith("none: JAX dispatches"), timing
+
+
+def test_dropout_draws_a_fresh_mask_every_step(timing):
+    # the step splits its PRNG key only when there is dropout: a key that is not carried
+    # forward would repeat the mask, and two identical steps would give the same loss
+    first, second = timing["masks"]["dropout"]
+    assert first != second, timing["masks"]
+    first, second = timing["masks"]["none"]
+    assert first == second, timing["masks"]
 
 
 def test_thread_budget_narrows_the_cpu_affinity_and_is_recorded(timing):
