@@ -45,9 +45,11 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default=None)
     a = p.parse_args(argv)
 
+    from lmbench.backend import available_backends
     from lmbench.worker import set_thread_env
 
-    set_thread_env(a.threads)
+    name = Path(a.version_b).stem  # backends/<name>.py: its THREAD_ENV, if it is one of lmbench's
+    set_thread_env(a.threads, name if name in available_backends() else None)
     from lmbench.config import make_config
     from lmbench.corpus import load_corpus, make_batches
     from lmbench.download import download_ptb

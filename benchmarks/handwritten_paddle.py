@@ -23,7 +23,7 @@ p.add_argument("--steps", type=int, default=50)
 p.add_argument("--warmup", type=int, default=5)
 p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
 args = p.parse_args()
-set_thread_env(args.threads)
+set_thread_env(args.threads, "paddle")
 
 import paddle  # noqa: E402  (after the thread environment is set)
 import paddle.nn.functional as F  # noqa: E402

@@ -163,7 +163,7 @@ def _child(argv) -> None:
 
     die_with_parent()  # a killed `bench` must not leave its GEMM running
 
-    set_thread_env(a.threads)  # before the framework import, exactly as a run does
+    set_thread_env(a.threads, a.child)  # before the framework import, exactly as a run does
     print(json.dumps(measure(a.child, a.size, a.reps, a.device)))
 
 

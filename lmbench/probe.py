@@ -111,7 +111,7 @@ def _main(src: str, dst: str) -> None:
 
     with open(src, "rb") as f:
         job = pickle.load(f)
-    set_thread_env(job["threads"])
+    set_thread_env(job["threads"], job["backend"])
     from .backend import VariantSkipped, layout_env, load_backend
 
     os.environ.update(layout_env(job["backend"], job["layouts"][0]))

@@ -61,14 +61,16 @@ def perplexity(total_nll: float, tokens: int) -> float:
     return math.exp(mean) if mean < 709 else float("inf")
 
 
-def set_thread_env(threads: int) -> None:
-    """Same thread budget for every framework; must run before any framework import."""
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                "TF_NUM_INTRAOP_THREADS"):
+def set_thread_env(threads: int, backend: str | None = None) -> None:
+    """Same thread budget for every framework; must run before any framework import. The
+    OpenMP/BLAS variables are set for all; what one framework reads besides (TensorFlow's
+    intra/inter-op pools, the CPUs XLA may use) is its backend module's THREAD_ENV."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
-    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("GLOG_minloglevel", "2")
+    if backend is not None:
+        from .backend import thread_env
+
+        os.environ.update(thread_env(backend, threads))
 
 
 def resolve_device(requested: str, backend_cls) -> str:
@@ -412,7 +414,7 @@ def main(argv=None) -> int:
         spec = json.load(f)
     here = spec.get("workers") or 1
     workers = here * (spec.get("nodes") or 1)
-    set_thread_env(spec["threads"] // here)
+    set_thread_env(spec["threads"] // here, spec["backend"])
     progress = Progress(fd)
     progress(phase="start", pid=os.getpid())
     from .backend import BackendUnavailable, VariantSkipped, layout_env

@@ -18,7 +18,7 @@ def layouts(backend: str) -> list[str]:
 
 def bench_train_step(benchmark, corpus, backend: str, layout: str) -> None:
     """One tiny-preset SGD step (loss read back, as a training loop that logs would)."""
-    set_thread_env(THREADS)  # before the framework import, as lmbench.worker does
+    set_thread_env(THREADS, backend)  # before the framework import, as lmbench.worker does
     from lmbench.backend import load_backend
     from lmbench.config import make_config
     from lmbench.corpus import make_batches
