@@ -13,7 +13,9 @@ The parameters are kept in the canonical layout of lmbench.weights (gate order i
 o; y = x @ W.T + b), both LSTM biases included: SGD moves each and the global norm
 counts each, as in PyTorch and Paddle. Gradients come from `jax.value_and_grad` of the
 objective (NLL summed over real targets / B); the global-norm clip (min(1, clip/norm)),
-the update, the dropout key and the final state are in the same jitted function.
+the update, the dropout key and the final state are in the same jitted function; a
+batch that hands no state on (sentence mode) runs its variant that starts from zeros
+made inside the program and returns no state.
 
 JAX dispatches asynchronously, on the CPU too: train_step returns before the step has
 run. `sync` therefore blocks on the last step's outputs (loss, parameters, state). XLA
@@ -170,6 +172,12 @@ class Backend(BaseBackend):
                                                  h0, c0, sub, dropout, dtype)
             return clip_and_update(params, grads, lr, clip), key, total, state
 
+        def train_fresh(params, key, lr, inputs, targets, lengths):
+            # a batch that hands no state on (sentence mode): zeros made in the program, no
+            # state returned -- the step a plain loop would write, not the stream step's superset
+            zeros = jnp.zeros((cfg.layers, inputs.shape[0], cfg.hidden), jnp.float32)
+            return train(params, key, lr, inputs, targets, lengths, zeros, zeros)[:3]
+
         def evaluate(params, inputs, targets, lengths, h0, c0):
             return nll_sum(params, inputs, targets, lengths, h0, c0, jax.random.PRNGKey(0), 0.0, dtype)
 
@@ -178,7 +186,8 @@ class Backend(BaseBackend):
                                             h0, c0, jax.random.PRNGKey(0), 0.0, dtype)
             return objective, grads
 
-        self._train = jax.jit(train, donate_argnums=(0,))  # the old weights' buffers are reused
+        self._train = jax.jit(train)
+        self._train_fresh = jax.jit(train_fresh)
         self._eval = jax.jit(evaluate)
         self._loss_and_grads = jax.jit(loss_and_grads)
 
@@ -208,6 +217,11 @@ class Backend(BaseBackend):
         return {k: np.array(v, np.float32) for k, v in self.params.items()}
 
     # -- steps --------------------------------------------------------------------------
+    def _arrays(self, batch):
+        # numpy straight into the jitted call: it lands on the parameters' device with the call
+        # itself (an explicit device_put first would be one more dispatch per step)
+        return batch.inputs.astype(np.int32), batch.targets.astype(np.int32), batch.lengths.astype(np.int32)
+
     def _inputs(self, batch):
         state = self.carried_state(batch)
         if state is None:  # zeros made once per batch size: no extra dispatch per step
@@ -215,13 +229,16 @@ class Backend(BaseBackend):
                 shape = (self.cfg.layers, batch.batch_size, self.cfg.hidden)
                 self._zeros[batch.batch_size] = jnp.zeros(shape, jnp.float32, device=self.dev)
             state = (self._zeros[batch.batch_size],) * 2
-        # numpy straight into the jitted call: it lands on the parameters' device with the call
-        # itself (an explicit device_put first would be one more dispatch per step)
-        return batch.inputs.astype(np.int32), batch.targets.astype(np.int32), batch.lengths.astype(np.int32), *state
+        return *self._arrays(batch), *state
 
     def train_step(self, batch, lr):
-        self.params, self.key, total, state = self._train(self.params, self.key, np.float32(lr),
-                                                          *self._inputs(batch))
+        if batch.carry_state:
+            self.params, self.key, total, state = self._train(self.params, self.key, np.float32(lr),
+                                                              *self._inputs(batch))
+        else:
+            self.params, self.key, total = self._train_fresh(self.params, self.key, np.float32(lr),
+                                                             *self._arrays(batch))
+            state = ()
         self.keep_state(batch, state)
         self._last = (total, self.params, state)
         return total

@@ -92,9 +92,11 @@ def test_train_step_applies_the_lr_it_is_given(runs):
 SLEEP = 0.2
 _TIMING = r"""
 import json, os, sys, time
-os.environ["LMBENCH_XLA_CPU_THREADS"] = "1"   # what set_thread_env sets for threads=1
+from lmbench.worker import set_thread_env
+set_thread_env(1, "jax")  # as a worker does: the backend's THREAD_ENV, before the import
 import jax
 import lmbench.backends.jax as jb
+at_import = sorted(os.sched_getaffinity(0))  # narrowed by the import itself, no Backend built yet
 from lmbench.backend import BackendUnavailable
 from lmbench.config import make_config
 from lmbench.corpus import load_corpus, make_batches
@@ -146,7 +148,7 @@ try:
 except BackendUnavailable as e:
     cuda = str(e)
 print(json.dumps({"dispatch": dispatch, "step": step, "timed_seconds": out["timed_seconds"],
-                  "timed_steps": len(batches) - 1, "affinity": sorted(os.sched_getaffinity(0)), "env": env,
+                  "timed_steps": len(batches) - 1, "affinity": sorted(os.sched_getaffinity(0)), "at_import": at_import, "env": env,
                   "cuda": cuda, "samples": out["step_ms"], "source": out["step_time_source"], "masks": masks}))
 """
 
@@ -178,6 +180,9 @@ def test_dropout_draws_a_fresh_mask_every_step(timing):
 
 
 def test_thread_budget_narrows_the_cpu_affinity_and_is_recorded(timing):
+    # set_thread_env(1, "jax") reaches XLA through the module's THREAD_ENV: the process is
+    # down to one CPU at the import, before the XLA client (which sizes its pool once) exists
+    assert len(timing["at_import"]) == 1 or len(os.sched_getaffinity(0)) == 1, timing
     assert len(timing["affinity"]) == 1 or len(os.sched_getaffinity(0)) == 1, timing
     env = timing["env"]
     assert env["intra_op_threads"] == 1 and env["cpu_affinity"] == timing["affinity"]
