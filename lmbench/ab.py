@@ -33,7 +33,7 @@ from pathlib import Path
 from . import env
 from .compare import RULE, add_threshold_args, compare_records, print_table, write_summary
 from .results import ResultsError, label, load_records
-from .runner import RECORDED_RUN_FIELDS, SCHEMA_VERSION, append_record
+from .runner import SCHEMA_VERSION, append_record
 from .suite import SuiteError, load_suite, spec_for, suite_path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,11 +77,11 @@ def _toml_cell(cell: dict) -> str:
 
 
 def _failed_record(cell: dict, side: str, error: str) -> dict:
-    spec = spec_for(cell)
-    return {"schema_version": SCHEMA_VERSION, "run_id": f"ab-{time.time_ns()}", "backend": spec["backend"],
-            "layout": spec["layout"], "config": spec["config"],
+    spec = spec_for(cell).for_this_machine()
+    return {"schema_version": SCHEMA_VERSION, "run_id": f"ab-{time.time_ns()}", "backend": spec.backend,
+            "layout": spec.layout, "config": spec.config.to_dict(), "threads": spec.threads,
             "utc_time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "run": {k: spec.get(k) for k in RECORDED_RUN_FIELDS}, "status": "failed", "error_kind": "crash",
+            "run": spec.recorded(), "status": "failed", "error_kind": "crash",
             "error": error, "metrics": None, **env.host()}
 
 

@@ -9,6 +9,7 @@ cells instead of biasing every repeat of one.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -19,10 +20,11 @@ import sys
 from pathlib import Path
 
 from . import env
-from .results import ResultsError, cell_key, label, load_records
 from .config import ConfigError
-from .runner import (RECORDED_RUN_FIELDS, RecordWriteError, append_record, check_writable,
-                     interrupt_exit_status, run_isolated, signals_as_interrupt)
+from .results import ResultsError, load_records
+from .runner import (RecordWriteError, append_record, check_writable, interrupt_exit_status, run_isolated,
+                     signals_as_interrupt)
+from .runspec import RunSpec
 from .suite import SuiteError, load_suite, spec_for, suite_path
 
 __all__ = ["SuiteError", "has_gpu", "load_suite", "plan", "run_suite", "suite_path"]
@@ -39,27 +41,22 @@ def has_gpu() -> bool:
         return False
 
 
-def _key(spec: dict) -> tuple:
-    return cell_key({"backend": spec["backend"], "layout": spec["layout"], "config": spec["config"],
-                     "run": {k: spec.get(k) for k in RECORDED_RUN_FIELDS}})
-
-
-def checkpoint_for(machine_dir: Path, spec: dict, n: int) -> Path:
+def checkpoint_for(machine_dir: Path, spec: RunSpec, n: int) -> Path:
     """Where the n-th not-yet-recorded run of a training cell keeps its per-epoch checkpoint."""
-    digest = hashlib.sha256(repr(_key(spec)).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(repr(spec.identity()).encode()).hexdigest()[:16]
     return Path(machine_dir) / "checkpoints" / f"{digest}-{n}.ckpt"
 
 
-def plan(cells: list[dict], device: str, data_dir, done: dict[tuple, int]) -> list[tuple[dict, dict]]:
+def plan(cells: list[dict], device: str, data_dir, done: dict[tuple, int]) -> list[tuple[dict, RunSpec]]:
     """(cell, spec) for every run still to do, repeats interleaved; `done` counts ok records
-    per cell key already on disk (consumed here)."""
-    specs = [(cell, spec_for(cell, device, data_dir)) for cell in cells]
+    per RunSpec identity already on disk (consumed here)."""
+    specs = [(cell, spec_for(cell, device, data_dir).for_this_machine()) for cell in cells]
     todo = []
     for round_ in range(max(cell.get("repeats", 1) for cell in cells)):
         for cell, spec in specs:
             if round_ >= cell.get("repeats", 1):
                 continue
-            key = _key(spec)
+            key = spec.identity()
             if done.get(key, 0) > 0:
                 done[key] -= 1
                 continue
@@ -78,7 +75,8 @@ def _already_done(machine_dir: Path, commit: str | None, warn) -> tuple[dict[tup
     for r in records:
         # a skipped variant is as done as an ok run: it would be skipped again
         if r["status"] in ("ok", "skipped") and commit and r.get("git_commit") == commit:
-            done[cell_key(r)] = done.get(cell_key(r), 0) + 1
+            key = RunSpec.from_record(r).identity()
+            done[key] = done.get(key, 0) + 1
             sources.add(Path(r["_source"].rsplit(":", 1)[0]))
     return done, sources
 
@@ -96,8 +94,8 @@ def _preflight(todo, machine_dir: Path, results_file: Path, resume: bool, data_d
     if not resume:
         occurrences: dict[tuple, int] = {}
         for _, spec in todo:
-            if spec.get("epochs"):
-                n = occurrences[_key(spec)] = occurrences.get(_key(spec), -1) + 1
+            if spec.epochs:
+                n = occurrences[spec.identity()] = occurrences.get(spec.identity(), -1) + 1
                 ckpt = checkpoint_for(machine_dir, spec, n)
                 if ckpt.exists():
                     raise SuiteError(f"checkpoint {ckpt} of an interrupted training is there: pass --resume "
@@ -140,20 +138,19 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
             from .peak import measure_peaks, missing_peaks
 
             # once per machine: the report's utilisation column divides by this GEMM rate
-            missing = missing_peaks([spec["backend"] for _, spec in todo], results_dir)
+            missing = missing_peaks([spec.backend for _, spec in todo], results_dir)
             if missing:
                 say(f"measuring the float32 GEMM peak once for this machine: {', '.join(missing)} "
                     f"(`lmbench peak` re-measures)")
                 measure_peaks(missing, results_dir, device, say=say)
         bar = tqdm(total=len(todo), unit="run", file=out, dynamic_ncols=True)
         for cell, spec in todo:
-            if spec.get("epochs"):
+            if spec.epochs:
                 # trainings checkpoint every epoch; `--resume` continues the interrupted one
                 # (the first run of a cell not yet recorded ok) from its last epoch
-                n = occurrences[_key(spec)] = occurrences.get(_key(spec), -1) + 1
-                spec = {**spec, "checkpoint": str(checkpoint_for(machine_dir, spec, n)), "resume": resume}
-            name = label({"backend": spec["backend"], "layout": spec["layout"], "config": spec["config"],
-                          "run": spec})
+                n = occurrences[spec.identity()] = occurrences.get(spec.identity(), -1) + 1
+                spec = dataclasses.replace(spec, checkpoint=str(checkpoint_for(machine_dir, spec, n)), resume=resume)
+            name = spec.label
             bar.set_description(name)
             bar.set_postfix_str("starting")
 
@@ -172,8 +169,8 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
                 say(f"lmbench: error: {e}; the suite stopped. The run's record follows, save it by hand:\n"
                     f"{json.dumps(record)}")
                 return 2
-            if record["status"] == "ok" and spec.get("checkpoint"):
-                Path(spec["checkpoint"]).unlink(missing_ok=True)  # recorded: nothing left to resume
+            if record["status"] == "ok" and spec.checkpoint:
+                Path(spec.checkpoint).unlink(missing_ok=True)  # recorded: nothing left to resume
             finished += 1
             if record["status"] == "skipped":  # not applicable: neither a failure nor a number
                 bar.write(f"skip   {name}: {record['reason'].splitlines()[0][:300]}", file=out)

@@ -7,39 +7,11 @@ import importlib.util
 import json
 import sys
 
-from .config import PRESETS, Config, ConfigError, make_config
-
-# config fields settable from the command line, with their types
-OVERRIDES = {"hidden": int, "layers": int, "num_steps": int, "batch_size": int,
-             "dropout": float, "init_scale": float, "lr": float, "decay_after": int,
-             "lr_decay": float, "clip": float, "seed": int}
-
+from .config import PRESETS, ConfigError
+from .runspec import add_config_args, add_run_args, spec_from_args
 
 class Fail(Exception):
     """A user-facing error: printed without a traceback, exit status 2."""
-
-
-def add_config_args(p: argparse.ArgumentParser, mode_default="sentence") -> None:
-    p.add_argument("--preset", default="small", choices=sorted(PRESETS))
-    p.add_argument("--mode", default=mode_default, help="sentence | stream")
-    p.add_argument("--batching", default="random", help="random | bucketed (sentence mode)")
-    for name, typ in OVERRIDES.items():
-        p.add_argument("--" + name.replace("_", "-"), type=typ, default=None,
-                       help=f"override the preset's {name}")
-
-
-def add_variant_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--compile", action="store_true",
-                   help="run the step through the framework's own compiler (each backend's README row says which)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
-                   help="fp32 (true float32, default) or mixed precision in bf16/fp16; a variant a "
-                        "framework cannot apply is recorded as skipped with the reason")
-
-
-def config_from_args(a) -> Config:
-    overrides = {k: getattr(a, k) for k in OVERRIDES}
-    overrides["epochs"] = getattr(a, "epochs", None)  # `run --epochs N` trains N epochs
-    return make_config(a.preset, mode=a.mode, batching=a.batching, **overrides)
 
 
 def cmd_download(a) -> int:
@@ -52,14 +24,9 @@ def cmd_download(a) -> int:
 
 def cmd_run(a) -> int:
     from .runner import (RecordWriteError, append_record, interrupt_exit_status, preflight, run_isolated,
-                         run_spec, signals_as_interrupt, summary)
+                         signals_as_interrupt, summary)
 
-    cfg = config_from_args(a)
-    spec = run_spec(cfg, a.backend, a.layout, a.device, a.threads, a.steps, a.epochs, a.warmup,
-                    a.eval, a.data_dir, a.target_ppl, a.eval_batches, a.checkpoint, a.resume,
-                    a.epoch_batches, oversubscribe=a.oversubscribe, workers=a.workers, scaling=a.scaling,
-                    nodes=a.nodes, node_rank=a.node_rank, rendezvous=a.rendezvous, compile=a.compile,
-                    precision=a.precision)
+    spec = spec_from_args(a).for_this_machine()
     preflight(spec, timeout=a.timeout, out=a.out, overwrite=a.overwrite)  # fail before the work
     try:
         with signals_as_interrupt():
@@ -144,32 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", required=True)
     r.add_argument("--layout", default=None, help="default: the backend's native layout")
     add_config_args(r)
-    r.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    r.add_argument("--threads", type=int, default=None, help="CPU threads per framework (default: all cores)")
-    r.add_argument("--workers", type=int, default=1,
-                   help="data-parallel worker processes on the framework's own engine, each with "
-                        "threads/N threads (default 1: no data parallelism)")
-    r.add_argument("--scaling", default="strong", help="with --workers: strong (the preset's batch split "
-                   "over the workers, default) | weak (each worker gets a whole batch)")
-    r.add_argument("--nodes", type=int, default=1, help="with --workers: machines in the job; run the same "
-                   "command on each, with its --node-rank and machine 0's --rendezvous HOST:PORT")
-    r.add_argument("--node-rank", type=int, default=0, help="this machine's place in the job, 0..nodes-1")
-    r.add_argument("--rendezvous", default=None, help="HOST:PORT of machine 0, where the workers meet")
-    r.add_argument("--steps", type=int, default=None, help="timed training steps (default 200)")
-    r.add_argument("--epochs", type=int, default=None, help="train full epochs with the lr schedule")
-    r.add_argument("--warmup", type=int, default=10, help="untimed warm-up steps")
-    r.add_argument("--eval", default="valid", help="valid | test | both | none")
-    r.add_argument("--eval-batches", type=int, default=None,
-                   help="evaluate only the first N batches of the split (the record says so)")
-    r.add_argument("--epoch-batches", type=int, default=None,
-                   help="with --epochs: train only the first N batches of every epoch")
-    r.add_argument("--checkpoint", default=None, help="with --epochs: checkpoint file written after every epoch")
-    r.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
+    add_run_args(r)  # every run setting, from lmbench.runspec.RunSpec
     r.add_argument("--overwrite", action="store_true", help="start an existing --checkpoint again from epoch 0")
-    r.add_argument("--oversubscribe", action="store_true",
-                   help="allow --threads above the machine's CPU count (the record carries a warning)")
-    add_variant_args(r)
-    r.add_argument("--target-ppl", type=float, default=None, help="time-to-quality target (valid ppl)")
     r.add_argument("--timeout", type=float, default=None, help="kill the run after this many seconds")
     r.add_argument("--data-dir", default=None)
     r.add_argument("--out", default=None, help="append the JSON record to this .jsonl file")
@@ -182,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--backends", nargs="*", default=None, help="default: every backend")
     v.add_argument("--steps", type=int, default=3, help="SGD steps before comparing weights")
     v.add_argument("--data-dir", default=None)
-    add_variant_args(v)
+    add_run_args(v, only=("compile", "precision"))
     v.add_argument("--save-weights", default=None, help="keep the shared initial weights (.npz) here")
     v.add_argument("--workers", type=int, default=1, help="N > 1: N data-parallel workers on each framework's "
                    "engine against one process (every backend that declares DATA_PARALLEL)")
@@ -198,7 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # argparse printed the problem (a bad choice, --help): its status, no exit
+        return e.code if isinstance(e.code, int) else 2
     try:
         return args.func(args)
     except (Fail, ConfigError) as e:

@@ -28,7 +28,8 @@ import sys
 from collections import defaultdict
 from math import comb
 
-from .results import ResultsError, cell_key, label, load_records
+from .results import ResultsError, label, load_records
+from .runspec import record_identity
 
 ALPHA = 0.01
 MIN_RUNS = next(n for n in range(1, 20) if 1 / comb(2 * n, n) < ALPHA)  # 5
@@ -48,9 +49,15 @@ def _percent(text: str) -> float:
     return value / 100
 
 
-def _key(r) -> tuple:
-    """Same configuration and run settings, on the same kind of device."""
-    return (*cell_key(r), r.get("device"))
+# what may differ between a baseline and its candidate: that is what they compare (the
+# machine must be the same, checked apart with its own message)
+ACROSS = ("machine", "framework_version", "ab_side", "ab_sources")
+
+
+def _key(r, device: bool = True) -> tuple:
+    """Same run settings (lmbench.runspec identity), on the same kind of device; a run that
+    failed early may not know its device (device=False leaves it out)."""
+    return record_identity(r, without=ACROSS + (() if device else ("ran_on",)))
 
 
 def _group(records, ok=True):
@@ -115,10 +122,10 @@ def _missing(base_ok, cand) -> list[tuple[dict, str]]:
     cand_ok, cand_failed = _group(cand), defaultdict(list)
     for r in cand:
         if r["status"] != "ok":  # a run that failed early may not know its device
-            cand_failed[cell_key(r)].append(r)
+            cand_failed[_key(r, device=False)].append(r)
     out = []
     for key, runs in base_ok.items():
-        failed = cand_failed.get(key[:-1], [])
+        failed = cand_failed.get(tuple(p for p in key if p[0] != "ran_on"), [])
         skipped = [r for r in failed if r["status"] == "skipped"]
         if skipped:  # ran in the baseline, skipped now: the candidate lost a variant
             out.append((runs[0], f"SKIPPED in the candidate: {skipped[0]['reason'].strip()[:120]}"))

@@ -64,19 +64,22 @@ class Config:
             v = getattr(self, f)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 bad(f, v, "must be a positive integer")
+        def number(v) -> bool:  # true/false in a suite file are not numbers
+            return isinstance(v, (int, float)) and not isinstance(v, bool)
+
         for f in ("init_scale", "lr", "clip"):
             v = getattr(self, f)
-            if not isinstance(v, (int, float)) or not v > 0 or v != v or v == float("inf"):
+            if not number(v) or not v > 0 or v != v or v == float("inf"):
                 bad(f, v, "must be a positive finite number")
-        if not isinstance(self.lr_decay, (int, float)) or not self.lr_decay >= 1.0:
+        if not number(self.lr_decay) or not self.lr_decay >= 1.0 or self.lr_decay == float("inf"):
             bad("lr_decay", self.lr_decay, "must be >= 1 (the lr is divided by it)")
-        if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+        if not number(self.dropout) or not 0.0 <= self.dropout < 1.0:
             bad("dropout", self.dropout, "must be in [0, 1)")
         if self.mode not in MODES:
             bad("mode", self.mode, f"allowed: {', '.join(MODES)}")
         if self.batching not in BATCHINGS:
             bad("batching", self.batching, f"allowed: {', '.join(BATCHINGS)}")
-        if not isinstance(self.seed, int) or self.seed < 0:
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             bad("seed", self.seed, "must be a non-negative integer")
 
     def lr_at(self, epoch: int) -> float:

@@ -13,78 +13,122 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import noise
+from .runspec import EAGER
+
 PPL_AGREE = 0.02  # relative spread of validation perplexity still called agreement
 
 
 def _name(r) -> str:
     where = f", {r.batching} batching" if r.batching != "-" else ""
-    workers = f", {r.workers} workers" if getattr(r, "workers", 1) > 1 else ""
-    return f"{r.backend}/{r.layout}{where}, B={r.batch_size}{workers}"
+    return f"{r.backend}/{r.layout}{where}, B={r.batch_size}"
+
+
+def _context(r) -> str:
+    """What the compared runs share, said once per sentence."""
+    where = f"{r.batching} batching, " if r.batching != "-" else ""
+    return f"{where}B={r.batch_size}, {r.length}, {r.threads:.0f} thread(s), {r.variant}"
+
+
+def plain(t: pd.DataFrame) -> pd.DataFrame:
+    """The cells findings set side by side: eager float32, one worker, no A/B side. A variant
+    is compared only with its own eager run (the variants table), data-parallel runs only
+    with their 1-worker run (the scaling section), A/B sides only with each other (compare)."""
+    return t[(t.variant == EAGER) & (t.workers == 1) & t.ab_side.isna()]
+
+
+def spread(t: pd.DataFrame) -> noise.Spread:
+    return noise.spread_of(list(t.wps_runs))
 
 
 def fastest(t: pd.DataFrame) -> list[str]:
-    out = []
-    for (preset, mode), g in t.groupby(["preset", "mode"], sort=True):
+    """Per group of runs alike in everything but framework and layout: the fastest, and how
+    it stands against the best of another framework -- beyond noise or tied."""
+    out, band = [], spread(t)
+    for _, g in plain(t).groupby("across_frameworks", sort=False):
+        if g.backend.nunique() < 2:
+            continue
         g = g.sort_values("train_words_per_sec", ascending=False)
         top = g.iloc[0]
-        text = f"Fastest in {preset} {mode} mode: {_name(top)} at {top.train_words_per_sec:,.0f} words/s"
-        others = g[g.backend != top.backend]
-        if not others.empty:
-            nxt = others.iloc[0]
-            text += (f", {top.train_words_per_sec / nxt.train_words_per_sec:.2f}× the best other framework "
-                     f"({_name(nxt)}, {nxt.train_words_per_sec:,.0f})")
-        if len(g) > 1:
-            low = g.iloc[-1]
-            text += f"; the slowest ({_name(low)}) reaches {low.vs_fastest:.0%} of it"
+        nxt = g[g.backend != top.backend].iloc[0]
+        verdict = noise.compare(top.wps_runs, nxt.wps_runs, band)
+        head = f"{top.preset} {top['mode']} mode ({_context(top)})"
+        if verdict.beyond_noise:
+            text = (f"Fastest in {head}: {top.backend}/{top.layout} at {top.train_words_per_sec:,.0f} words/s, "
+                    f"{verdict.ratio:.2f}× the best other framework ({nxt.backend}/{nxt.layout}, "
+                    f"{nxt.train_words_per_sec:,.0f}; {verdict.how})")
+        else:
+            text = (f"No framework is fastest beyond noise in {head}: {top.backend}/{top.layout} "
+                    f"{top.train_words_per_sec:,.0f} and {nxt.backend}/{nxt.layout} {nxt.train_words_per_sec:,.0f} "
+                    f"words/s are tied within noise ({verdict.ratio:.2f}×; {verdict.how})")
+        low = g.iloc[-1]
+        if len(g) > 2 and low.name != nxt.name:
+            text += f"; the slowest ({low.backend}/{low.layout}) reaches {low.vs_fastest / top.vs_fastest:.0%} of it"
         out.append(text + ".")
     return out
 
 
+def _ratio_text(a, b, band) -> str:
+    v = noise.compare(a.wps_runs, b.wps_runs, band)
+    if v.beyond_noise or (v.ratio < 1 and noise.compare(b.wps_runs, a.wps_runs, band).beyond_noise):
+        return f"{v.ratio:.2f}×"
+    return f"{v.ratio:.2f}× (tied within noise)"
+
+
 def padding_cost(t: pd.DataFrame) -> list[str]:
-    """Per framework: its padding-free layouts against its 'padded' layout in the same cell,
-    and bucketed against random batching for each layout."""
-    out = []
-    sentence = t[t["mode"] == "sentence"]
+    """Per framework: its padding-free layouts against its 'padded' layout in otherwise
+    identical runs, and bucketed against random batching for each layout."""
+    out, band = [], spread(t)
+    sentence = plain(t[t["mode"] == "sentence"])
     for (preset, batch, backend), g in sentence.groupby(["preset", "batch_size", "backend"], sort=True):
         parts = []
         for layout in [lay for lay in dict.fromkeys(g.layout) if lay != "padded"]:
             ratios = []
-            for batching in ("random", "bucketed"):
-                mine, padded = (g[(g.layout == lay) & (g.batching == batching)] for lay in (layout, "padded"))
-                if not mine.empty and not padded.empty:
-                    ratios.append(f"{mine.iloc[0].train_words_per_sec / padded.iloc[0].train_words_per_sec:.2f}× "
-                                  f"with {batching} batching ({mine.iloc[0].padding_fraction:.0%} padding)")
+            for _, pair in g[g.layout.isin([layout, "padded"])].groupby("across_layouts", sort=False):
+                mine, padded = pair[pair.layout == layout], pair[pair.layout == "padded"]
+                if len(mine) == 1 and len(padded) == 1:
+                    m, p = mine.iloc[0], padded.iloc[0]
+                    ratios.append((m.batching != "random", f"{_ratio_text(m, p, band)} with {m.batching} "
+                                                             f"batching ({m.padding_fraction:.0%} padding)"))
             if ratios:
-                parts.append(f"{layout} vs padded layout " + ", ".join(ratios))
-        gains = []
-        for layout, b in g.groupby("layout", sort=False):
-            rnd, bkt = b[b.batching == "random"], b[b.batching == "bucketed"]
-            if not rnd.empty and not bkt.empty:
-                gains.append(f"{layout} {bkt.iloc[0].train_words_per_sec / rnd.iloc[0].train_words_per_sec:.2f}×")
+                parts.append(f"{layout} vs padded layout " + ", ".join(text for _, text in sorted(ratios)))
+        gains, cut = [], ""
+        for _, pair in g.groupby("across_batchings", sort=False):
+            rnd, bkt = pair[pair.batching == "random"], pair[pair.batching == "bucketed"]
+            if len(rnd) == 1 and len(bkt) == 1:
+                gains.append(f"{rnd.iloc[0].layout} {_ratio_text(bkt.iloc[0], rnd.iloc[0], band)}")
                 cut = f" (padding {rnd.iloc[0].padding_fraction:.0%} → {bkt.iloc[0].padding_fraction:.1%})"
         if gains:
             parts.append("bucketed vs random batching " + ", ".join(gains) + cut)
         if parts:
-            out.append(f"Padding, {backend} ({preset}, B={batch}): " + "; ".join(parts) + ".")
+            runs = sorted({int(n) for n in g.runs})
+            out.append(f"Padding, {backend} ({preset}, B={batch}, {'/'.join(map(str, runs))} run(s) per cell): "
+                       + "; ".join(parts) + ".")
     return out
 
 
 def perplexity_agreement(df: pd.DataFrame, verdicts: list[dict]) -> list[str]:
-    """Validation perplexity across frameworks, within runs of the same configuration and
-    training length (a 60-step run's perplexity is not a 13-epoch one's)."""
+    """Validation perplexity across frameworks. Only whole-epoch trainings of one
+    configuration are held to agreement; a run of some steps at the preset's lr leaves the
+    model far from trained, where perplexity moves fast with every step and with each
+    framework's numerics: a smoke value, and equivalence is `lmbench verify`'s verdict."""
     out = []
-    have = df[df["valid_ppl"].notna()]
-    keys = ["preset", "mode", "batching", "batch_size", "epochs", "steps"]
+    have = df[df["valid_ppl"].notna() & (df.variant == EAGER) & (df.workers == 1)]
+    keys = ["machine", "preset", "mode", "batching", "batch_size", "epochs", "steps"]
     for key, g in have.fillna({"epochs": -1, "steps": -1}).groupby(keys, sort=True):
         per = g.groupby("backend")["valid_ppl"].median()
         if len(per) < 2:
             continue
-        spread = per.max() / per.min() - 1
-        length = f"{int(key[4])} epochs" if key[4] != -1 else f"{int(key[5])} steps"
         values = ", ".join(f"{b} {v:.2f}" for b, v in per.items())
-        verdict = (f"frameworks agree within {spread:.1%}" if spread <= PPL_AGREE else
-                   f"frameworks differ by {spread:.1%}, more than the {PPL_AGREE:.0%} called agreement")
-        out.append(f"Validation perplexity ({key[0]} {key[1]}, {length}): {verdict} ({values}).")
+        if key[5] == -1:  # a run of steps: smoke values
+            out.append(f"Validation perplexity after {int(key[6])} steps at lr {g.iloc[0].get('lr', 1):g} "
+                       f"({key[1]} {key[2]}): {values}: smoke values, not comparable across frameworks "
+                       f"(equivalence is `lmbench verify`'s verdict below).")
+            continue
+        spread_ = per.max() / per.min() - 1
+        verdict = (f"frameworks agree within {spread_:.1%}" if spread_ <= PPL_AGREE else
+                   f"frameworks differ by {spread_:.1%}, more than the {PPL_AGREE:.0%} called agreement")
+        out.append(f"Validation perplexity ({key[1]} {key[2]}, {int(key[5])} epochs): {verdict} ({values}).")
     for v in verdicts:
         out.append(f"`lmbench verify` ({v.get('preset', '?')} preset, commit {str(v.get('git_commit') or '?')[:7]}): "
                    f"{v.get('verdict')}.")

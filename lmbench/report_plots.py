@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pandas as pd
 
 COLOURS = {"torch": "#d62728", "tensorflow": "#ff7f0e", "paddle": "#1f77b4"}
@@ -54,11 +55,17 @@ def _png(fig) -> bytes:
 
 
 def _main_slice(t: pd.DataFrame) -> pd.DataFrame:
-    """The most common preset and batch size: bars compare like with like."""
-    if t.empty:
-        return t
-    t = t[t["preset"] == t["preset"].mode()[0]]
-    return t[t["batch_size"] == t["batch_size"].mode()[0]]
+    """Eager float32 single-worker cells of the most common machine, preset, batch size,
+    length and thread count: bars set side by side only runs alike in all but framework,
+    layout and batching (lmbench.report_findings.plain)."""
+    from .report_findings import plain
+
+    t = plain(t)
+    for column in ("machine", "preset", "batch_size", "length", "threads"):
+        if t.empty:
+            return t
+        t = t[t[column] == t[column].mode()[0]]
+    return t
 
 
 def throughput(t: pd.DataFrame, plt) -> tuple[str, bytes] | None:
@@ -84,14 +91,15 @@ def throughput(t: pd.DataFrame, plt) -> tuple[str, bytes] | None:
             r = row.iloc[0]
             xs.append(gi + (i - (len(bars) - 1) / 2) * width)
             ys.append(r.train_words_per_sec)
-            lo.append(r.train_words_per_sec - r.wps_min)
-            hi.append(r.wps_max - r.train_words_per_sec)
+            one = r.runs < 2  # a single run has no spread to show: no bar, not a zero-length one
+            lo.append(np.nan if one else r.train_words_per_sec - r.wps_min)
+            hi.append(np.nan if one else r.wps_max - r.train_words_per_sec)
         if not xs:
             continue
         ax.bar(xs, ys, width=width * 0.95, color=colour(backend, seen), edgecolor="black", linewidth=0.5,
                hatch=HATCHES[layouts[backend].index(layout) % len(HATCHES)],
                label=f"{backend} / {layout}" + " (native)" * ((backend, layout) in native),
-               yerr=[lo, hi], capsize=3, error_kw={"elinewidth": 1})
+               yerr=[lo, hi], capsize=0 if all(np.isnan(lo)) else 3, error_kw={"elinewidth": 1})
     ax.set_xticks(range(len(groups)), [f"{g} batching" if g != "stream" else "stream mode" for g in groups])
     ax.set_ylabel("train words/s (real tokens, median of runs)")
     best = t.loc[t.train_words_per_sec.idxmax()]
@@ -133,8 +141,12 @@ def padding(t: pd.DataFrame, plt) -> tuple[str, bytes] | None:
 def by_size(df: pd.DataFrame, column: str, name: str, plt) -> tuple[str, bytes] | None:
     """Throughput vs batch size or hidden size: one line per cell that differs in that
     column only (same preset, or same batch size for hidden sizes), where it has 2+ values."""
+    from .report_findings import plain
+
+    df = plain(df)
     fixed = ["backend", "layout", "batching", "mode", "preset" if column == "batch_size" else "batch_size"]
-    lines = [(k, g) for k, g in df.groupby(fixed, sort=True) if g[column].nunique() > 1]
+    same = ["machine", "length", "threads"]  # alike beyond the line's own label
+    lines = [(k[:len(fixed)], g) for k, g in df.groupby(fixed + same, sort=True) if g[column].nunique() > 1]
     if not lines:
         return None
     fig, ax = plt.subplots(figsize=(WIDTH, 4.5), layout="constrained")

@@ -11,12 +11,17 @@ import statistics
 from collections import defaultdict
 
 from .report_plots import _legend_below, _png, _style, colour
+from .runspec import RunSpec, identity_text, record_identity
 
 
 def _cell(r: dict) -> tuple:
-    c, run = r["config"], r.get("run") or {}
+    """The run's identity but for how many workers ran it (lmbench.runspec): a 1-worker run is
+    the baseline of an N-worker run only when everything else, compile and precision too,
+    is the same. The scaling is kept: strong and weak are two rows against one baseline."""
+    c, spec = r["config"], RunSpec.from_record(r)
     return (r["backend"], r["layout"], c["preset"], c["mode"], c["batching"] if c["mode"] == "sentence" else "-",
-            c["batch_size"], run.get("steps"), run.get("scaling") or "strong", r.get("threads"), r.get("device"))
+            c["batch_size"], spec.steps, spec.scaling, spec.threads, r.get("device"),
+            identity_text(record_identity(r, without=("workers", "nodes", "scaling"))))
 
 
 def scaling_rows(records: list[dict]) -> list[dict]:
@@ -32,12 +37,12 @@ def scaling_rows(records: list[dict]) -> list[dict]:
         if cell not in parallel:
             continue
         wps = statistics.median(r["metrics"]["train_words_per_sec"] for r in rs)
-        one = runs.get((cell, 1))
+        one = next((rs for (c, w), rs in runs.items() if w == 1 and c[-1] == cell[-1]), None)
         base = statistics.median(r["metrics"]["train_words_per_sec"] for r in one) if one else None
         dp = rs[0]["metrics"].get("data_parallel") or {}
         shares = [r["metrics"]["data_parallel"]["allreduce_share"] for r in rs
                   if (r["metrics"].get("data_parallel") or {}).get("allreduce_share") is not None]
-        backend, layout, preset, mode, batching, batch, steps, scaling, threads, device = cell
+        backend, layout, preset, mode, batching, batch, steps, scaling, threads, device, _ = cell
         rows.append({"backend": backend, "layout": layout, "preset": preset, "mode": mode, "batching": batching,
                      "scaling": scaling, "workers": workers, "threads": threads,
                      "per_worker_batch": "/".join(map(str, sorted(set(dp.get("per_worker_batch_size") or [batch])))),

@@ -15,8 +15,26 @@ import pandas as pd
 from .backend import available_backends, backend_layouts
 from .peak import find_peaks
 from .results import variant
+from .runspec import EAGER, RunSpec, identity_text, record_identity, where
 
 PUBLISHED = {"small": (120.7, 114.5), "medium": (86.2, 82.7), "large": (82.2, 78.4)}  # Zaremba 2014
+
+
+# the identities a finding compares runs within: everything the same but what it is about
+# (lmbench.runspec: a median or a ratio never mixes two identities)
+COMPARED_WITHIN = {
+    "identity": (),  # repeats of one run
+    "across_frameworks": ("backend", "layout", "framework_version"),
+    "across_layouts": ("layout",),
+    "across_batchings": ("batching",),
+    "variant_base": ("compile", "precision", "framework_version", "ran_on"),  # a variant vs its eager run
+    "scaling_base": ("workers", "nodes", "scaling"),  # N workers vs 1
+}
+
+
+def comparison_keys(record: dict) -> dict[str, str]:
+    """{name: identity text} of a record for every COMPARED_WITHIN grouping."""
+    return {name: identity_text(record_identity(record, without)) for name, without in COMPARED_WITHIN.items()}
 
 
 def native_layout(backend: str) -> str | None:
@@ -37,7 +55,7 @@ def frame(records: list[dict], search=()) -> pd.DataFrame:
     for r in records:
         if r.get("status") != "ok" or not r.get("metrics"):
             continue
-        m, c = r["metrics"], r["config"]
+        m, c, spec = r["metrics"], r["config"], RunSpec.from_record(r)
         # a backend that takes no per-step samples (JAX on CPU, TF on GPU) records None
         st = {k: np.nan if v is None else v for k, v in (m.get("step_time_ms") or {}).items()}
         # only GEMM rates measured on this record's CPU model (a peak.json found in a directory
@@ -56,24 +74,26 @@ def frame(records: list[dict], search=()) -> pd.DataFrame:
         timed = m.get("timed_tokens")
         tokens_per_step = timed / steps if steps and timed else np.nan
         rows.append({
+            **comparison_keys(r), "machine": dict(where(r))["machine"], "suite": r.get("suite"),
+            "ab_side": r.get("ab_side"), "compiled": bool((r.get("run") or {}).get("compile")),
+            "precision": (r.get("run") or {}).get("precision") or "fp32",
             "backend": r["backend"], "layout": r["layout"], "preset": c["preset"], "mode": c["mode"],
             "batching": c["batching"] if c["mode"] == "sentence" else "-", "batch_size": c["batch_size"],
             "hidden": c.get("hidden"), "device": r.get("device") or "-",
             "workers": (r.get("run") or {}).get("workers") or 1,
-            "epochs": (r.get("run") or {}).get("epochs"), "steps": (r.get("run") or {}).get("steps"),
+            "epochs": spec.epochs, "steps": spec.steps, "lr": c.get("lr"),
             # a 2-epoch and a 13-epoch training are different cells, not repeats
-            "length": (f"{r['run']['epochs']} epochs" if (r.get("run") or {}).get("epochs")
-                       else f"{(r.get('run') or {}).get('steps') or m.get('steps') or '?'} steps"),
+            "length": f"{spec.epochs} epochs" if spec.epochs else f"{spec.steps} steps",
             "train_words_per_sec": m["train_words_per_sec"], "step_ms_median": st.get("median", np.nan),
             "step_ms_p10": st.get("p10", np.nan), "step_ms_p90": st.get("p90", np.nan),
-            # the median step's time per real token it carried: comparable across batchings
+            # the median step's time over the mean real tokens per timed step
             "us_per_token": 1e3 * st.get("median", np.nan) / tokens_per_step,
             "eval_words_per_sec": m.get("eval_words_per_sec", np.nan),
             "valid_ppl": m.get("valid_ppl", np.nan), "test_ppl": m.get("test_ppl", np.nan),
             "peak_memory_mib": mem / 2 ** 20 if mem else np.nan,
             "padding_fraction": m.get("padding_fraction", np.nan), "achieved_gflops": gflops,
             "own_gemm_gflops": own_gflops or np.nan, "ceiling_gflops": ceiling or np.nan,
-            "ceiling_by": ceiling_by, "threads": r.get("threads"),
+            "ceiling_by": ceiling_by, "threads": spec.threads,
             "ceiling_threads": peaks[ceiling_by].get("threads") if ceiling_by else None,
             "pct_of_ceiling": 100 * gflops / ceiling if ceiling else np.nan,
             "cold_shapes_ms": (m.get("cold_shapes") or {}).get("extra_ms_median", np.nan)
@@ -92,20 +112,29 @@ def frame(records: list[dict], search=()) -> pd.DataFrame:
     return df
 
 
-CELL = ["preset", "mode", "batching", "batch_size", "length", "backend", "layout", "variant", "workers"]
+# what a cell shows of its identity (one value per identity: taken from its first run)
+CELL = ["preset", "mode", "batching", "batch_size", "length", "backend", "layout", "variant", "workers",
+        "device", "threads", "machine", "suite", "ab_side", "compiled", "precision"] + list(COMPARED_WITHIN)
 
 
 def headline(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell: medians over repeats, the spread across repeats (min-max words/s),
-    and throughput relative to the fastest cell of the same preset and mode."""
-    agg = {"runs": ("train_words_per_sec", "size"), "wps_min": ("train_words_per_sec", "min"),
-           "wps_max": ("train_words_per_sec", "max"), "peak_memory_mib": ("peak_memory_mib", "max")}
+    """One row per run identity (lmbench.runspec.record_identity): medians over its repeats,
+    the spread across them (min-max words/s, and every run's words/s for the noise test),
+    and throughput relative to the fastest eager fp32 single-worker cell of the same preset,
+    mode and machine."""
+    agg = {c: (c, "first") for c in CELL if c != "identity"}
+    agg.update({"runs": ("train_words_per_sec", "size"), "wps_min": ("train_words_per_sec", "min"),
+                "wps_max": ("train_words_per_sec", "max"), "wps_runs": ("train_words_per_sec", list),
+                "peak_memory_mib": ("peak_memory_mib", "max")})
     for col in ("train_words_per_sec", "step_ms_p10", "step_ms_median", "step_ms_p90", "us_per_token",
                 "eval_words_per_sec", "valid_ppl", "test_ppl", "padding_fraction", "achieved_gflops",
                 "own_gemm_gflops", "ceiling_gflops", "pct_of_ceiling", "cold_shapes_ms"):
         agg[col] = (col, "median")
-    t = df.groupby(CELL, sort=False, dropna=False).agg(**agg).reset_index()
-    t["vs_fastest"] = t["train_words_per_sec"] / t.groupby(["preset", "mode"])["train_words_per_sec"].transform("max")
+    t = df.groupby("identity", sort=False, dropna=False).agg(**agg).reset_index()
+    plain = (t.variant == EAGER) & (t.workers == 1)
+    best = t[plain].groupby(["machine", "preset", "mode"])["train_words_per_sec"].max()
+    t["vs_fastest"] = [w / best.get((m, p, mo), np.nan) if ok else np.nan
+                       for w, m, p, mo, ok in zip(t.train_words_per_sec, t.machine, t.preset, t["mode"], plain)]
     t["native"] = [native_layout(b) == lay for b, lay in zip(t.backend, t.layout)]
     t = t.sort_values(["preset", "mode", "train_words_per_sec"], ascending=[True, True, False])
     return t.reset_index(drop=True)
@@ -130,19 +159,23 @@ HEADLINE = [
     ("Batching", lambda r: r.batching, lambda r: r.batching),
     ("Batch", lambda r: r.batch_size, lambda r: str(r.batch_size)),
     ("Workers", lambda r: r.workers, lambda r: str(r.workers)),
+    ("Threads", lambda r: r.threads, lambda r: _num(r.threads)),
     ("Trained for", lambda r: r.length, lambda r: r.length),
+    ("Machine", lambda r: r.machine, lambda r: r.machine),
+    ("A/B side", lambda r: r.ab_side, lambda r: r.ab_side or "–"),
     ("Runs", lambda r: r.runs, lambda r: str(r.runs)),
     ("Train words/s [repeat min–max]", lambda r: r.train_words_per_sec,
      lambda r: _num(r.train_words_per_sec) + (f" [{_num(r.wps_min)}–{_num(r.wps_max)}]" if r.runs > 1 else "")),
     ("Step time ms p50 [p10–p90]", lambda r: r.step_ms_median,
      lambda r: f"{_num(r.step_ms_median, 1)} [{_num(r.step_ms_p10, 1)}–{_num(r.step_ms_p90, 1)}]"),
-    ("µs per real token (p50 step)", lambda r: r.us_per_token, lambda r: _sig(r.us_per_token)),
+    ("µs per real token (p50 step ÷ mean tokens per step)", lambda r: r.us_per_token,
+     lambda r: _sig(r.us_per_token)),
     ("Eval words/s", lambda r: r.eval_words_per_sec, lambda r: _num(r.eval_words_per_sec)),
     ("Valid ppl", lambda r: r.valid_ppl, lambda r: _num(r.valid_ppl, 2)),
     ("Peak memory MiB", lambda r: r.peak_memory_mib, lambda r: _num(r.peak_memory_mib)),
     ("Padding %", lambda r: r.padding_fraction, lambda r: _num(100 * r.padding_fraction, 1)),
     ("Utilisation % of device ceiling", lambda r: r.pct_of_ceiling, lambda r: _num(r.pct_of_ceiling, 1)),
-    ("× fastest", lambda r: r.vs_fastest, lambda r: f"{r.vs_fastest:.2f}×"),
+    ("× fastest", lambda r: r.vs_fastest, lambda r: "–" if _missing(r.vs_fastest) else f"{r.vs_fastest:.2f}×"),
 ]
 DETAILS = [
     ("Framework", lambda r: r.backend, lambda r: r.backend),
@@ -170,7 +203,8 @@ def cells(t: pd.DataFrame, columns) -> tuple[list[str], list[list[tuple[object, 
         values = [key(r) for r in rows]
         if all(_missing(v) for v in values):
             continue
-        if header in ("Batching", "Batch", "Workers", "Trained for", "Variant") and len(set(values)) == 1:
+        if header in ("Batching", "Batch", "Workers", "Threads", "Trained for", "Variant", "Machine",
+                      "A/B side") and len(set(values)) == 1:
             continue
         keep.append((header, key, text))
     return ([h for h, _, _ in keep],

@@ -7,10 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .report_table import comparison_keys
 from .results import variant
+from .runspec import EAGER, RunSpec
 
-BASE = ["preset", "mode", "batching", "batch_size", "length", "backend", "layout"]
-EAGER = "eager fp32"
+# a variant is compared with the eager fp32 run of its own identity (lmbench.runspec), the
+# variant aside: variant_base is that identity's text, the rest what the table shows of it
+BASE = ["preset", "mode", "batching", "batch_size", "length", "backend", "layout", "variant_base"]
 
 
 def _num(x, digits=0) -> str:
@@ -22,9 +25,9 @@ def _skipped(records: list[dict]) -> pd.DataFrame:
     for r in records:
         if r.get("status") != "skipped":
             continue
-        c, run = r["config"], r.get("run") or {}
-        length = f"{run['epochs']} epochs" if run.get("epochs") else f"{run.get('steps') or '?'} steps"
-        out.append({"preset": c["preset"], "mode": c["mode"],
+        c, spec = r["config"], RunSpec.from_record(r)
+        length = f"{spec.epochs} epochs" if spec.epochs else f"{spec.steps} steps"
+        out.append({"variant_base": comparison_keys(r)["variant_base"], "preset": c["preset"], "mode": c["mode"],
                     "batching": c["batching"] if c["mode"] == "sentence" else "-",
                     "batch_size": c["batch_size"], "length": length, "backend": r["backend"],
                     "layout": r["layout"], "variant": variant(r), "reason": r.get("reason") or ""})

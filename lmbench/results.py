@@ -5,7 +5,9 @@ import json
 import math
 from pathlib import Path
 
+from .config import ConfigError
 from .runner import SCHEMA_VERSION
+from .runspec import RunSpec, variant_label
 
 
 class ResultsError(ValueError):
@@ -37,6 +39,10 @@ def _incomplete(record: dict) -> str | None:
         return f"'config' lacks one of {', '.join(CONFIG_KEYS)}"
     if not isinstance(record.get("run", {}) or {}, dict):
         return "'run' is not a table of run settings"
+    try:
+        RunSpec.from_record(record)
+    except (ConfigError, TypeError) as e:
+        return f"its settings are not a run this lmbench can read ({e})"
     if record.get("status") not in ("ok", "failed", "skipped"):
         return f"status {record.get('status')!r} is none of 'ok', 'failed', 'skipped'"
     if record["status"] == "ok":
@@ -100,33 +106,15 @@ def load_records(paths, warn=print, future_is_error: bool = False) -> list[dict]
     return records
 
 
-# run settings added after records were first written, at the value older records ran with:
-# a record that leaves one out and a record that holds its default are the same measurement
-RUN_DEFAULTS = {"workers": 1, "scaling": "strong", "nodes": 1, "node_rank": 0, "compile": False, "precision": "fp32"}
-
-
-def cell_key(record: dict) -> tuple:
-    """What makes two runs the same measurement: backend, layout, config, run settings."""
-    run = dict(record.get("run") or {})
-    if (run.get("workers") or 1) * (run.get("nodes") or 1) == 1:
-        run.pop("scaling", None)  # one worker: nothing is split
-    run = {k: v for k, v in run.items() if k != "device" and not (k in RUN_DEFAULTS and v == RUN_DEFAULTS[k])}
-    return (record["backend"], record["layout"], json.dumps(record["config"], sort_keys=True),
-            json.dumps(run, sort_keys=True))
-
-
 def variant(record: dict) -> str:
     """The run variant: "eager fp32" (the default), "compile", "bf16", "compile bf16", ..."""
     run = record.get("run") or {}
-    precision = run.get("precision") or "fp32"
-    parts = ["compile"] * bool(run.get("compile")) + [precision] * (precision != "fp32")
-    return " ".join(parts) or "eager fp32"
+    return variant_label(bool(run.get("compile")), run.get("precision") or "fp32")
 
 
 def label(record: dict) -> str:
-    c = record["config"]
-    extra = f"/{c['batching']}" if c["mode"] == "sentence" else ""
-    workers = (record.get("run") or {}).get("workers") or 1
-    tag = "" if variant(record) == "eager fp32" else f" [{variant(record)}]"
-    return (f"{record['backend']}/{record['layout']} {c['preset']} {c['mode']}{extra} B={c['batch_size']}{tag}"
-            + (f" x{workers} workers" if workers > 1 else ""))
+    """One line naming the run: backend/layout preset mode/batching B=... [variant] xN workers."""
+    try:
+        return RunSpec.from_record(record).label
+    except (ConfigError, TypeError, KeyError):  # a record this lmbench cannot read as a run
+        return f"{record.get('backend')}/{record.get('layout')} (unreadable settings)"

@@ -23,12 +23,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import env, launch
-from .config import Config, ConfigError
+from .config import ConfigError
+from .runspec import EAGER, RunSpec
 
 SCHEMA_VERSION = 1
-RECORDED_RUN_FIELDS = ("steps", "epochs", "warmup", "eval", "eval_batches", "epoch_batches", "device",
-                       "threads", "workers", "scaling", "nodes", "node_rank", "compile", "precision")
-SCALINGS = ("strong", "weak")
 
 
 class RecordWriteError(RuntimeError):
@@ -47,98 +45,6 @@ def check_timeout(timeout) -> None:
     """A timeout is a positive finite number of seconds (or None: no timeout)."""
     if timeout is not None and not _is_positive_number(timeout):
         raise ConfigError(f"invalid timeout={timeout!r}: must be a positive number of seconds")
-
-
-def run_spec(cfg: Config, backend: str, layout: str | None = None, device: str = "auto",
-             threads: int | None = None, steps: int | None = None, epochs: int | None = None,
-             warmup: int = 10, eval: str = "valid", data_dir=None, target_ppl=None,
-             eval_batches: int | None = None, checkpoint=None, resume: bool = False,
-             epoch_batches: int | None = None, oversubscribe: bool = False, workers: int = 1,
-             scaling: str = "strong", nodes: int = 1, node_rank: int = 0, rendezvous: str | None = None,
-             compile: bool = False, precision: str = "fp32") -> dict:
-    """The worker's spec of one run, every value validated: the one place `run`, `bench`
-    and suite files are checked (ConfigError naming the value and what is allowed)."""
-    from .backend import PRECISIONS, backend_layouts
-
-    layouts = backend_layouts(backend)
-    layout = layout or layouts[0]
-    if layout not in layouts:
-        raise ConfigError(f"invalid layout={layout!r} for backend {backend!r}: allowed: {', '.join(layouts)}")
-    if device not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"invalid device={device!r}: allowed: auto, cpu, cuda")
-    if eval not in ("valid", "test", "both", "none"):
-        raise ConfigError(f"invalid eval={eval!r}: allowed: valid, test, both, none")
-    for name, value in (("steps", steps), ("epochs", epochs), ("threads", threads), ("workers", workers), ("nodes", nodes),
-                        ("eval_batches", eval_batches), ("epoch_batches", epoch_batches)):
-        if value is not None and (not _is_int(value) or value <= 0):
-            raise ConfigError(f"invalid {name}={value!r}: must be a positive integer")
-    if not isinstance(compile, bool):
-        raise ConfigError(f"invalid compile={compile!r}: must be true or false")
-    if precision not in PRECISIONS:
-        raise ConfigError(f"invalid precision={precision!r}: allowed: {', '.join(PRECISIONS)}")
-    if not _is_int(warmup) or warmup < 0:
-        raise ConfigError(f"invalid warmup={warmup!r}: must be an integer >= 0")
-    if target_ppl is not None and not _is_positive_number(target_ppl):
-        raise ConfigError(f"invalid target_ppl={target_ppl!r}: must be a positive number")
-    if steps and epochs:
-        raise ConfigError("give steps or epochs, not both")
-    if (checkpoint or resume or epoch_batches) and not epochs:
-        raise ConfigError("checkpoint, resume and epoch_batches go with epochs (--epochs N)")
-    if resume and not checkpoint:
-        raise ConfigError("resume needs a checkpoint file (--checkpoint FILE)")
-    if epoch_batches and warmup >= epoch_batches:
-        raise ConfigError(f"invalid warmup={warmup} with epoch_batches={epoch_batches}: the warm-up would "
-                          f"leave no timed step in the first epoch; use a warm-up below {epoch_batches} "
-                          f"(--warmup) or more batches per epoch (--epoch-batches)")
-    cpus = env.cpu_count()
-    if scaling not in SCALINGS:
-        raise ConfigError(f"invalid scaling={scaling!r}: allowed: {', '.join(SCALINGS)}")
-    if workers > 1 or nodes > 1:
-        _check_data_parallel(backend, workers, threads or cpus, cfg, epochs, scaling, nodes, node_rank, rendezvous)
-    warnings = []
-    if threads and threads > cpus:
-        too_many = (f"{threads} threads on this machine's {cpus} CPU(s): the threads queue for the "
-                    f"cores, so the run times the scheduler, not the framework")
-        if not oversubscribe:
-            raise ConfigError(f"invalid threads={threads}: {too_many}; use {cpus} thread(s) or fewer (--threads), or pass "
-                              f"--oversubscribe to measure it anyway (the record then carries a warning)")
-        warnings.append(too_many)
-    return {"config": cfg.to_dict(), "backend": backend, "layout": layout, "device": device,
-            "threads": threads or cpus, "steps": steps, "epochs": epochs,
-            "warmup": warmup, "eval": eval, "data_dir": str(data_dir) if data_dir else None,
-            "target_ppl": target_ppl, "eval_batches": eval_batches, "epoch_batches": epoch_batches,
-            "checkpoint": str(checkpoint) if checkpoint else None, "resume": resume,
-            "workers": workers, "scaling": scaling, "nodes": nodes, "node_rank": node_rank,
-            "rendezvous": rendezvous, "compile": compile, "precision": precision, "warnings": warnings}
-
-
-def _check_data_parallel(backend, workers, threads, cfg, epochs, scaling, nodes, node_rank, rendezvous) -> None:
-    from .backend import data_parallel
-
-    if nodes > 1:
-        if not (data_parallel(backend) or {}).get("launcher_nodes"):
-            raise ConfigError(f"invalid nodes={nodes}: backend {backend!r} declares no launcher for several "
-                              f"machines (DATA_PARALLEL['launcher_nodes']); use --nodes 1")
-        if not _is_int(node_rank) or not 0 <= node_rank < nodes:
-            raise ConfigError(f"invalid node_rank={node_rank!r}: must be 0..{nodes - 1} (this machine's place)")
-        host, _, port = (rendezvous or "").rpartition(":")
-        if not host or not port.isdigit():
-            raise ConfigError(f"invalid rendezvous={rendezvous!r}: give machine 0's HOST:PORT (--rendezvous), "
-                              f"the same on every machine")
-    if data_parallel(backend) is None:
-        raise ConfigError(f"invalid workers={workers}: backend {backend!r} has no data-parallel support "
-                          f"(its module declares no DATA_PARALLEL); use --workers 1")
-    if epochs:
-        raise ConfigError(f"workers={workers} goes with a timed run of --steps: data-parallel training of "
-                          f"whole epochs (--epochs) is not supported")
-    if threads % workers:
-        raise ConfigError(f"invalid workers={workers} with threads={threads}: each worker gets threads / "
-                          f"workers threads, so threads must be a multiple of workers (e.g. --threads "
-                          f"{workers * max(1, threads // workers)})")
-    if scaling == "strong" and cfg.batch_size < workers * nodes:
-        raise ConfigError(f"invalid workers={workers}: a global batch of {cfg.batch_size} sequences cannot "
-                          f"be split over {workers * nodes} workers; use --batch-size {workers * nodes} or more, or "
-                          f"--scaling weak")
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -178,19 +84,19 @@ def check_writable_dir(directory, what: str) -> None:
                           f"writable directory") from e
 
 
-def check_checkpoint(spec: dict, overwrite: bool = False) -> None:
+def check_checkpoint(spec: RunSpec, overwrite: bool = False) -> None:
     """The checkpoint path is writable with room for a checkpoint, and an existing one is
     never overwritten by a fresh run by accident."""
-    if not spec.get("checkpoint"):
+    if not spec.checkpoint:
         return
     from .weights import num_params
 
-    path = Path(spec["checkpoint"])
-    if path.exists() and not spec.get("resume") and not overwrite:
+    path = Path(spec.checkpoint)
+    if path.exists() and not spec.resume and not overwrite:
         raise ConfigError(f"checkpoint {path} already exists: pass --resume to continue it, or give "
                           f"--checkpoint a new path (or --overwrite to start it again from epoch 0)")
     check_writable(path, "--checkpoint")
-    need = 2 * 4 * num_params(Config(**spec["config"])) + (1 << 20)  # float32 weights, old + new file
+    need = 2 * 4 * num_params(spec.config) + (1 << 20)  # float32 weights, old + new file
     base = _nearest_existing(path.parent)
     free = shutil.disk_usage(base).free
     if free < need:
@@ -219,28 +125,28 @@ def interrupt_exit_status(e: KeyboardInterrupt) -> int:
     return 128 + int(getattr(signal, name, signal.SIGINT))
 
 
-def run_isolated(spec: dict, timeout: float | None = None, on_progress=None,
+def run_isolated(spec: RunSpec, timeout: float | None = None, on_progress=None,
                  python: str = sys.executable) -> dict:
     """Run one spec in a fresh child process and return its full run record."""
     record = {
         "schema_version": SCHEMA_VERSION,
         "run_id": uuid.uuid4().hex,
         "utc_time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "backend": spec["backend"], "layout": spec["layout"], "config": spec["config"],
-        "run": {k: spec.get(k) for k in RECORDED_RUN_FIELDS},
-        "threads": spec["threads"],
+        "backend": spec.backend, "layout": spec.layout, "config": spec.config.to_dict(),
+        "run": spec.recorded(),
+        "threads": spec.threads,
     }
-    if spec.get("warnings"):
-        record["warnings"] = list(spec["warnings"])
+    if spec.warnings:
+        record["warnings"] = list(spec.warnings)
     record["git_commit"], record["git_dirty"] = env.git_state()
     record.update(env.host())
-    workers = spec.get("workers") or 1  # on this machine
-    nodes, node_rank = spec.get("nodes") or 1, spec.get("node_rank") or 0
+    workers = spec.workers  # on this machine
+    nodes, node_rank = spec.nodes, spec.node_rank
     ranks = list(range(node_rank * workers, (node_rank + 1) * workers))  # this machine's
     world = workers * nodes
     with tempfile.TemporaryDirectory(prefix="lmbench-run-") as tmp:
         spec_path, result_path, fifo = Path(tmp, "spec.json"), Path(tmp, "result.json"), Path(tmp, "progress")
-        spec_path.write_text(json.dumps(spec))
+        spec_path.write_text(json.dumps(spec.to_dict()))
         stderr_path = Path(tmp, "stderr.txt")
         os.mkfifo(fifo)
         # the reading end, and a writing end held open so that the FIFO never reads as EOF
@@ -251,8 +157,8 @@ def run_isolated(spec: dict, timeout: float | None = None, on_progress=None,
             with open(stderr_path, "wb") as stderr:
                 # own session(s), killed with everything they started on a timeout; a worker
                 # ends itself if this process dies (lmbench.lifeline)
-                job = launch.start("lmbench.worker", [spec_path, result_path, fifo], spec["backend"],
-                                   workers, Path(tmp), stderr, python, nodes, node_rank, spec.get("rendezvous"))
+                job = launch.start("lmbench.worker", [spec_path, result_path, fifo], spec.backend,
+                                   workers, Path(tmp), stderr, python, nodes, node_rank, spec.rendezvous)
             try:
                 timed_out = _pump(job, read_fd, timeout, on_progress)
             except BaseException:  # Ctrl-C or SIGTERM in the parent: take the workers down too
@@ -397,7 +303,7 @@ def summary(record: dict) -> str:
     head = (f"{record['backend']}/{record['layout']}  {c['preset']} {c['mode']}"
             + (f"/{c['batching']}" if c["mode"] == "sentence" else "")
             + f"  B={c['batch_size']} H={c['hidden']} L={c['layers']}  device={record.get('device')}"
-            + f"  threads={record['threads']}" + _variant(record.get("run") or {}))
+            + f"  threads={record['threads']}" + _variant(record))
     warnings = "".join(f"\n  WARNING: {w}" for w in record.get("warnings") or [])
     head += warnings
     if record["status"] == "skipped":
@@ -426,13 +332,15 @@ def summary(record: dict) -> str:
     return "\n".join(lines)
 
 
-def _variant(run: dict) -> str:
-    """ "  compile precision=bf16" for a variant run, "" for eager float32."""
-    return (" compile" * bool(run.get("compile")) + (f" precision={run['precision']}"
-            if run.get("precision", "fp32") != "fp32" else "")).replace(" ", "  ", 1)
+def _variant(record: dict) -> str:
+    """ "  [compile bf16]" for a variant run, "" for eager float32."""
+    from .results import variant
+
+    name = variant(record)
+    return "" if name == EAGER else f"  [{name}]"
 
 
-def preflight(spec: dict, timeout=None, out=None, overwrite: bool = False) -> None:
+def preflight(spec: RunSpec, timeout=None, out=None, overwrite: bool = False) -> None:
     """What `run` checks before the work starts, so that nothing fails after it: the
     timeout, the record file and the checkpoint (ConfigError naming the problem)."""
     check_timeout(timeout)

@@ -20,8 +20,9 @@ import itertools
 from pathlib import Path
 
 from .backend import available_backends, backend_layouts
-from .config import FIELDS, ConfigError, make_config
-from .runner import check_timeout, run_spec
+from .config import ConfigError
+from .runner import check_timeout
+from .runspec import NATIVE, SUITE_FIELDS, SUITE_ONLY, RunSpec, make_spec
 
 try:
     import tomllib
@@ -37,11 +38,8 @@ def suites_dir() -> Path:
     return Path(next(iter(suites.__path__)))
 
 
-# suite-only fields (everything else is a lmbench.config field), with their checks
-POSITIVE_INT = ("steps", "epochs", "eval_batches", "epoch_batches", "repeats", "threads", "workers")
-RUN_FIELDS = {"backend", "layout", "warmup", "eval", "timeout", "target_ppl", "scaling", "compile", "precision",
-              *POSITIVE_INT}
-ALLOWED = sorted(RUN_FIELDS | set(FIELDS) - {"vocab_size"})
+# what a suite may set: lmbench.runspec.SUITE_FIELDS (run settings, config fields, repeats, timeout)
+ALLOWED = list(SUITE_FIELDS)
 
 
 class SuiteError(ValueError):
@@ -68,7 +66,7 @@ def _hint(word: str, allowed) -> str:
 
 
 def _check_suite_fields(cell: dict, where: str) -> None:
-    """The two fields only suites have; every run field is checked by lmbench.runner.run_spec."""
+    """The two fields only suites have; every run field is checked by lmbench.runspec.RunSpec."""
     v = cell.get("repeats")
     if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):
         raise SuiteError(f"{where}: invalid repeats={v!r}: must be a positive integer")
@@ -125,14 +123,14 @@ def load_suite(path: str | Path) -> list[dict]:
                 raise SuiteError(f"{where}: unknown backend {cell['backend']!r}"
                                  f"{_hint(str(cell['backend']), backends)}: available: {', '.join(backends)}")
             layouts = backend_layouts(cell["backend"])
-            layout = cell.get("layout", "native")
-            cell["layout"] = layouts[0] if layout == "native" else layout
-            if cell["layout"] not in layouts:
+            layout = cell.get("layout", NATIVE)
+            if layout != NATIVE and layout not in layouts:
                 raise SuiteError(f"{where}: backend {cell['backend']!r} has no layout {layout!r}"
-                                 f"{_hint(str(layout), layouts)}: allowed: native, {', '.join(layouts)}")
+                                 f"{_hint(str(layout), layouts)}: allowed: {NATIVE}, {', '.join(layouts)}")
             _check_suite_fields(cell, where)
             try:
-                spec_for(cell)  # every config/run value validated here, before any cell runs
+                # every value validated here, before any cell runs
+                cell["layout"] = spec_for(cell).for_this_machine().layout
             except (ConfigError, TypeError) as e:
                 raise SuiteError(f"{where}: {e}") from e
             key = repr(sorted(cell.items()))
@@ -144,13 +142,7 @@ def load_suite(path: str | Path) -> list[dict]:
     return cells
 
 
-def spec_for(cell: dict, device: str = "auto", data_dir=None) -> dict:
-    """The lmbench.runner spec of one cell."""
-    cfg = make_config(cell.get("preset", "small"),
-                      **{k: v for k, v in cell.items() if k in FIELDS and k != "preset"})
-    return run_spec(cfg, cell["backend"], cell["layout"], device, cell.get("threads"), cell.get("steps"),
-                    cell.get("epochs"), cell.get("warmup", 10), cell.get("eval", "valid"), data_dir,
-                    cell.get("target_ppl"), cell.get("eval_batches"),
-                    epoch_batches=cell.get("epoch_batches"), workers=cell.get("workers", 1),
-                    scaling=cell.get("scaling", "strong"), compile=cell.get("compile", False),
-                    precision=cell.get("precision", "fp32"))
+def spec_for(cell: dict, device: str = "auto", data_dir=None) -> RunSpec:
+    """The RunSpec of one cell (not yet resolved for this machine: see RunSpec.for_this_machine)."""
+    settings = {k: v for k, v in cell.items() if k not in SUITE_ONLY and k != "backend"}
+    return make_spec(cell["backend"], device=device, data_dir=data_dir, **settings)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from .backend import available_backends, backend_layouts
 from .probe import SKIPPED, ProbeError, probe
 from .verify import TOLERANCES, _unpack, build_case, compare, failed_checks
+from .runspec import variant_label
 
 # The worst relative difference to eager fp32 measured over every layout, batch and tensor by
 # `lmbench verify --precision bf16 --preset tiny` and `--preset small` on this project's CPU
@@ -38,10 +39,6 @@ _BF16 = {"loss": 1e-6, "grad": 2e-1, "trained_loss": 1e-1, "trained_weights": 5e
 REDUCED = {"bf16": _BF16, "fp16": _BF16}
 
 
-def _variant_name(compile: bool, precision: str) -> str:
-    return " ".join(["compile"] * compile + [precision] * (precision != "fp32")) or "eager fp32"
-
-
 def tolerances_for(precision: str) -> dict[str, float]:
     return TOLERANCES if precision == "fp32" else REDUCED[precision]
 
@@ -51,7 +48,7 @@ def verify_variant(preset="tiny", device="cpu", backends=None, steps=3, data_dir
     cfg, weights, batches, script = build_case(preset, data_dir, steps=steps)
     tolerances = tolerances_for(precision)
     options = {"compile": compile, "precision": precision}
-    name = _variant_name(compile, precision)
+    name = variant_label(compile, precision)
     print_(f"verify {name}: preset {preset} (dropout off), {len(batches)} batches, {steps} SGD steps per "
            f"batching kind; every layout against its own eager fp32 run")
     print_(f"{'pair':<48}" + "".join(f"{k:>16}" for k in tolerances))

@@ -37,6 +37,10 @@ import resource
 import sys
 import time
 import traceback
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .runspec import RunSpec
 
 LOG_EVERY = 100
 MAX_SAMPLES = 5000
@@ -237,55 +241,55 @@ def _percentile(values, q):
     return float(np.percentile(values, q)) if values else None
 
 
-def run(spec: dict, progress: Progress, out: dict, whoami: dict) -> dict:
+def run(spec: RunSpec, progress: Progress, out: dict, whoami: dict) -> dict:
     """Fill `out` with the run's metrics; what it holds survives a failure mid-run. Sets
     whoami["rank"] once this worker has joined its data-parallel job (0 when alone)."""
     from . import checkpoint
     from .backend import load_backend
-    from .config import TARGET_PPL, Config
+    from .config import TARGET_PPL
     from .corpus import load_corpus, make_batches, shard_batches
     from .download import download_ptb
     from .weights import flops_per_token, init_weights, num_params
 
-    cfg = Config(**spec["config"])
-    here = spec.get("workers") or 1  # workers on this machine, of `workers` in the whole job
-    workers = here * (spec.get("nodes") or 1)
-    backend_cls = load_backend(spec["backend"])
-    device = resolve_device(spec["device"], backend_cls)
+    cfg = spec.config
+    here = spec.workers  # workers on this machine, of `workers` in the whole job
+    workers = spec.world
+    backend_cls = load_backend(spec.backend)
+    device = resolve_device(spec.device, backend_cls)
     rank = whoami["rank"] = backend_cls.join(workers, device) if workers > 1 else 0
     if rank % here:
         progress.out = None  # the first worker of each machine reports for it
     out["device"] = device  # known before the backend may decline the variant (skipped)
-    corpus = load_corpus(download_ptb(spec.get("data_dir"), log=lambda m: print(m, file=sys.stderr)))
-    backend = backend_cls(cfg, spec["layout"], device, spec["threads"] // here, workers=workers,
-                          compile=spec.get("compile", False), precision=spec.get("precision", "fp32"))
+    corpus = load_corpus(download_ptb(spec.data_dir, log=lambda m: print(m, file=sys.stderr)))
+    backend = backend_cls(cfg, spec.layout, device, spec.threads_per_worker, workers=workers,
+                          compile=spec.compile, precision=spec.precision)
     backend.set_weights(init_weights(cfg))
     out.update(device=device, environment=backend.environment(), num_params=num_params(cfg),
                flops_per_token=flops_per_token(cfg))
     # strong scaling splits the preset's batch over the workers, weak gives each worker one
-    global_batch = cfg.batch_size * (workers if spec.get("scaling") == "weak" else 1)
+    global_batch = cfg.batch_size * (workers if spec.scaling == "weak" else 1)
 
     def epoch_batches(split, epoch, shuffle=True):
         return make_batches(corpus[split], cfg.mode, global_batch, cfg.num_steps, cfg.batching,
                             cfg.seed, epoch, shuffle)
 
     eval_splits = {"valid": ["valid"], "test": ["test"], "both": ["valid", "test"],
-                   "none": []}[spec.get("eval", "valid")]
-    warmup = spec.get("warmup", 10)
+                   "none": []}[spec.eval]
+    warmup = spec.warmup
     passes, epoch_log = [], []
     t_run = time.perf_counter()
-    target = spec.get("target_ppl") or TARGET_PPL.get(cfg.preset)
+    target = spec.target_ppl or TARGET_PPL.get(cfg.preset)
     out["target_ppl"], out["time_to_target_seconds"] = target, None
-    if spec.get("epochs"):
+    if spec.epochs:
         start, t_offset = 0, 0.0
-        ckpt = spec.get("checkpoint")
-        if ckpt and spec.get("resume") and os.path.exists(ckpt):
+        ckpt = spec.checkpoint
+        if ckpt and spec.resume and os.path.exists(ckpt):
             weights, meta = checkpoint.load(ckpt)
             # the number of epochs may grow (resume a 2-epoch run to 13): the lr of an epoch
             # depends only on its index; every other setting must be the same
             same = {k: v for k, v in meta["config"].items() if k != "epochs"} == \
                 {k: v for k, v in cfg.to_dict().items() if k != "epochs"}
-            if not same or meta["backend"] != [spec["backend"], spec["layout"]]:
+            if not same or meta["backend"] != [spec.backend, spec.layout]:
                 diff = sorted(k for k, v in cfg.to_dict().items() if meta["config"].get(k) != v and k != "epochs")
                 raise checkpoint.CheckpointError(
                     f"checkpoint {ckpt} belongs to another run ({meta['backend'][0]}/{meta['backend'][1]}"
@@ -294,12 +298,12 @@ def run(spec: dict, progress: Progress, out: dict, whoami: dict) -> dict:
             start, t_offset, epoch_log = meta["epoch"], meta["wall_seconds"], meta["epoch_log"]
             out["time_to_target_seconds"] = meta["time_to_target_seconds"]
             out["resumed_from_epoch"] = start
-        if start >= spec["epochs"]:
+        if start >= spec.epochs:
             raise checkpoint.CheckpointError(f"checkpoint {ckpt} already holds all {start} epochs: "
                                              f"nothing left to resume")
         t_run -= t_offset
-        limit = spec.get("epoch_batches")  # a prefix of every epoch, for quick schedule checks
-        for epoch in range(start, spec["epochs"]):
+        limit = spec.epoch_batches  # a prefix of every epoch, for quick schedule checks
+        for epoch in range(start, spec.epochs):
             lr = cfg.lr_at(epoch)
             backend.reset_state()
             p = train_pass(backend, epoch_batches("train", epoch)[:limit], lr,
@@ -308,7 +312,7 @@ def run(spec: dict, progress: Progress, out: dict, whoami: dict) -> dict:
             entry = {"epoch": epoch + 1, "lr": lr,
                      "train_ppl": perplexity(sum(p["losses"]), p["tokens"])}
             if "valid" in eval_splits:
-                valid = epoch_batches("valid", 0, False)[:spec.get("eval_batches")]
+                valid = epoch_batches("valid", 0, False)[:spec.eval_batches]
                 entry["valid_ppl"] = evaluate(backend, valid)["ppl"]
                 if target and out["time_to_target_seconds"] is None and entry["valid_ppl"] < target:
                     out["time_to_target_seconds"] = time.perf_counter() - t_run
@@ -318,11 +322,11 @@ def run(spec: dict, progress: Progress, out: dict, whoami: dict) -> dict:
                 checkpoint.save(ckpt, backend.get_weights(), {
                     "epoch": epoch + 1, "epoch_log": epoch_log, "wall_seconds": entry["wall_seconds"],
                     "time_to_target_seconds": out["time_to_target_seconds"], "config": cfg.to_dict(),
-                    "backend": [spec["backend"], spec["layout"]]})
+                    "backend": [spec.backend, spec.layout]})
             progress(phase="epoch", pid=os.getpid(), **entry)
         out["epoch_log"] = epoch_log
     else:
-        steps = spec.get("steps") or 200
+        steps = spec.steps
         batches, epoch, dropped = [], 0, 0
         while len(batches) < warmup + steps:
             fresh = epoch_batches("train", epoch)
@@ -336,14 +340,14 @@ def run(spec: dict, progress: Progress, out: dict, whoami: dict) -> dict:
         passes.append(train_pass(backend, mine, cfg.lr, warmup, progress, seen_shapes=warmed))
         if workers > 1:
             out["data_parallel"] = {
-                "workers": workers, "nodes": spec.get("nodes") or 1, "rank": rank,
-                "scaling": spec.get("scaling") or "strong",
+                "workers": workers, "nodes": spec.nodes, "rank": rank,
+                "scaling": spec.scaling,
                 # every worker's real tokens: the shards of a batch partition its rows
                 "job_timed_tokens": sum(b.num_targets for b in batches[warmup:]),
                 "global_batch_size": global_batch,
                 "per_worker_batch_size": [global_batch // workers + (r < global_batch % workers)
                                           for r in range(workers)],
-                "threads_per_worker": spec["threads"] // here, "batches_dropped": dropped,
+                "threads_per_worker": spec.threads_per_worker, "batches_dropped": dropped,
                 "allreduce_share": allreduce_share(backend, mine[warmup:]),
                 "allreduce_share_method": f"A/B: {ALLREDUCE_AB_STEPS} steps at lr 0 with and without the "
                                           f"gradient all-reduce, best of 2 each: 1 - t_without / t_with"}
@@ -374,7 +378,7 @@ def run(spec: dict, progress: Progress, out: dict, whoami: dict) -> dict:
         train_ppl=perplexity(sum(passes[-1]["losses"]), passes[-1]["tokens"]),
     )
     out["achieved_flops_per_sec"] = (out["train_words_per_sec"] or 0) * out["flops_per_token"]
-    eval_batches = spec.get("eval_batches")  # a prefix of the split, for quick suites
+    eval_batches = spec.eval_batches  # a prefix of the split, for quick suites
     for split in eval_splits if rank == 0 else ():
         ev = evaluate(backend, epoch_batches(split, 0, False)[:eval_batches])
         out[f"{split}_tokens"] = ev["tokens"]
@@ -411,21 +415,24 @@ def main(argv=None) -> int:
     fd = os.open(progress_path, os.O_WRONLY)  # the FIFO the parent reads (lmbench.launch)
     die_with_parent(os.path.dirname(os.path.abspath(spec_path)), fd)  # never outlive the parent
     with open(spec_path) as f:
-        spec = json.load(f)
-    here = spec.get("workers") or 1
-    workers = here * (spec.get("nodes") or 1)
-    set_thread_env(spec["threads"] // here, spec["backend"])
+        raw = json.load(f)  # RunSpec.to_dict() of the parent
+    workers = raw["workers"] * raw["nodes"]
+    # the thread budget before anything imports numpy (RunSpec's checks import lmbench.backend)
+    set_thread_env(raw["threads"] // raw["workers"], raw["backend"])
+    from .runspec import RunSpec
+
+    spec = RunSpec.from_dict(raw)
     progress = Progress(fd)
     progress(phase="start", pid=os.getpid())
     from .backend import BackendUnavailable, VariantSkipped, layout_env
     from .checkpoint import CheckpointError
     from .launch import result_path as rank_result_path
 
-    os.environ.update(layout_env(spec["backend"], spec["layout"]))
+    os.environ.update(layout_env(spec.backend, spec.layout))
     result: dict = {"status": "ok", "error": None, "metrics": {}}
     whoami = {"rank": 0 if workers == 1 else None}
     try:
-        with _checkpoint_lock(spec.get("checkpoint")):
+        with _checkpoint_lock(spec.checkpoint):
             run(spec, progress, result["metrics"], whoami)
     except VariantSkipped as e:  # not applicable here: recorded with the reason, not as a number
         result.update(status="skipped", reason=str(e))

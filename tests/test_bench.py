@@ -5,6 +5,7 @@ cell killed by a 1-second timeout, and an interrupted 2-cell suite resumed.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from lmbench import env
-from lmbench.bench import _key, checkpoint_for, has_gpu, plan, run_suite
+from lmbench.bench import checkpoint_for, has_gpu, plan, run_suite
 from lmbench.runner import run_isolated
 from lmbench.suite import SuiteError, load_suite, spec_for, suite_path
 
@@ -103,10 +104,10 @@ batch_size = [20, 64]
 def test_plan_interleaves_repeats_and_skips_what_is_done(tmp_path):
     cells = load_suite(suite(tmp_path, TINY + '[[matrix]]\nbackend = "torch"\nlayout = ["packed", "padded"]\n'
                                               'repeats = 3\n'))
-    order = [spec["layout"] for _, spec in plan(cells, "cpu", None, {})]
+    order = [spec.layout for _, spec in plan(cells, "cpu", None, {})]
     assert order == ["packed", "padded"] * 3
-    done = {_key(spec_for(cells[0], "cpu")): 2}  # two ok packed records on disk: rounds 1 and 2
-    assert [spec["layout"] for _, spec in plan(cells, "cpu", None, done)] == ["padded", "padded", "packed", "padded"]
+    done = {spec_for(cells[0], "cpu").for_this_machine().identity(): 2}  # two ok packed records on disk: rounds 1 and 2
+    assert [spec.layout for _, spec in plan(cells, "cpu", None, done)] == ["padded", "padded", "packed", "padded"]
 
 
 @pytest.mark.skipif(has_gpu(), reason="this machine has a GPU")
@@ -194,10 +195,10 @@ def test_resume_continues_an_interrupted_training_cell_from_its_checkpoint(tmp_p
                  + '[[matrix]]\nbackend = "torch"\n')
     results = tmp_path / "results"
     [cell] = load_suite(path)
-    spec = spec_for(cell, "cpu")
+    spec = spec_for(cell, "cpu").for_this_machine()
     ckpt = checkpoint_for(results / env.machine_key(), spec, 0)
     # what an interrupted suite leaves behind: the cell's checkpoint after its first epoch
-    first = run_isolated({**spec, "epochs": 1, "checkpoint": str(ckpt)})
+    first = run_isolated(dataclasses.replace(spec, epochs=1, checkpoint=str(ckpt)))
     assert first["status"] == "ok" and ckpt.is_file()
     assert run_suite(str(path), device="cpu", results_dir=results, resume=True, report=False) == 0
     [record] = records_in(next(results.glob("*/*.jsonl")))

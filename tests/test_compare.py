@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from records import record
 
-from lmbench.bench import _key as bench_key
 from lmbench.calibrate import calibrate
 from lmbench.cli import main as cli_main
 from lmbench.compare import MIN_RUNS, throughput_verdict
 from lmbench.env import machine_key
-from lmbench.results import cell_key, load_records
+from lmbench.results import load_records
+from lmbench.runspec import RunSpec
 from lmbench.runner import SCHEMA_VERSION
 from lmbench.suite import load_suite, spec_for, suite_path
 
@@ -182,8 +182,8 @@ def _baseline_records():
 def test_committed_baseline_matches_the_check_suite():
     """If the check suite changes, `make bench-check` would match nothing: refresh the baseline."""
     path, records = _baseline_records()
-    keys = {cell_key(r) for r in records if r["status"] == "ok"}
-    expected = {bench_key(spec_for(c, "auto")) for c in load_suite(suite_path("check"))}
+    keys = {RunSpec.from_record(r).identity(without=("threads",)) for r in records if r["status"] == "ok"}
+    expected = {spec_for(c, "auto").identity(without=("threads",)) for c in load_suite(suite_path("check"))}
     assert expected <= keys, f"{path} is stale: run `make bench-check-baseline` and commit it"
 
 

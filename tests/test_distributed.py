@@ -17,7 +17,8 @@ from lmbench import launch
 from lmbench.backend import available_backends, data_parallel
 from lmbench.config import ConfigError, make_config
 from lmbench.corpus import Batch, PAD_ID, shard, shard_batches
-from lmbench.runner import run_isolated, run_spec
+from lmbench.runner import run_isolated
+from lmbench.runspec import run_spec
 from lmbench.verify import verify_workers
 
 MUTANTS = Path(__file__).parent / "mutants"
@@ -196,13 +197,13 @@ def test_the_report_computes_speedup_against_one_worker_with_the_same_threads():
 
 
 def test_runs_with_different_workers_are_different_cells_and_old_records_match_new_ones():
-    from lmbench.results import cell_key
+    from lmbench.runspec import record_identity
 
     one, two = _parallel_record(1000, 1, 0), _parallel_record(1000, 2, 1)
     old = _parallel_record(1000, 1, 2)
     del old["run"]["workers"], old["run"]["scaling"]  # written before --workers existed
-    assert cell_key(one) != cell_key(two)
-    assert cell_key(one) == cell_key(old)
+    assert record_identity(one) != record_identity(two)
+    assert record_identity(one) == record_identity(old)
 
 
 @pytest.mark.parametrize("kw,needle", [

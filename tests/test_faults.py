@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from lmbench import checkpoint, env, runner
+from lmbench.runspec import run_spec
 from lmbench.cli import main as cli_main
 from lmbench.config import ConfigError, make_config
 from lmbench.results import ResultsError, load_records
@@ -160,7 +161,7 @@ def record(i: int, pad: int = 0) -> dict:
 
 
 def tiny_spec(**kw):
-    return runner.run_spec(make_config("tiny"), "torch", steps=5, warmup=1, eval="none", **kw)
+    return run_spec(make_config("tiny"), "torch", steps=5, warmup=1, eval="none", **kw)
 
 
 # ---------------------------------------------------------------- a worker never outlives its parent
@@ -202,7 +203,7 @@ def test_kill_9_of_bench_mid_training_then_resume_trains_the_cell_once(tmp_path)
     suite.write_text('[[matrix]]\nbackend = "torch"\npreset = "tiny"\nmode = "stream"\nepochs = 3\n'
                      'epoch_batches = 300\nwarmup = 1\neval = "none"\nthreads = 1\n')
     results = tmp_path / "results"
-    ckpt = checkpoint_for(results / env.machine_key(), spec_for(load_suite(suite)[0], "cpu"), 0)
+    ckpt = checkpoint_for(results / env.machine_key(), spec_for(load_suite(suite)[0], "cpu").for_this_machine(), 0)
     argv = ["bench", "--suite", str(suite), "--device", "cpu", "--no-report", "--results-dir", str(results)]
     run = Lmbench(tmp_path, *argv)
     worker = run.worker()
@@ -317,7 +318,7 @@ def test_a_locked_checkpoint_gives_a_clear_failed_record(tmp_path):
     ckpt = tmp_path / "c.ckpt"
     fd = checkpoint.lock(ckpt)  # another worker training this cell right now
     try:
-        spec = runner.run_spec(make_config("tiny"), "torch", epochs=1, epoch_batches=3, warmup=0,
+        spec = run_spec(make_config("tiny"), "torch", epochs=1, epoch_batches=3, warmup=0,
                                eval="none", checkpoint=ckpt, resume=True)
         record = runner.run_isolated(spec, timeout=120)
     finally:
@@ -517,7 +518,7 @@ def test_bench_refuses_to_overwrite_an_interrupted_training_without_resume(tmp_p
     suite.write_text('[[matrix]]\nbackend = "torch"\npreset = "tiny"\nepochs = 1\nepoch_batches = 3\n'
                      'warmup = 0\n')
     results = tmp_path / "results"
-    ckpt = checkpoint_for(results / env.machine_key(), spec_for(load_suite(suite)[0], "cpu"), 0)
+    ckpt = checkpoint_for(results / env.machine_key(), spec_for(load_suite(suite)[0], "cpu").for_this_machine(), 0)
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"epoch 1")
     code, err, _ = _quick(capsys, ["bench", "--suite", str(suite), "--device", "cpu", "--results-dir", str(results)])

@@ -13,10 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lmbench import env, runner
+from lmbench.runspec import run_spec
 from lmbench.backend import available_backends
 from lmbench.cli import main as cli_main
 from lmbench.config import ConfigError, make_config
-from lmbench.results import ResultsError, cell_key, label, load_records
+from lmbench.results import ResultsError, label, load_records
+from lmbench.runspec import record_identity
 from lmbench.suite import ALLOWED, SuiteError, load_suite
 from records import record
 
@@ -130,7 +132,7 @@ def test_a_results_file_gives_every_intact_record_and_nothing_else(content, stri
             assert str(path) in str(e)
             return
     for r in got:  # every reader's first steps work on what load_records lets through
-        label(r), cell_key(r)
+        label(r), record_identity(r)
     by_line = {int(r["_source"].rsplit(":", 1)[1]): r for r in got}
     for n, (kind, x) in enumerate(content, 1):
         if kind == "good":  # nothing lost: every intact record is read back as written
@@ -176,14 +178,14 @@ def test_any_number_on_the_run_command_line_is_checked_without_a_traceback(flag,
        timeout=st.none() | st.floats(allow_nan=True, allow_infinity=True))
 def test_run_spec_accepts_exactly_the_runnable_values(threads, warmup, epoch_batches, target, timeout):
     try:
-        spec = runner.run_spec(make_config("tiny"), "torch", threads=threads, warmup=warmup,
+        spec = run_spec(make_config("tiny"), "torch", threads=threads, warmup=warmup,
                                epochs=1 if epoch_batches is not None else None, epoch_batches=epoch_batches,
                                target_ppl=target)
         runner.check_timeout(timeout)
     except ConfigError as e:
         assert str(e).startswith("invalid ") or "not both" in str(e)
         return
-    assert 1 <= spec["threads"] <= env.cpu_count() and warmup >= 0
+    assert 1 <= spec.threads <= env.cpu_count() and warmup >= 0
     assert epoch_batches is None or warmup < epoch_batches
     assert target is None or (math.isfinite(target) and target > 0)
     assert timeout is None or (math.isfinite(timeout) and timeout > 0)

@@ -10,6 +10,7 @@ import threading
 import pytest
 
 from lmbench import runner
+from lmbench.runspec import run_spec
 from lmbench.cli import main as cli_main
 from lmbench.config import ConfigError, make_config
 
@@ -26,7 +27,7 @@ def wrapper(tmp_path, body: str) -> str:
 
 
 def tiny_spec(**kw):
-    return runner.run_spec(make_config("tiny"), "torch", steps=5, warmup=1, eval="none", **kw)
+    return run_spec(make_config("tiny"), "torch", steps=5, warmup=1, eval="none", **kw)
 
 
 def test_worker_crash_is_a_failed_record(tmp_path):
@@ -55,7 +56,7 @@ def test_missing_framework_is_a_failed_record(tmp_path):
 
 
 @pytest.mark.parametrize("kw,needle", [
-    (dict(layout="sideways"), "invalid layout='sideways' for backend 'torch': allowed: packed, padded, padded-gather"),
+    (dict(layout="sideways"), "invalid layout='sideways' for backend 'torch': allowed: native, packed, padded, padded-gather"),
     (dict(device="tpu"), "invalid device='tpu'"),
     (dict(steps=0), "invalid steps=0"),
     (dict(eval="train"), "invalid eval='train'"),
@@ -63,15 +64,15 @@ def test_missing_framework_is_a_failed_record(tmp_path):
 def test_bad_run_arguments(kw, needle):
     args = dict(steps=5) | kw
     with pytest.raises(ConfigError) as e:
-        runner.run_spec(make_config("tiny"), "torch", **args)
+        run_spec(make_config("tiny"), "torch", **args)
     assert needle in str(e.value)
 
 
 @pytest.mark.parametrize("argv,needle", [
     (["--hidden", "0"], "invalid hidden=0: must be a positive integer"),
     (["--dropout", "1.5"], "invalid dropout=1.5: must be in [0, 1)"),
-    (["--mode", "words"], "invalid mode='words': allowed: sentence, stream"),
-    (["--batching", "sorted"], "invalid batching='sorted'"),
+    (["--mode", "words"], "argument --mode: invalid choice: 'words' (choose from 'sentence', 'stream')"),
+    (["--batching", "sorted"], "argument --batching: invalid choice: 'sorted'"),
     (["--backend", "nosuchframework"], "unknown backend 'nosuchframework'"),
 ])
 def test_cli_rejects_bad_values_before_any_work(argv, needle, capsys):

@@ -15,7 +15,8 @@ import pytest
 from lmbench.config import make_config
 from lmbench.corpus import make_batches
 from lmbench.probe import probe
-from lmbench.runner import run_isolated, run_spec
+from lmbench.runner import run_isolated
+from lmbench.runspec import run_spec
 from lmbench.verify import _unpack, build_case
 from lmbench.weights import comparable, shapes
 

@@ -9,7 +9,8 @@ import pytest
 
 from lmbench import checkpoint
 from lmbench.config import make_config
-from lmbench.runner import run_isolated, run_spec
+from lmbench.runner import run_isolated
+from lmbench.runspec import run_spec
 
 EPOCHS = dict(epochs=3, epoch_batches=6, eval="valid", eval_batches=2, warmup=1)
 

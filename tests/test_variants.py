@@ -6,15 +6,17 @@ import copy
 import pytest
 
 from lmbench import env, runner
+from lmbench.runspec import run_spec
 from lmbench.compare import compare_records
 from lmbench.config import ConfigError, make_config
-from lmbench.results import cell_key, label, load_records, variant
+from lmbench.results import label, load_records, variant
+from lmbench.runspec import record_identity
 from lmbench.suite import SuiteError, load_suite, spec_for
 from records import record
 
 
 def tiny_spec(**kw):
-    return runner.run_spec(make_config("tiny"), "torch", steps=5, warmup=1, eval="none", **kw)
+    return run_spec(make_config("tiny"), "torch", steps=5, warmup=1, eval="none", **kw)
 
 
 @pytest.mark.parametrize("kw,needle", [
@@ -29,10 +31,10 @@ def test_bad_variant_settings_are_rejected_before_any_work(kw, needle):
 
 
 def test_variant_settings_are_in_the_spec_and_default_to_eager_fp32():
-    assert {k: tiny_spec()[k] for k in ("compile", "precision")} == {"compile": False, "precision": "fp32"}
+    assert (tiny_spec().compile, tiny_spec().precision, tiny_spec().variant) == (False, "fp32", "eager fp32")
     spec = tiny_spec(compile=True, precision="bf16")
-    assert (spec["compile"], spec["precision"]) == (True, "bf16")
-    assert {"compile", "precision"} <= set(runner.RECORDED_RUN_FIELDS)
+    assert (spec.compile, spec.precision, spec.variant) == (True, "bf16", "compile bf16")
+    assert {"compile", "precision"} <= set(spec.recorded())
 
 
 def test_suite_cells_carry_variants_and_reject_typos(tmp_path):
@@ -42,7 +44,7 @@ def test_suite_cells_carry_variants_and_reject_typos(tmp_path):
     cells = load_suite(good)
     assert sorted((c["compile"], c["precision"]) for c in cells) == [
         (False, "bf16"), (False, "fp32"), (True, "bf16"), (True, "fp32")]
-    assert {(spec_for(c)["compile"], spec_for(c)["precision"]) for c in cells} == \
+    assert {(spec_for(c).compile, spec_for(c).precision) for c in cells} == \
         {(c["compile"], c["precision"]) for c in cells}
     bad = tmp_path / "bad.toml"
     bad.write_text('[[matrix]]\nbackend = "torch"\nprecision = "half"\n')
@@ -67,9 +69,9 @@ def with_run(r: dict, **run) -> dict:
 
 def test_records_before_variants_existed_are_the_eager_fp32_cell():
     old = record()  # a record without compile/precision in "run"
-    assert cell_key(old) == cell_key(with_run(old, compile=False, precision="fp32"))
-    assert cell_key(old) != cell_key(with_run(old, precision="bf16"))
-    assert cell_key(old) != cell_key(with_run(old, compile=True))
+    assert record_identity(old) == record_identity(with_run(old, compile=False, precision="fp32"))
+    assert record_identity(old) != record_identity(with_run(old, precision="bf16"))
+    assert record_identity(old) != record_identity(with_run(old, compile=True))
     assert variant(old) == "eager fp32" and variant(with_run(old, compile=True, precision="bf16")) == "compile bf16"
     assert label(with_run(old, precision="bf16")).endswith("[bf16]") and "[" not in label(old)
 

@@ -28,7 +28,8 @@ import pytest
 from lmbench.config import make_config
 from lmbench.corpus import make_batches
 from lmbench.probe import SKIPPED, probe
-from lmbench.runner import run_isolated, run_spec
+from lmbench.runner import run_isolated
+from lmbench.runspec import run_spec
 from lmbench.verify import TOLERANCES, _unpack, compare, differences
 from lmbench.weights import init_weights
 

@@ -8,13 +8,14 @@ import sys
 import pytest
 
 from lmbench import env, runner
+from lmbench.runspec import run_spec
 from lmbench.config import make_config
 
 pytestmark = pytest.mark.slow
 
 
 def tiny(**kw):
-    return runner.run_spec(make_config("tiny"), "torch", kw.pop("layout", "padded"), device="cpu", threads=1,
+    return run_spec(make_config("tiny"), "torch", kw.pop("layout", "padded"), device="cpu", threads=1,
                            steps=6, warmup=1, eval="none", **kw)
 
 
