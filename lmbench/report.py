@@ -170,10 +170,43 @@ def build(records: list[dict], paths: list[Path], out_dir: Path) -> tuple[list, 
     return blocks, files
 
 
-def write_report(paths, out_dir="results/report", warn=print) -> list[Path]:
+def select(paths: list[Path], everything: bool = False, suite: str | None = None,
+           commit: str | None = None) -> list[Path]:
+    """What a report reads. Given files or directories: those (with --suite/--commit: the
+    records of that suite / commit in them). Given nothing: the most recent suite run under
+    results/ (one results file, the newest by its time stamp), never the whole tree, where
+    other machines, A/B runs and old commits lie; --all, --suite or --commit select more."""
+    if paths:
+        return paths
+    root = Path("results")
+    if everything or suite or commit:
+        return [root]
+    files = sorted(root.glob("*/*.jsonl"), key=lambda f: (f.stat().st_mtime, f.name))
+    files = [f for f in files if f.parent.name not in ("baselines", "ab", "training", "variants", "check")]
+    if not files:
+        raise ResultsError("no suite results under results/<machine>/: run `lmbench bench` first, or give "
+                           "files or directories (`lmbench report results/` or --all for everything)")
+    return [files[-1]]
+
+
+def _filter(records: list[dict], suite: str | None, commit: str | None) -> list[dict]:
+    if suite:
+        records = [r for r in records if Path(str(r.get("suite") or "")).stem == Path(suite).stem]
+    if commit:
+        records = [r for r in records if str(r.get("git_commit") or "").startswith(commit)]
+    if not records:
+        raise ResultsError(f"no record of {'suite ' + suite if suite else ''}{' and ' if suite and commit else ''}"
+                           f"{'commit ' + commit if commit else ''} in these results")
+    return records
+
+
+def write_report(paths, out_dir="results/report", warn=print, suite: str | None = None,
+                 commit: str | None = None) -> list[Path]:
     """Read records (bad lines skipped with a warning) and write report.md + report.html."""
     paths = [Path(p) for p in paths]
     records = load_records(paths, warn=warn)
+    if suite or commit:
+        records = _filter(records, suite, commit)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     blocks, files = build(records, paths, out_dir)
@@ -188,7 +221,10 @@ def cmd_report(a) -> int:
     from .cli import Fail
 
     try:
-        paths = write_report(a.results or ["results"], a.out, warn=lambda m: print(m, file=sys.stderr))
+        paths = select(a.results, a.all, a.suite, a.commit)
+        print(f"reporting {', '.join(map(str, paths))}", file=sys.stderr)
+        paths = write_report(paths, a.out, warn=lambda m: print(m, file=sys.stderr), suite=a.suite,
+                             commit=a.commit)
     except ResultsError as e:
         raise Fail(str(e)) from e
     print("wrote " + ", ".join(map(str, paths)))
@@ -197,6 +233,10 @@ def cmd_report(a) -> int:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("report", help="tables and plots from run records (report.md, report.html)")
-    p.add_argument("results", nargs="*", help="JSONL files or directories (default: results/)")
+    p.add_argument("results", nargs="*", help="JSONL files or directories (default: the most recent suite run "
+                                              "under results/)")
+    p.add_argument("--all", action="store_true", help="every record under results/")
+    p.add_argument("--suite", default=None, help="only the records of this suite (e.g. default)")
+    p.add_argument("--commit", default=None, help="only the records of this commit (a prefix is enough)")
     p.add_argument("--out", default="results/report")
     p.set_defaults(func=cmd_report)

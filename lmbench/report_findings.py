@@ -80,7 +80,8 @@ def padding_cost(t: pd.DataFrame) -> list[str]:
     identical runs, and bucketed against random batching for each layout."""
     out, band = [], spread(t)
     sentence = plain(t[t["mode"] == "sentence"])
-    for (preset, batch, backend), g in sentence.groupby(["preset", "batch_size", "backend"], sort=True):
+    alike = ["preset", "batch_size", "backend", "length", "threads", "machine"]  # one context per sentence
+    for (preset, batch, backend, length, threads, _), g in sentence.groupby(alike, sort=True):
         parts = []
         for layout in [lay for lay in dict.fromkeys(g.layout) if lay != "padded"]:
             ratios = []
@@ -102,7 +103,8 @@ def padding_cost(t: pd.DataFrame) -> list[str]:
             parts.append("bucketed vs random batching " + ", ".join(gains) + cut)
         if parts:
             runs = sorted({int(n) for n in g.runs})
-            out.append(f"Padding, {backend} ({preset}, B={batch}, {'/'.join(map(str, runs))} run(s) per cell): "
+            out.append(f"Padding, {backend} ({preset}, B={batch}, {length}, {threads:.0f} thread(s), "
+                       f"{'/'.join(map(str, runs))} run(s) per cell): "
                        + "; ".join(parts) + ".")
     return out
 

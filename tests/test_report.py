@@ -6,6 +6,7 @@ import base64
 import contextlib
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -147,7 +148,7 @@ def test_findings_are_computed_from_the_data(written):
     assert ("Fastest in small stream mode (B=20, 40 steps, 2 thread(s), eager fp32): torch/packed at 1,600 "
             "words/s, 1.33× the best other framework (paddle/lod, 1,200; 1 vs 1 run: beyond the ±15% assumed "
             "run-to-run spread (no cell here has 3+ runs)).") in found
-    assert ("Padding, torch (small, B=20, 1/2 run(s) per cell): packed vs padded layout 1.38× with random "
+    assert ("Padding, torch (small, B=20, 40 steps, 2 thread(s), 1/2 run(s) per cell): packed vs padded layout 1.38× with random "
             "batching (45% padding).") in found
     assert ("Validation perplexity after 40 steps at lr 1 (small stream): paddle 132.00, torch 130.50: smoke "
             "values, not comparable across frameworks") in found and "agree" not in found
@@ -167,7 +168,7 @@ def test_padding_cost_finding_compares_layouts_and_batchings():
             record("torch", "padded", "bucketed", 1900, seed=4, padding=0.01),
             record("tensorflow", "padded", "random", 400, seed=5, padding=0.4)]
     assert padding_cost(headline(frame(runs))) == [
-        "Padding, torch (small, B=20, 1 run(s) per cell): packed vs padded layout 2.00× with random batching "
+        "Padding, torch (small, B=20, 40 steps, 2 thread(s), 1 run(s) per cell): packed vs padded layout 2.00× with random batching "
         "(40% padding), 1.05× (tied within noise) with bucketed batching (1% padding); bucketed vs random "
         "batching packed 2.00×, padded 3.80× (padding 40% → 1.0%)."]  # tensorflow: one layout, one batching -- nothing to say
 
@@ -452,3 +453,81 @@ def test_report_module_imports_no_framework():
                 "suite", "peak"):
         top = [line for line in (src / f"{mod}.py").read_text().splitlines() if line.startswith(("import", "from"))]
         assert not any(re.search(r"\b(torch|tensorflow|paddle)\b", line) for line in top), mod
+
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "report-example"
+
+
+def _cells(records) -> dict:
+    t = headline(frame(records))
+    return {i: (runs, wps) for i, runs, wps in zip(t.identity, t.runs, t.train_words_per_sec)}
+
+
+def test_suites_reported_together_keep_each_suites_headline_numbers():
+    """A median is never taken over runs of different identities: reporting every committed
+    example suite at once gives each cell exactly the numbers of its suite reported alone."""
+    files = sorted(EXAMPLE.glob("*.jsonl"))
+    assert len(files) >= 2
+    together = _cells(load_records(files, warn=lambda m: None))
+    alone = {}
+    for f in files:
+        for identity, cell in _cells(load_records([f], warn=lambda m: None)).items():
+            assert identity not in alone, f"{f.name} shares a cell with another suite: {identity}"
+            alone[identity] = cell
+    assert together == alone
+
+
+def test_ab_sides_and_framework_versions_are_never_pooled():
+    base = record("torch", "packed", words_per_sec=1000, seed=1)
+    runs = []
+    for side, version, words in (("A", "2.13.0", 1000), ("B", "2.14.1", 700)):
+        for i in range(3):
+            r = json.loads(json.dumps(base))
+            r.update(ab_side=side, ab_sources={"A": "x", "B": "y"})
+            r["environment"]["framework_version"] = version
+            r["metrics"]["train_words_per_sec"] = words + i
+            runs.append(r)
+    t = headline(frame(runs))
+    assert sorted(zip(t.ab_side, t.runs, t.train_words_per_sec)) == [("A", 3, 1001), ("B", 3, 701)]
+    # and A/B runs are no finding's material: sides are compared by `lmbench compare`/`ab`
+    from lmbench.report_findings import fastest
+    assert fastest(t) == []
+
+
+def test_a_winner_is_named_only_beyond_noise():
+    from lmbench.report_findings import fastest
+
+    def runs(backend, layout, words):
+        return [dict(record(backend, layout, words_per_sec=w, seed=i), run_id=f"{backend}{i}")
+                for i, w in enumerate(words)]
+
+    close = runs("torch", "packed", [1000, 1100, 950]) + runs("jax", "padded", [1020, 980, 1060])
+    [sentence] = fastest(headline(frame(close)))
+    assert sentence.startswith("No framework is fastest beyond noise") and "tied within noise" in sentence
+    apart = runs("torch", "packed", [1500, 1550, 1480]) + runs("jax", "padded", [1020, 980, 1060])
+    [sentence] = fastest(headline(frame(apart)))
+    assert sentence.startswith("Fastest in small sentence mode") and "torch/packed" in sentence
+    assert "3 vs 3 runs, one-sided Mann–Whitney p=0.050" in sentence
+    # a variant is never the winner against eager runs of other frameworks
+    fast_variant = runs("torch", "packed", [5000, 5100, 5050])
+    for r in fast_variant:
+        r["run"].update(compile=True, precision="bf16")
+    [sentence] = fastest(headline(frame(close + fast_variant)))
+    assert "5,0" not in sentence
+
+
+def test_bare_report_reads_the_most_recent_suite_run_only(tmp_path, monkeypatch, capsys):
+    machine = tmp_path / "results" / "test-cpu-2cpu"
+    machine.mkdir(parents=True)
+    (tmp_path / "results" / "ab").mkdir()
+    older, newer = machine / "20261201T000000Z-aaa.jsonl", machine / "20261202T000000Z-bbb.jsonl"
+    older.write_text(json.dumps(record("torch", "packed", words_per_sec=111, seed=1)) + "\n")
+    newer.write_text(json.dumps(record("torch", "packed", words_per_sec=222, seed=2)) + "\n")
+    os.utime(older, (1, 1))
+    (tmp_path / "results" / "ab" / "x.jsonl").write_text(json.dumps(record(words_per_sec=333, seed=3)) + "\n")
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["report", "--out", "o"]) == 0
+    md = (tmp_path / "o" / "report.md").read_text()
+    assert "222" in md and "111" not in md and "333" not in md and "1 run(s): 1 ok" in md
+    assert cli_main(["report", "--all", "--out", "o"]) == 0
+    assert "3 run(s): 3 ok" in (tmp_path / "o" / "report.md").read_text()
