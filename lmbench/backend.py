@@ -30,6 +30,8 @@ Conventions every backend follows (see lmbench.config for why):
 """
 from __future__ import annotations
 
+from .errors import UserError
+
 import abc
 import ast
 import functools
@@ -47,7 +49,7 @@ from .config import Config
 from .corpus import Batch
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(UserError, RuntimeError):
     """The framework or the device is not available here; the message says how to fix it."""
 
 

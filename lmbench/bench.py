@@ -14,12 +14,11 @@ import datetime as dt
 import hashlib
 import json
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 from . import env
+from .env import has_gpu
 from .config import ConfigError
 from .results import ResultsError, load_records
 from .runner import (RecordWriteError, append_record, check_writable, interrupt_exit_status, run_isolated,
@@ -28,17 +27,6 @@ from .runspec import RunSpec
 from .suite import SuiteError, load_suite, spec_for, suite_path
 
 __all__ = ["SuiteError", "has_gpu", "load_suite", "plan", "run_suite", "suite_path"]
-
-
-def has_gpu() -> bool:
-    """An NVIDIA device is present (checked without importing any framework)."""
-    if any(Path("/dev").glob("nvidia[0-9]*")):
-        return True
-    smi = shutil.which("nvidia-smi")
-    try:
-        return bool(smi) and subprocess.run([smi, "-L"], capture_output=True, timeout=30).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
 
 
 def checkpoint_for(machine_dir: Path, spec: RunSpec, n: int) -> Path:

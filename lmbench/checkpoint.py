@@ -10,6 +10,8 @@ not captured: a resumed run is statistically, not bitwise, the same.
 """
 from __future__ import annotations
 
+from .errors import UserError
+
 import io
 import json
 import os
@@ -21,7 +23,7 @@ import numpy as np
 META = "__meta__"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     pass
 
 

@@ -1,6 +1,8 @@
 """`lmbench` command line: download, run, verify, bench, report, compare, peak."""
 from __future__ import annotations
 
+from .errors import UserError
+
 import argparse
 import importlib
 import importlib.util
@@ -10,7 +12,7 @@ import sys
 from .config import PRESETS, ConfigError
 from .runspec import add_config_args, add_run_args, spec_from_args
 
-class Fail(Exception):
+class Fail(UserError):
     """A user-facing error: printed without a traceback, exit status 2."""
 
 
@@ -147,17 +149,10 @@ def main(argv=None) -> int:
         return e.code if isinstance(e.code, int) else 2
     try:
         return args.func(args)
-    except (Fail, ConfigError) as e:
+    except UserError as e:
         print(f"lmbench: error: {e}", file=sys.stderr)
         return 2
     except Exception as e:
-        from .backend import BackendUnavailable
-        from .corpus import CorpusError
-        from .download import DownloadError
-
-        if isinstance(e, (BackendUnavailable, CorpusError, DownloadError)):
-            print(f"lmbench: error: {e}", file=sys.stderr)
-            return 2
         if isinstance(e, OSError) and e.filename:  # a file lmbench was given or writes: one line naming it
             print(f"lmbench: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
             return 2

@@ -9,6 +9,8 @@ Loss and perplexity are *reported* per target token.
 """
 from __future__ import annotations
 
+from .errors import UserError
+
 import dataclasses
 from dataclasses import dataclass
 
@@ -33,7 +35,7 @@ PRESETS: dict[str, dict] = {
 TARGET_PPL = {"tiny": 1000.0, "small": 125.0, "medium": 90.0, "large": 86.0}
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value is invalid; the message names the field and what is allowed."""
 
 

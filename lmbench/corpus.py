@@ -7,6 +7,8 @@ real tokens + `offsets`), so packed, padded and non-padded backends share one ob
 """
 from __future__ import annotations
 
+from .errors import UserError
+
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +24,7 @@ EOS = "<eos>"
 PAD_ID = VOCAB_SIZE
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError, ValueError):
     """Bad corpus input; the message names the file/value and what is allowed."""
 
 

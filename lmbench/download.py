@@ -5,6 +5,8 @@ streamed to a temporary file beside it and renamed on success, removed on failur
 """
 from __future__ import annotations
 
+from .errors import UserError
+
 import hashlib
 import http.client
 import os
@@ -38,7 +40,7 @@ HOW_TO_MIRROR = (
 )
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """No source produced a verified file; the message says what was tried and what to do."""
 
 

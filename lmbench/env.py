@@ -79,3 +79,16 @@ def host() -> dict:
         "platform": platform.platform(),
         **bf16_hardware(),
     }
+
+
+def has_gpu() -> bool:
+    """An NVIDIA device is present (checked without importing any framework)."""
+    import shutil
+
+    if any(Path("/dev").glob("nvidia[0-9]*")):
+        return True
+    smi = shutil.which("nvidia-smi")
+    try:
+        return bool(smi) and subprocess.run([smi, "-L"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False

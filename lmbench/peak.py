@@ -88,7 +88,7 @@ def cmd_peak(a) -> int:
     if bad:
         raise Fail(f"unknown framework(s) {', '.join(bad)}: allowed: {', '.join(available_backends())}")
     if a.device == "cuda":
-        from .bench import has_gpu
+        from .env import has_gpu
 
         if not has_gpu():
             raise Fail("--device cuda: this machine has no NVIDIA GPU; use --device cpu or auto")

@@ -1,6 +1,8 @@
 """Reading run records back: JSONL files or directories of them, bad lines reported."""
 from __future__ import annotations
 
+from .errors import UserError
+
 import json
 import math
 from pathlib import Path
@@ -10,7 +12,7 @@ from .runner import SCHEMA_VERSION
 from .runspec import RunSpec, variant_label
 
 
-class ResultsError(ValueError):
+class ResultsError(UserError, ValueError):
     """Unusable results input; the message names the file and the problem."""
 
 

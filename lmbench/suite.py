@@ -15,6 +15,8 @@ allowed, raised before any cell runs. Loading imports no framework.
 """
 from __future__ import annotations
 
+from .errors import UserError
+
 import difflib
 import itertools
 from pathlib import Path
@@ -42,7 +44,7 @@ def suites_dir() -> Path:
 ALLOWED = list(SUITE_FIELDS)
 
 
-class SuiteError(ValueError):
+class SuiteError(UserError, ValueError):
     """An unusable suite file; the message names the file, the entry and the fix."""
 
 
