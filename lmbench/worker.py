@@ -241,118 +241,162 @@ def _percentile(values, q):
     return float(np.percentile(values, q)) if values else None
 
 
+EVAL_SPLITS = {"valid": ["valid"], "test": ["test"], "both": ["valid", "test"], "none": []}
+
+
+class Job:
+    """What one worker of a run works with: its spec, backend, rank and the batches it makes."""
+
+    def __init__(self, spec: RunSpec, progress: Progress, out: dict, whoami: dict):
+        from .backend import load_backend
+        from .corpus import load_corpus
+        from .download import download_ptb
+        from .weights import flops_per_token, init_weights, num_params
+
+        self.spec, self.cfg, self.progress = spec, spec.config, progress
+        self.workers = spec.world  # of the whole job; spec.workers run on this machine
+        backend_cls = load_backend(spec.backend)
+        device = resolve_device(spec.device, backend_cls)
+        self.rank = whoami["rank"] = backend_cls.join(self.workers, device) if self.workers > 1 else 0
+        if self.rank % spec.workers:
+            progress.out = None  # the first worker of each machine reports for it
+        out["device"] = device  # known before the backend may decline the variant (skipped)
+        self.corpus = load_corpus(download_ptb(spec.data_dir, log=lambda m: print(m, file=sys.stderr)))
+        self.backend = backend_cls(self.cfg, spec.layout, device, spec.threads_per_worker, workers=self.workers,
+                                   compile=spec.compile, precision=spec.precision)
+        self.backend.set_weights(init_weights(self.cfg))
+        out.update(device=device, environment=self.backend.environment(), num_params=num_params(self.cfg),
+                   flops_per_token=flops_per_token(self.cfg))
+        # strong scaling splits the preset's batch over the workers, weak gives each worker one
+        self.global_batch = self.cfg.batch_size * (self.workers if spec.scaling == "weak" else 1)
+
+    def batches(self, split: str, epoch: int, shuffle: bool = True):
+        from .corpus import make_batches
+
+        c = self.cfg
+        return make_batches(self.corpus[split], c.mode, self.global_batch, c.num_steps, c.batching, c.seed,
+                            epoch, shuffle)
+
+
 def run(spec: RunSpec, progress: Progress, out: dict, whoami: dict) -> dict:
     """Fill `out` with the run's metrics; what it holds survives a failure mid-run. Sets
     whoami["rank"] once this worker has joined its data-parallel job (0 when alone)."""
-    from . import checkpoint
-    from .backend import load_backend
     from .config import TARGET_PPL
-    from .corpus import load_corpus, make_batches, shard_batches
-    from .download import download_ptb
-    from .weights import flops_per_token, init_weights, num_params
 
-    cfg = spec.config
-    here = spec.workers  # workers on this machine, of `workers` in the whole job
-    workers = spec.world
-    backend_cls = load_backend(spec.backend)
-    device = resolve_device(spec.device, backend_cls)
-    rank = whoami["rank"] = backend_cls.join(workers, device) if workers > 1 else 0
-    if rank % here:
-        progress.out = None  # the first worker of each machine reports for it
-    out["device"] = device  # known before the backend may decline the variant (skipped)
-    corpus = load_corpus(download_ptb(spec.data_dir, log=lambda m: print(m, file=sys.stderr)))
-    backend = backend_cls(cfg, spec.layout, device, spec.threads_per_worker, workers=workers,
-                          compile=spec.compile, precision=spec.precision)
-    backend.set_weights(init_weights(cfg))
-    out.update(device=device, environment=backend.environment(), num_params=num_params(cfg),
-               flops_per_token=flops_per_token(cfg))
-    # strong scaling splits the preset's batch over the workers, weak gives each worker one
-    global_batch = cfg.batch_size * (workers if spec.scaling == "weak" else 1)
-
-    def epoch_batches(split, epoch, shuffle=True):
-        return make_batches(corpus[split], cfg.mode, global_batch, cfg.num_steps, cfg.batching,
-                            cfg.seed, epoch, shuffle)
-
-    eval_splits = {"valid": ["valid"], "test": ["test"], "both": ["valid", "test"],
-                   "none": []}[spec.eval]
-    warmup = spec.warmup
-    passes, epoch_log = [], []
+    job = Job(spec, progress, out, whoami)
     t_run = time.perf_counter()
-    target = spec.target_ppl or TARGET_PPL.get(cfg.preset)
-    out["target_ppl"], out["time_to_target_seconds"] = target, None
+    out["target_ppl"], out["time_to_target_seconds"] = spec.target_ppl or TARGET_PPL.get(spec.config.preset), None
     if spec.epochs:
-        start, t_offset = 0, 0.0
-        ckpt = spec.checkpoint
-        if ckpt and spec.resume and os.path.exists(ckpt):
-            weights, meta = checkpoint.load(ckpt)
-            # the number of epochs may grow (resume a 2-epoch run to 13): the lr of an epoch
-            # depends only on its index; every other setting must be the same
-            same = {k: v for k, v in meta["config"].items() if k != "epochs"} == \
-                {k: v for k, v in cfg.to_dict().items() if k != "epochs"}
-            if not same or meta["backend"] != [spec.backend, spec.layout]:
-                diff = sorted(k for k, v in cfg.to_dict().items() if meta["config"].get(k) != v and k != "epochs")
-                raise checkpoint.CheckpointError(
-                    f"checkpoint {ckpt} belongs to another run ({meta['backend'][0]}/{meta['backend'][1]}"
-                    + (f"; differs in {', '.join(diff)}" if diff else "") + "); use a different --checkpoint file")
-            backend.set_weights(weights)
-            start, t_offset, epoch_log = meta["epoch"], meta["wall_seconds"], meta["epoch_log"]
-            out["time_to_target_seconds"] = meta["time_to_target_seconds"]
-            out["resumed_from_epoch"] = start
-        if start >= spec.epochs:
-            raise checkpoint.CheckpointError(f"checkpoint {ckpt} already holds all {start} epochs: "
-                                             f"nothing left to resume")
-        t_run -= t_offset
-        limit = spec.epoch_batches  # a prefix of every epoch, for quick schedule checks
-        for epoch in range(start, spec.epochs):
-            lr = cfg.lr_at(epoch)
-            backend.reset_state()
-            p = train_pass(backend, epoch_batches("train", epoch)[:limit], lr,
-                           warmup if epoch == start else 0, progress, phase=f"epoch {epoch + 1}")
-            passes.append(p)
-            entry = {"epoch": epoch + 1, "lr": lr,
-                     "train_ppl": perplexity(sum(p["losses"]), p["tokens"])}
-            if "valid" in eval_splits:
-                valid = epoch_batches("valid", 0, False)[:spec.eval_batches]
-                entry["valid_ppl"] = evaluate(backend, valid)["ppl"]
-                if target and out["time_to_target_seconds"] is None and entry["valid_ppl"] < target:
-                    out["time_to_target_seconds"] = time.perf_counter() - t_run
-            entry["wall_seconds"] = time.perf_counter() - t_run
-            epoch_log.append(entry)
-            if ckpt:
-                checkpoint.save(ckpt, backend.get_weights(), {
-                    "epoch": epoch + 1, "epoch_log": epoch_log, "wall_seconds": entry["wall_seconds"],
-                    "time_to_target_seconds": out["time_to_target_seconds"], "config": cfg.to_dict(),
-                    "backend": [spec.backend, spec.layout]})
-            progress(phase="epoch", pid=os.getpid(), **entry)
-        out["epoch_log"] = epoch_log
+        passes, t_run = train_epochs(job, out, t_run)
     else:
-        steps = spec.steps
-        batches, epoch, dropped = [], 0, 0
-        while len(batches) < warmup + steps:
-            fresh = epoch_batches("train", epoch)
-            batches += [b for b in fresh if b.batch_size >= workers]  # see corpus.shard
-            dropped += sum(b.batch_size < workers for b in fresh)
-            epoch += 1
-        batches = batches[:warmup + steps]
-        out["cold_shapes"], warmed = shape_warmup(backend, batches, warmup,
-                                                  lambda b: shard_batches([b], rank, workers)[0])
-        mine = shard_batches(batches, rank, workers)
-        passes.append(train_pass(backend, mine, cfg.lr, warmup, progress, seen_shapes=warmed))
-        if workers > 1:
-            out["data_parallel"] = {
-                "workers": workers, "nodes": spec.nodes, "rank": rank,
-                "scaling": spec.scaling,
-                # every worker's real tokens: the shards of a batch partition its rows
-                "job_timed_tokens": sum(b.num_targets for b in batches[warmup:]),
-                "global_batch_size": global_batch,
-                "per_worker_batch_size": [global_batch // workers + (r < global_batch % workers)
-                                          for r in range(workers)],
-                "threads_per_worker": spec.threads_per_worker, "batches_dropped": dropped,
-                "allreduce_share": allreduce_share(backend, mine[warmup:]),
-                "allreduce_share_method": f"A/B: {ALLREDUCE_AB_STEPS} steps at lr 0 with and without the "
-                                          f"gradient all-reduce, best of 2 each: 1 - t_without / t_with"}
-    backend.leave()
+        passes = [train_steps(job, out)]
+    job.backend.leave()
+    summarise(passes, spec.warmup, out)
+    for split in EVAL_SPLITS[spec.eval] if job.rank == 0 else ():
+        ev = evaluate(job.backend, job.batches(split, 0, False)[:spec.eval_batches])  # a prefix, for quick suites
+        out[f"{split}_tokens"] = ev["tokens"]
+        out[f"{split}_ppl"] = ev["ppl"]
+        out.setdefault("eval_words_per_sec", ev["words_per_sec"])
+        out.setdefault("eval_seconds", ev["seconds"])
+    out["compile"] = job.backend.compile_report()  # what the compiler did, known only now
+    mem = job.backend.peak_memory_bytes()
+    out["peak_memory_bytes"] = mem if mem is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    out["peak_memory_kind"] = "device" if mem is not None else "process_rss"
+    out["wall_seconds"] = time.perf_counter() - t_run
+    return out
 
+
+def _resume(job: Job, out: dict) -> tuple[int, float, list]:
+    """(first epoch, wall seconds already spent, epoch log) from the run's checkpoint, if it
+    resumes one; the checkpoint must belong to this run."""
+    from . import checkpoint
+
+    spec, cfg, ckpt = job.spec, job.cfg, job.spec.checkpoint
+    if not (ckpt and spec.resume and os.path.exists(ckpt)):
+        return 0, 0.0, []
+    weights, meta = checkpoint.load(ckpt)
+    # the number of epochs may grow (resume a 2-epoch run to 13): the lr of an epoch
+    # depends only on its index; every other setting must be the same
+    same = {k: v for k, v in meta["config"].items() if k != "epochs"} == \
+        {k: v for k, v in cfg.to_dict().items() if k != "epochs"}
+    if not same or meta["backend"] != [spec.backend, spec.layout]:
+        diff = sorted(k for k, v in cfg.to_dict().items() if meta["config"].get(k) != v and k != "epochs")
+        raise checkpoint.CheckpointError(
+            f"checkpoint {ckpt} belongs to another run ({meta['backend'][0]}/{meta['backend'][1]}"
+            + (f"; differs in {', '.join(diff)}" if diff else "") + "); use a different --checkpoint file")
+    job.backend.set_weights(weights)
+    out["time_to_target_seconds"] = meta["time_to_target_seconds"]
+    out["resumed_from_epoch"] = meta["epoch"]
+    return meta["epoch"], meta["wall_seconds"], meta["epoch_log"]
+
+
+def train_epochs(job: Job, out: dict, t_run: float) -> tuple[list[dict], float]:
+    """Whole epochs on the lr schedule, validation after each, a checkpoint after each."""
+    from . import checkpoint
+
+    spec, cfg, backend = job.spec, job.cfg, job.backend
+    start, t_offset, epoch_log = _resume(job, out)
+    if start >= spec.epochs:
+        raise checkpoint.CheckpointError(f"checkpoint {spec.checkpoint} already holds all {start} epochs: "
+                                         f"nothing left to resume")
+    t_run -= t_offset
+    passes, target = [], out["target_ppl"]
+    for epoch in range(start, spec.epochs):
+        lr = cfg.lr_at(epoch)
+        backend.reset_state()
+        p = train_pass(backend, job.batches("train", epoch)[:spec.epoch_batches], lr,
+                       spec.warmup if epoch == start else 0, job.progress, phase=f"epoch {epoch + 1}")
+        passes.append(p)
+        entry = {"epoch": epoch + 1, "lr": lr, "train_ppl": perplexity(sum(p["losses"]), p["tokens"])}
+        if "valid" in EVAL_SPLITS[spec.eval]:
+            entry["valid_ppl"] = evaluate(backend, job.batches("valid", 0, False)[:spec.eval_batches])["ppl"]
+            if target and out["time_to_target_seconds"] is None and entry["valid_ppl"] < target:
+                out["time_to_target_seconds"] = time.perf_counter() - t_run
+        entry["wall_seconds"] = time.perf_counter() - t_run
+        epoch_log.append(entry)
+        if spec.checkpoint:
+            checkpoint.save(spec.checkpoint, backend.get_weights(), {
+                "epoch": epoch + 1, "epoch_log": epoch_log, "wall_seconds": entry["wall_seconds"],
+                "time_to_target_seconds": out["time_to_target_seconds"], "config": cfg.to_dict(),
+                "backend": [spec.backend, spec.layout]})
+        job.progress(phase="epoch", pid=os.getpid(), **entry)
+    out["epoch_log"] = epoch_log
+    return passes, t_run
+
+
+def train_steps(job: Job, out: dict) -> dict:
+    """A timed window of spec.steps steps after spec.warmup untimed ones, every batch shape
+    warmed up before it (shape_warmup); with data-parallel workers, this worker's shards."""
+    from .corpus import shard_batches
+
+    spec, backend, rank, workers, warmup = job.spec, job.backend, job.rank, job.workers, job.spec.warmup
+    batches, epoch, dropped = [], 0, 0
+    while len(batches) < warmup + spec.steps:
+        fresh = job.batches("train", epoch)
+        batches += [b for b in fresh if b.batch_size >= workers]  # see corpus.shard
+        dropped += sum(b.batch_size < workers for b in fresh)
+        epoch += 1
+    batches = batches[:warmup + spec.steps]
+    out["cold_shapes"], warmed = shape_warmup(backend, batches, warmup,
+                                              lambda b: shard_batches([b], rank, workers)[0])
+    mine = shard_batches(batches, rank, workers)
+    timed = train_pass(backend, mine, job.cfg.lr, warmup, job.progress, seen_shapes=warmed)
+    if workers > 1:
+        g = job.global_batch
+        out["data_parallel"] = {
+            "workers": workers, "nodes": spec.nodes, "rank": rank, "scaling": spec.scaling,
+            # every worker's real tokens: the shards of a batch partition its rows
+            "job_timed_tokens": sum(b.num_targets for b in batches[warmup:]),
+            "global_batch_size": g, "per_worker_batch_size": [g // workers + (r < g % workers) for r in range(workers)],
+            "threads_per_worker": spec.threads_per_worker, "batches_dropped": dropped,
+            "allreduce_share": allreduce_share(backend, mine[warmup:]),
+            "allreduce_share_method": f"A/B: {ALLREDUCE_AB_STEPS} steps at lr 0 with and without the "
+                                      f"gradient all-reduce, best of 2 each: 1 - t_without / t_with"}
+    return timed
+
+
+def summarise(passes: list[dict], warmup: int, out: dict) -> None:
+    """The training metrics of the record, from the passes' timings and losses."""
     step_ms = [s for p in passes for s in p["step_ms"]]
     timed_seconds = sum(p["timed_seconds"] for p in passes)
     timed_tokens = sum(p["timed_tokens"] for p in passes)
@@ -378,19 +422,6 @@ def run(spec: RunSpec, progress: Progress, out: dict, whoami: dict) -> dict:
         train_ppl=perplexity(sum(passes[-1]["losses"]), passes[-1]["tokens"]),
     )
     out["achieved_flops_per_sec"] = (out["train_words_per_sec"] or 0) * out["flops_per_token"]
-    eval_batches = spec.eval_batches  # a prefix of the split, for quick suites
-    for split in eval_splits if rank == 0 else ():
-        ev = evaluate(backend, epoch_batches(split, 0, False)[:eval_batches])
-        out[f"{split}_tokens"] = ev["tokens"]
-        out[f"{split}_ppl"] = ev["ppl"]
-        out.setdefault("eval_words_per_sec", ev["words_per_sec"])
-        out.setdefault("eval_seconds", ev["seconds"])
-    out["compile"] = backend.compile_report()  # what the compiler did, known only now
-    mem = backend.peak_memory_bytes()
-    out["peak_memory_bytes"] = mem if mem is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    out["peak_memory_kind"] = "device" if mem is not None else "process_rss"
-    out["wall_seconds"] = time.perf_counter() - t_run
-    return out
 
 
 @contextlib.contextmanager
