@@ -189,12 +189,7 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
 
 
 def cmd_bench(a) -> int:
-    from .cli import Fail
-
-    try:
-        return run_suite(a.suite, a.device, a.results_dir, a.resume, a.report, a.data_dir)
-    except (SuiteError, ResultsError) as e:
-        raise Fail(str(e)) from e
+    return run_suite(a.suite, a.device, a.results_dir, a.resume, a.report, a.data_dir)
 
 
 def add_parser(sub) -> None:

@@ -75,9 +75,14 @@ def cmd_verify(a) -> int:
                               "or --compile/--precision, not both")
         code = verify_workers(a.workers, preset=a.preset, device=a.device, backends=a.backends,
                               steps=a.steps, data_dir=a.data_dir)
+    elif a.compile or a.precision != "fp32":  # each layout against its own eager float32 run
+        from .verify_variants import verify_variant
+
+        code = verify_variant(a.preset, a.device, a.backends, a.steps, a.data_dir, compile=a.compile,
+                              precision=a.precision)
     else:
         code = verify(preset=a.preset, device=a.device, backends=a.backends, steps=a.steps,
-                      data_dir=a.data_dir, weights_out=a.save_weights, compile=a.compile, precision=a.precision)
+                      data_dir=a.data_dir, weights_out=a.save_weights)
     if a.out:  # the verdict the report shows next to results it finds it beside
         import datetime as dt
         import json

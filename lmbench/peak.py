@@ -82,7 +82,7 @@ def peak_for(record: dict, search: list[Path]) -> float | None:
 
 
 def cmd_peak(a) -> int:
-    from .cli import Fail
+    from .errors import UserError as Fail
 
     bad = [f for f in a.frameworks if f not in available_backends()]
     if bad:

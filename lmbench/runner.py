@@ -24,7 +24,7 @@ from pathlib import Path
 
 from . import env, launch
 from .config import ConfigError
-from .runspec import EAGER, RunSpec
+from .runspec import EAGER, RunSpec, variant_label
 
 SCHEMA_VERSION = 1
 
@@ -334,9 +334,8 @@ def summary(record: dict) -> str:
 
 def _variant(record: dict) -> str:
     """ "  [compile bf16]" for a variant run, "" for eager float32."""
-    from .results import variant
-
-    name = variant(record)
+    run = record.get("run") or {}
+    name = variant_label(bool(run.get("compile")), run.get("precision") or "fp32")
     return "" if name == EAGER else f"  [{name}]"
 
 

@@ -138,13 +138,11 @@ def verify(preset="tiny", device="cpu", backends=None, steps=3, data_dir=None, w
            print_=print, reference=None, compile=False, precision="fp32") -> int:
     """Compare every backend's native layout with every other's (or, given `reference`, with
     the reference's only) and each backend's other layouts with its native one. A backend
-    may be a path to a backend module (the tests' deliberately broken copies). With a variant
-    (compile, precision) every layout of every backend runs it and is compared with its own
-    eager float32 run instead (lmbench.verify_variants)."""
+    may be a path to a backend module (the tests' deliberately broken copies). (A variant,
+    where every layout of every backend runs compiled or in reduced precision and is compared with its own
+    eager float32 run instead: lmbench.verify_variants.verify_variant)."""
     if compile or precision != "fp32":
-        from .verify_variants import verify_variant
-
-        return verify_variant(preset, device, backends, steps, data_dir, print_, compile, precision)
+        raise ValueError("verify() checks eager float32; a variant is lmbench.verify_variants.verify_variant's")
     cfg, weights, batches, script = build_case(preset, data_dir, steps=steps)
     backends = backends or available_backends()
     with tempfile.TemporaryDirectory() as tmp:

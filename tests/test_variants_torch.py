@@ -118,9 +118,10 @@ def test_bf16_keeps_weights_gradients_and_loss_float32(bf16_ops):
 
 
 def test_verify_bf16_passes_against_eager_fp32(ptb_path):
-    from lmbench.verify import verify
+    from lmbench.verify_variants import verify_variant
 
     lines = []
-    assert verify(backends=["torch"], data_dir=ptb_path.parent, precision="bf16", print_=lines.append) == 0, lines
+    assert verify_variant(backends=["torch"], data_dir=ptb_path.parent, precision="bf16",
+                          print_=lines.append) == 0, lines
     assert lines[-1] == "verify bf16: PASS (3 compared, 0 skipped)"
     assert sum(" bf16 vs eager fp32 " in line for line in lines) == 3
