@@ -23,8 +23,10 @@ MAX_SLOWDOWN = 0.10
 
 
 def _machine_of(r: dict) -> str:
+    if r.get("machine_key"):  # the key bench filed it under (CPU kind, and the GPU where there is one)
+        return r["machine_key"]
     device = (r.get("environment") or {}).get("device_name") if r.get("device") == "cuda" else None
-    return env.machine_key(device or f"{r.get('cpu_model')}-{r.get('cpu_count')}cpu")
+    return env.machine_key(device) if device else env.record_machine_key(r)
 
 
 def machine_records(results_dir) -> dict[str, list[dict]]:

@@ -50,7 +50,7 @@ def peak_file(results_dir="results") -> Path:
 
 def record_machine_key(record: dict) -> str:
     """The machine key a record was filed under (lmbench.env.machine_key on its host)."""
-    return env.machine_key(f"{record.get('cpu_model')}-{record.get('cpu_count')}cpu")
+    return env.record_machine_key(record)
 
 
 def find_peaks(record: dict, search: list[Path]) -> dict:
