@@ -301,3 +301,31 @@ def test_check_baseline_passes_a_fit_baseline_and_needs_no_candidate(tmp_path, c
     assert code == 0 and "fit to judge by (1 configuration(s))" in out
     code, out = run(capsys, tmp_path / "b.jsonl")
     assert code == 2 and "give a CANDIDATE" in out
+
+
+def test_calibrate_save_writes_the_limit_compare_then_admits_baselines_by(tmp_path, capsys, monkeypatch):
+    quiet = runs([1000, 1010, 990, 1005, 995]) + runs([1002, 998, 1008, 992, 1000], seed=5)  # within 2%
+    write(tmp_path / "quiet.jsonl", quiet)
+    results = tmp_path / "results"
+    assert cli_main(["calibrate", str(tmp_path / "quiet.jsonl"), "--draws", "200", "--save",
+                     "--results-dir", str(results)]) == 0
+    saved = json.loads((results / "test-cpu-2cpu" / "calibration.json").read_text())
+    assert 0.01 < saved["spread_limit"] <= 0.021 and saved["machine_key"] == "test-cpu-2cpu"
+    lo, hi = saved["cells"]["all"]["pair_band"]
+    assert 0.97 < lo < 1 < hi < 1.03
+    capsys.readouterr()
+    # a baseline 6% apart passes the default 15% but not this machine's calibrated limit
+    base = write(tmp_path / "b.jsonl", runs([1000, 1010, 990, 1005, 950]))
+    code, out = run(capsys, base, "--check-baseline")
+    assert code == 0, out
+    monkeypatch.setenv("LMBENCH_RESULTS_DIR", str(results))
+    code, out = run(capsys, base, "--check-baseline")
+    assert code == 2 and "(calibrated for test-cpu-2cpu" in out
+
+
+def test_calibrate_save_refuses_runs_not_measured_quiet(tmp_path, capsys):
+    write(tmp_path / "loud.jsonl", runs(BASE) + runs(BASE, seed=5, busy=True))
+    assert cli_main(["calibrate", str(tmp_path / "loud.jsonl"), "--draws", "10", "--save",
+                     "--results-dir", str(tmp_path / "results")]) == 2
+    assert "5 run(s) were not measured quiet (5 recorded while the machine was busy" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
