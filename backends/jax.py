@@ -290,10 +290,13 @@ class Backend(BaseBackend):
         }
 
 
-def gemm(n: int, device: str):
-    """`lmbench peak`: a blocking n x n float32 matrix product on `device`, and the version."""
+def gemm(n: int, device: str, precision: str = "fp32"):
+    """`lmbench peak`: a blocking n x n matrix product on `device`, and the version. The
+    precision is HIGHEST on the dot itself (true float32: no TF32 or bf16 passes on a GPU),
+    whatever the process-wide default."""
     dev = _device(device)
     key = jax.random.PRNGKey(0)
-    a = jax.device_put(jax.random.normal(key, (n, n), jnp.float32), dev)
-    matmul = jax.jit(lambda x: (x @ x).sum())
+    dtype = {"fp32": jnp.float32, "bf16": jnp.bfloat16}[precision]
+    a = jax.device_put(jax.random.normal(key, (n, n), jnp.float32).astype(dtype), dev)
+    matmul = jax.jit(lambda x: jnp.matmul(x, x, precision=jax.lax.Precision.HIGHEST).astype(jnp.float32).sum())
     return (lambda: float(matmul(a))), jax.__version__

@@ -392,8 +392,17 @@ class Backend(BaseBackend):
                 "lstm": "the fused rnn op, one PHI kernel inside the static program"}
 
 
-def gemm(n: int, device: str):
-    """`lmbench peak`: a blocking n x n float32 matrix product on `device`, and the version."""
+def gemm(n: int, device: str, precision: str = "fp32"):
+    """`lmbench peak`: a blocking n x n matrix product on `device`, and the version. fp32 is
+    true float32 (Paddle 3.3 lets cuBLAS use TF32 by default)."""
     paddle.set_device("gpu:0" if device == "cuda" else "cpu")
-    a, b = paddle.randn([n, n]), paddle.randn([n, n])
-    return (lambda: float(paddle.matmul(a, b).sum())), paddle.__version__
+    if device == "cuda":
+        paddle.set_flags({"FLAGS_cudnn_allow_tf32": False, "FLAGS_cublas_allow_tf32": False})
+    dtype = {"fp32": "float32", "bf16": "bfloat16"}[precision]
+    a, b = (paddle.randn([n, n]).astype(dtype) for _ in range(2))
+    try:
+        paddle.matmul(a[:2, :2], b[:2, :2])
+    except Exception as e:  # noqa: BLE001 -- Paddle 3.3's CPU build has no bfloat16 matmul kernel
+        raise RuntimeError(f"paddle {paddle.__version__}: no {dtype} matmul kernel on {device} in this build "
+                           f"({str(e).strip().splitlines()[0][:120]})") from e
+    return (lambda: float(paddle.matmul(a, b).astype("float32").sum())), paddle.__version__

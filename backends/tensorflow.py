@@ -550,9 +550,12 @@ class Backend(BaseBackend):
                 else None}
 
 
-def gemm(n: int, device: str):
-    """`lmbench peak`: a blocking n x n float32 matrix product on `device`, and the version."""
+def gemm(n: int, device: str, precision: str = "fp32"):
+    """`lmbench peak`: a blocking n x n matrix product on `device`, and the version. fp32 is
+    true float32: TensorFlow's default runs float32 matmuls in TF32 on Ampere+ GPUs."""
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+    dtype = {"fp32": tf.float32, "bf16": tf.bfloat16}[precision]
     with tf.device("/GPU:0" if device == "cuda" else "/CPU:0"):
-        a, b = tf.random.normal([n, n]), tf.random.normal([n, n])
-        product = tf.function(lambda: tf.reduce_sum(tf.linalg.matmul(a, b)))
+        a, b = (tf.cast(tf.random.normal([n, n]), dtype) for _ in range(2))
+        product = tf.function(lambda: tf.reduce_sum(tf.cast(tf.linalg.matmul(a, b), tf.float32)))
     return (lambda: product().numpy()), tf.__version__

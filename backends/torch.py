@@ -305,7 +305,13 @@ class Backend(BaseBackend):
         }
 
 
-def gemm(n: int, device: str):
-    """`lmbench peak`: a blocking n x n float32 matrix product on `device`, and the version."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    return (lambda: (a @ b).sum().item()), torch.__version__
+def gemm(n: int, device: str, precision: str = "fp32"):
+    """`lmbench peak`: a blocking n x n matrix product on `device`, and the version. fp32 is
+    true float32 here too, not only in Backend: torch lets cuBLAS use TF32 where asked to
+    (allow_tf32 / float32 matmul precision), and a TF32 rate is not a float32 ceiling."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    return (lambda: (a @ b).float().sum().item()), torch.__version__

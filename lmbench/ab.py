@@ -52,22 +52,22 @@ def import_root(code_dir: Path, where: Path) -> Path:
 
 
 class Worktree:
-    """`git worktree add --detach` of REF in a temporary directory, removed on exit."""
+    """`git worktree add --detach` of REF (of `repo`) in a temporary directory, removed on exit."""
 
-    def __init__(self, ref: str, where: Path):
-        self.path = where / "worktree"
-        out = subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(self.path), ref],
+    def __init__(self, ref: str, where: Path, repo: Path = REPO):
+        self.path, self.repo = where / "worktree", repo
+        out = subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(self.path), ref],
                              capture_output=True, text=True)
         if out.returncode != 0:
             raise ResultsError(f"--ref {ref}: cannot check it out ({out.stderr.strip()}); give a branch, tag "
-                               f"or commit of {REPO}")
+                               f"or commit of {repo}")
         self.commit = subprocess.run(["git", "-C", str(self.path), "rev-parse", "HEAD"], capture_output=True,
                                      text=True).stdout.strip()
 
     def remove(self) -> None:
-        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(self.path)],
+        subprocess.run(["git", "-C", str(self.repo), "worktree", "remove", "--force", str(self.path)],
                        capture_output=True)
-        subprocess.run(["git", "-C", str(REPO), "worktree", "prune"], capture_output=True)
+        subprocess.run(["git", "-C", str(self.repo), "worktree", "prune"], capture_output=True)
 
 
 def _toml_cell(cell: dict) -> str:
@@ -153,13 +153,22 @@ def _recorded(out: Path, sides: dict) -> tuple[list[dict], Counter]:
     return same, done
 
 
+def check_machine(previous: list[dict], force: bool = False) -> None:
+    """An A/B resumed on another kind of machine would mix timings: refused unless force."""
+    keys = sorted({r.get("ab_machine_key") or env.record_machine_key(r) for r in previous} - {env.machine_key()})
+    if keys and not force:
+        raise ResultsError(f"the runs already recorded come from another machine kind ({', '.join(keys)}; this "
+                           f"is {env.machine_key()}): timings are not comparable. Start a new --out, or pass "
+                           f"--force to mix them anyway")
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
 def run_ab(suite="check", ref=None, python_a=None, python_b=None, out=None, resume=False, backends=(),
            repeats=None, data_dir=None, max_slowdown="10%", max_ppl_rise="2%", allow_missing=False,
-           summary=None, say=lambda m: print(m, file=sys.stderr, flush=True)) -> int:
+           summary=None, say=lambda m: print(m, file=sys.stderr, flush=True), force=False) -> int:
     if not ref and not python_a and not python_b:
         raise ResultsError("nothing to compare: give --ref REF (lmbench at a git ref vs the working tree) "
                            "and/or --python-a/--python-b (two Python environments)")
@@ -190,6 +199,7 @@ def run_ab(suite="check", ref=None, python_a=None, python_b=None, out=None, resu
             if previous and not resume:
                 raise ResultsError(f"{out} already holds {len(previous)} run(s) of this A/B: pass --resume to "
                                    f"continue it, or --out another file")
+            check_machine(previous, force)
             todo = plan(cells, repeats, done)
             say(f"lmbench ab: A = {a.source} with {python_a}; B = {b.source} with {python_b}; "
                 f"{len(todo)} run(s) to do, records go to {out}")
@@ -208,7 +218,7 @@ def _run_and_compare(todo, sides_by_name, sides, out, tmp, data_dir, say, starte
         for i, (name, cell) in enumerate(todo, 1):
             side = sides_by_name[name]
             record = side.run(cell, tmp, data_dir)
-            record.update(ab_side=name, ab_sources=sides, ab_cell=cell_id(cell))
+            record.update(ab_side=name, ab_sources=sides, ab_cell=cell_id(cell), ab_machine_key=env.machine_key())
             append_record(out, record)
             metric = (f"{record['metrics']['train_words_per_sec']:,.0f} train words/s"
                       if record["status"] == "ok" else f"FAILED: {record['error'].splitlines()[0][:200]}")
@@ -241,7 +251,7 @@ def _run_and_compare(todo, sides_by_name, sides, out, tmp, data_dir, say, starte
 def cmd_ab(a) -> int:
     try:
         return run_ab(a.suite, a.ref, a.python_a, a.python_b, a.out, a.resume, a.backend or (), a.repeats,
-                      a.data_dir, a.max_slowdown, a.max_ppl_rise, a.allow_missing, a.summary)
+                      a.data_dir, a.max_slowdown, a.max_ppl_rise, a.allow_missing, a.summary, force=a.force)
     except (ResultsError, SuiteError) as e:
         print(f"lmbench ab: error: {e}", file=sys.stderr)
         return 2
@@ -263,4 +273,5 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted A/B in --out")
     p.add_argument("--data-dir", default=None)
     add_threshold_args(p)
+    p.add_argument("--force", action="store_true", help="--resume runs recorded on another machine kind")
     p.set_defaults(func=cmd_ab)

@@ -146,10 +146,11 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
                 if event.get("words_per_sec"):
                     bar.set_postfix_str(f"{event['phase']} {event['step']}/{event['steps']} "
                                         f"{event['words_per_sec']:,.0f} words/s")
-            load = os.getloadavg()[0]
+            # how busy the machine was is measured by the worker around the timed window itself
+            # (metrics["busy"], lmbench.env.busy_entry); older records carry a load_average
+            # read here, between cells, which mostly measured lmbench itself
             record = run_isolated(spec, timeout=cell.get("timeout"), on_progress=progress)
             record["suite"] = str(suite)
-            record["load_average"] = round(load, 2)  # other work on the machine when the run started
             try:
                 append_record(results_file, record)
             except RecordWriteError as e:  # a full or vanished disk: the next runs would fail the same way

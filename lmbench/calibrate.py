@@ -12,16 +12,29 @@ draws comparisons the way a CI job meets them:
 
 and prints, per condition, the share of comparisons the rule flags (seeded: the same
 records give the same table).
+
+With --save it also writes RESULTS_DIR/<machine>/calibration.json for the records' machine
+(one machine kind only): per cell and over all cells, the run-to-run spread limit
+((max - min) / median of 5-run draws, 99th percentile) that `compare` admits a baseline
+under, and the noise band of one run against another (2.5th-97.5th percentile of the
+ratio of two runs) that `history` shows where a commit has too few runs for a verdict.
+Calibrate on runs recorded while the machine was quiet: a limit drawn from loaded runs
+admits loaded baselines.
 """
 from __future__ import annotations
 
+import datetime as dt
 import itertools
+import json
+import os
 import sys
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
-from .compare import MIN_RUNS, _key, _percent, throughput_verdict
+from . import env
+from .compare import CALIBRATION_FILE, MIN_RUNS, _key, _percent, busy_of, spread, throughput_verdict
 from .results import ResultsError, label, load_records
 
 SLOWDOWNS = (0.10, 0.15, 0.25)
@@ -76,6 +89,58 @@ def calibrate(records, draws=2000, runs=MIN_RUNS, max_slowdown=0.10, seed=0, slo
             "sessions": {names[k]: {s: len(w) for s, w in v.items()} for k, v in by_cell.items()}}
 
 
+def noise(records, runs=MIN_RUNS, draws=2000, seed=0) -> dict:
+    """The machine's noise, per cell label and over all cells ("all"): {"spread_limit": the 99th
+    percentile of spread() over draws of `runs` runs, "pair_band": [2.5th, 97.5th percentile]
+    of one run's words/s over another's, "runs": n}."""
+    rng = np.random.default_rng(seed)
+    by_cell = pools(records)
+    names = {k: label(next(r for r in records if r["status"] == "ok" and _key(r) == k)) for k in by_cell}
+    out, spreads, pairs = {}, [], []
+    for k, sessions in by_cell.items():
+        pool = np.array([w for ws in sessions.values() for w in ws])
+        if len(pool) < runs:
+            raise ResultsError(f"{names[k]}: {len(pool)} run(s); the noise of {runs}-run draws needs at least {runs}")
+        cell_spreads = [spread(list(pool[rng.choice(len(pool), runs, replace=False)])) for _ in range(draws)]
+        i, j = rng.integers(len(pool), size=(2, draws))
+        keep = i != j
+        cell_pairs = list(pool[i[keep]] / pool[j[keep]])
+        out[names[k]] = {"spread_limit": round(float(np.percentile(cell_spreads, 99)), 4),
+                         "pair_band": [round(float(q), 4) for q in np.percentile(cell_pairs, [2.5, 97.5])],
+                         "runs": int(len(pool))}
+        spreads += cell_spreads
+        pairs += cell_pairs
+    out["all"] = {"spread_limit": round(float(np.percentile(spreads, 99)), 4),
+                  "pair_band": [round(float(q), 4) for q in np.percentile(pairs, [2.5, 97.5])],
+                  "runs": int(sum(c["runs"] for c in out.values()))}
+    return out
+
+
+def save_calibration(records, results_dir, runs=MIN_RUNS, seed=0) -> Path:
+    """Write RESULTS_DIR/<machine>/calibration.json (the records' one machine kind)."""
+    keys = sorted({env.record_machine_key(r) for r in records if r["status"] == "ok"})
+    if len(keys) != 1:
+        raise ResultsError(f"the records come from {len(keys)} machine kinds ({', '.join(keys)}): a calibration "
+                           f"belongs to one; give the records of one machine")
+    loud = [r for r in records if r["status"] == "ok" and not (busy_of(r) and busy_of(r).get("busy") is False)]
+    if loud:
+        busy = [r for r in loud if busy_of(r)]
+        raise ResultsError(f"{len(loud)} run(s) were not measured quiet ({len(busy)} recorded while the machine was "
+                           f"busy, {len(loud) - len(busy)} without a busy measurement, i.e. by an older lmbench): a "
+                           f"limit drawn from them would admit loaded baselines; calibrate runs recorded on a quiet "
+                           f"machine by this lmbench")
+    cells = noise(records, runs, seed=seed)
+    data = {"machine_key": keys[0], "spread_limit": cells["all"]["spread_limit"], "cells": cells,
+            "runs_per_draw": runs, "utc_time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "sources": sorted({r["_source"].rsplit(":", 1)[0] for r in records})}
+    path = Path(results_dir) / keys[0] / CALIBRATION_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
 def markdown(result: dict) -> str:
     cells = result["cells"]
     lines = ["| condition | " + " | ".join(cells) + " | all cells |", "|---|" + "---:|" * (len(cells) + 1)]
@@ -99,6 +164,16 @@ def cmd_calibrate(a) -> int:
           f"and condition (seed {a.seed}); runs per cell: " + ", ".join(f"{c}: {n}" for c, n in runs.items())
           + f"; sessions: {max(len(s) for s in result['sessions'].values())}")
     print(markdown(result))
+    if a.save:
+        try:
+            path = save_calibration(records, a.results_dir, a.runs, a.seed)
+        except ResultsError as e:
+            print(f"lmbench calibrate: error: {e}", file=sys.stderr)
+            return 2
+        data = json.loads(path.read_text())
+        print(f"calibration saved in {path}: spread limit {data['spread_limit']:.1%} (compare's admission of a "
+              f"baseline), one run vs another {data['cells']['all']['pair_band'][0]:.3f}-"
+              f"{data['cells']['all']['pair_band'][1]:.3f} (history's noise band)")
     return 0
 
 
@@ -114,4 +189,7 @@ def add_parser(sub) -> None:
     p.add_argument("--max-slowdown", default="10%")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--slowdowns", default="10%,15%,25%", help="comma-separated slowdowns to apply (default %(default)s)")
+    p.add_argument("--save", action="store_true", help="write RESULTS_DIR/<machine>/calibration.json: the spread "
+                   "limit compare admits baselines under, the noise band history shows (calibrate quiet runs)")
+    p.add_argument("--results-dir", default=os.environ.get("LMBENCH_RESULTS_DIR", "results"))
     p.set_defaults(func=cmd_calibrate)

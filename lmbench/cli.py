@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_verify)
 
     # each of these modules contributes its own sub-command through add_parser(sub)
-    for extra in ("bench", "report", "compare", "peak", "ab", "history", "calibrate"):
+    for extra in ("bench", "report", "compare", "peak", "ab", "history", "calibrate", "bisect"):
         if importlib.util.find_spec(f"lmbench.{extra}") is not None:
             importlib.import_module(f"lmbench.{extra}").add_parser(sub)
     return p

@@ -17,17 +17,28 @@ per-step times add a secondary view, paired by batch (every run sees the same ba
 the same order): the median over steps of baseline/candidate step time; it is printed,
 never tested on its own. Perplexity rises beyond --max-ppl-rise are regressions as they
 are. A baseline configuration that is missing, failed or diverged in the candidate fails
-the verdict unless --allow-missing. Results from different machines or devices are
-refused unless --force. Exit 0: no regression; 1: a regression or a missing cell;
-2: unusable input.
+the verdict unless --allow-missing. Results from different machine kinds (the machine
+key: CPU model, core count, family/model/stepping and ISA flags, GPU) or devices are
+refused unless --force.
+
+The baseline must be fit to judge by (admission), else compare refuses it (exit 2) and
+says why: every cell needs >= 5 runs, all of one commit and one framework version and
+machine, their words/s spread ((max - min) / median) within the machine's calibrated limit
+(`lmbench calibrate --save`) or else 15%, and no run recorded while the machine was busy
+(measured around each run's timed window: other processes' CPU time or CPU steal).
+Exit 0: no regression; 1: a regression or a missing cell; 2: unusable input.
 """
 from __future__ import annotations
 
+import json
+import os
 import statistics
 import sys
 from collections import defaultdict
 from math import comb
+from pathlib import Path
 
+from . import env
 from .results import ResultsError, label, load_records
 from .runspec import record_identity
 
@@ -69,9 +80,107 @@ def _group(records, ok=True):
 
 
 def _machine(records) -> set:
-    return {(r.get("cpu_model"), r.get("cpu_count"), r.get("device"),
-             (r.get("environment") or {}).get("device_name"))
+    return {(env.record_machine_key(r), r.get("device"), (r.get("environment") or {}).get("device_name"))
             for r in records if r["status"] != "skipped"}  # a skipped run never built a model to know its device
+
+
+# Admission of a baseline: the (max - min) / median of a cell's words/s over its runs above
+# which the baseline is refused, where `lmbench calibrate --save` measured no limit for the
+# machine: half again the 10% slowdown the gate looks for, so that a baseline's own runs
+# cannot differ by more than a regression does.
+DEFAULT_SPREAD_LIMIT = 0.15
+CALIBRATION_FILE = "calibration.json"
+REFUSED = 2
+
+
+def spread(words: list[float]) -> float:
+    """Run-to-run spread of a cell: (max - min) / median of its runs' words/s."""
+    return (max(words) - min(words)) / statistics.median(words)
+
+
+def calibration_for(machine_key: str, results_dir=None) -> dict | None:
+    """RESULTS_DIR/<machine>/calibration.json (`lmbench calibrate --save`), or None."""
+    path = Path(results_dir or os.environ.get("LMBENCH_RESULTS_DIR", "results")) / machine_key / CALIBRATION_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def spread_limit_for(machine_key: str, results_dir=None) -> tuple[float, str]:
+    """(limit, where it comes from): the calibrated spread limit of the machine, else the default."""
+    cal = calibration_for(machine_key, results_dir)
+    if cal and isinstance(cal.get("spread_limit"), (int, float)):
+        return float(cal["spread_limit"]), f"calibrated for {machine_key} ({cal.get('utc_time', '?')})"
+    return DEFAULT_SPREAD_LIMIT, f"default; `lmbench calibrate --save` on {machine_key} calibrates it"
+
+
+def busy_of(record: dict) -> dict | None:
+    """The busy measurement around the record's timed window (lmbench.env.busy_entry), or None
+    for a record made before lmbench took it (such records carry at most a load_average read
+    between cells)."""
+    busy = (record.get("metrics") or {}).get("busy")
+    return busy if isinstance(busy, dict) else None
+
+
+def load_of(record: dict) -> float | None:
+    """The load average during the run: the mean of the window's start and end, or the old
+    between-cells reading."""
+    busy = busy_of(record)
+    if busy and busy.get("load_average"):
+        return statistics.mean(busy["load_average"])
+    return record.get("load_average")
+
+
+def admission_problems(records: list[dict], min_runs: int = MIN_RUNS, spread_limit: float | None = None,
+                       limit_source: str = "") -> list[str]:
+    """Why these records cannot serve as a baseline (empty: they can): per cell, too few runs,
+    several commits, framework versions or machines, a spread above the limit, runs without a
+    busy measurement or recorded while the machine was busy."""
+    problems = []
+    groups = _group(records)
+    if not groups:
+        return ["it holds no successful run"]
+    for runs in groups.values():
+        name, why = label(runs[0]), []
+        if len(runs) < min_runs:
+            why.append(f"{len(runs)} run(s); the test needs >= {min_runs} per side to reach p < {ALPHA}")
+        for what, values in (("commits", {r.get("git_commit") for r in runs}),
+                             ("framework versions", {(r.get("environment") or {}).get("framework_version")
+                                                     for r in runs}),
+                             ("machines", {env.record_machine_key(r) for r in runs})):
+            if len(values) > 1:
+                why.append(f"runs of {len(values)} {what} ({', '.join(sorted(str(v)[:12] for v in values))})")
+        words = [r["metrics"]["train_words_per_sec"] for r in runs]
+        limit = DEFAULT_SPREAD_LIMIT if spread_limit is None else spread_limit
+        if len(runs) > 1 and spread(words) > limit:
+            why.append(f"run-to-run spread {spread(words):.0%} ({min(words):,.0f}-{max(words):,.0f} words/s) "
+                       f"above the limit {limit:.0%}" + (f" ({limit_source})" if limit_source else ""))
+        unmeasured = [r for r in runs if busy_of(r) is None or busy_of(r).get("busy") is None]
+        busy = [busy_of(r) for r in runs if busy_of(r) and busy_of(r).get("busy")]
+        if unmeasured:
+            loads = [load_of(r) for r in unmeasured if load_of(r) is not None]
+            why.append(f"{len(unmeasured)} run(s) without a busy measurement around the timed window "
+                       f"(recorded by an older lmbench" + (f"; load average then {min(loads):.1f}-{max(loads):.1f}"
+                                                           if loads else "") + ")")
+        if busy:
+            why.append(f"{len(busy)} run(s) recorded while the machine was busy ({busy[0]['why']})")
+        problems += [f"{name}: {w}" for w in why]
+    return problems
+
+
+def admit_baseline(records: list[dict], source: str, results_dir=None) -> None:
+    """ResultsError (compare exits 2) naming every problem and how to re-record, if the
+    records are unfit to be a baseline."""
+    keys = sorted({env.record_machine_key(r) for r in records if r["status"] == "ok"})
+    limit, where = spread_limit_for(keys[0], results_dir) if len(keys) == 1 else (DEFAULT_SPREAD_LIMIT, "default")
+    problems = admission_problems(records, spread_limit=limit, limit_source=where)
+    if problems:
+        raise ResultsError(
+            f"baseline {source} is unfit to judge a candidate by:\n  - " + "\n  - ".join(problems)
+            + f"\nRe-record it on a quiet machine of this kind at one commit: `make bench-check-baseline` "
+              f"(the check suite, {MIN_RUNS} runs per cell), with nothing else running; or compare two "
+              f"versions side by side with `lmbench ab --ref REF`, which needs no baseline")
 
 
 def _median(records, metric):
@@ -143,9 +252,11 @@ def compare_records(base: list[dict], cand: list[dict], max_slowdown="10%", max_
     """The comparison as data: rows, missing cells, notes and the exit code (ResultsError: unusable)."""
     slow, rise = _percent(max_slowdown), _percent(max_ppl_rise)
     if _machine(base) != _machine(cand) and _machine(cand) and not force:  # all skipped: no timing to mismatch
-        raise ResultsError(f"{names[0]} and {names[1]} come from different machines or devices "
+        raise ResultsError(f"{names[0]} and {names[1]} come from different machine kinds or devices "
                            f"({sorted(map(str, _machine(base)))} vs {sorted(map(str, _machine(cand)))}); "
-                           f"timings are not comparable. Pass --force to compare anyway")
+                           f"timings are not comparable (a key without f<family>m<model>s<stepping> is an "
+                           f"older record's, which did not say which CPU generation it ran on). Pass "
+                           f"--force to compare anyway")
     b, c = _group(base), _group(cand)
     matched = [k for k in c if k in b]
     if not matched and not b:
@@ -173,12 +284,16 @@ def compare_records(base: list[dict], cand: list[dict], max_slowdown="10%", max_
             rows.append(("", metric, mb, mc, mc / mb, verdict))
     missing = _missing(b, cand)
     notes = []
-    lb = [r["load_average"] for r in base if r.get("load_average") is not None]
-    lc = [r["load_average"] for r in cand if r.get("load_average") is not None]
+    lb = [load_of(r) for r in base if load_of(r) is not None]
+    lc = [load_of(r) for r in cand if load_of(r) is not None]
     if lb and lc and statistics.median(lc) > statistics.median(lb) + 1:
         notes.append(f"the machine was busier during the {names[1]} runs (load average "
                      f"{statistics.median(lc):.1f} vs {statistics.median(lb):.1f}): other work may explain "
                      f"a slowdown")
+    busy = [r for r in cand if (busy_of(r) or {}).get("busy")]
+    if busy:
+        notes.append(f"{len(busy)} {names[1]} run(s) were recorded while the machine was busy "
+                     f"({busy_of(busy[0])['why']}): other work may explain a slowdown")
     unmatched = len([k for k in c if k not in b])
     summary = (f"{len(matched)} configuration(s) matched"
                + (f", {unmatched} {names[1]} configuration(s) without a {names[0]}" if unmatched else "")
@@ -233,10 +348,17 @@ def write_summary(path, result: dict, title: str = "lmbench compare") -> None:
 
 
 def compare(baseline, candidate, max_slowdown="10%", max_ppl_rise="2%", force=False, print_=print,
-            warn=lambda m: print(m, file=sys.stderr), allow_missing=False, summary=None) -> int:
-    """Print the comparison table; 0 if nothing regressed, 1 otherwise (ResultsError: unusable)."""
+            warn=lambda m: print(m, file=sys.stderr), allow_missing=False, summary=None,
+            admit=True) -> int:
+    """Print the comparison table; 0 if nothing regressed, 1 otherwise (ResultsError: unusable,
+    an unfit baseline included unless admit=False)."""
     _percent(max_slowdown), _percent(max_ppl_rise)  # bad thresholds before reading anything
     base = load_records([baseline], warn=warn, future_is_error=True)
+    if admit:
+        admit_baseline(base, baseline)
+    if candidate is None:
+        print_(f"baseline {baseline}: fit to judge by ({len(_group(base))} configuration(s))")
+        return 0
     cand = load_records([candidate], warn=warn, future_is_error=True)
     b, c = _group(base), _group(cand)
     if not any(k in b for k in c) and not _group(cand, ok=False):
@@ -252,9 +374,12 @@ def compare(baseline, candidate, max_slowdown="10%", max_ppl_rise="2%", force=Fa
 
 def cmd_compare(a) -> int:
     try:
-        return compare(a.baseline, a.candidate, a.max_slowdown, a.max_ppl_rise, a.force,
-                       print_=lambda m: print(m, flush=True), allow_missing=a.allow_missing,
-                       summary=a.summary)
+        if a.candidate is None and not a.check_baseline:
+            raise ResultsError("give a CANDIDATE to compare with the baseline, or --check-baseline to only "
+                               "check that BASELINE is fit to be one")
+        return compare(a.baseline, None if a.check_baseline else a.candidate, a.max_slowdown, a.max_ppl_rise,
+                       a.force, print_=lambda m: print(m, flush=True), allow_missing=a.allow_missing,
+                       summary=a.summary, admit=not a.unfit_baseline)
     except ResultsError as e:
         print(f"lmbench compare: error: {e}", file=sys.stderr)
         return 2
@@ -275,7 +400,11 @@ def add_parser(sub) -> None:
                        description=__doc__.split("\n\n", 1)[1],
                        formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     p.add_argument("baseline")
-    p.add_argument("candidate")
+    p.add_argument("candidate", nargs="?")
     add_threshold_args(p)
-    p.add_argument("--force", action="store_true", help="compare results from different machines/devices")
+    p.add_argument("--force", action="store_true", help="compare results from different machine kinds/devices")
+    p.add_argument("--check-baseline", action="store_true", help="only check that BASELINE is fit to be one "
+                   "(exit 0) or say why not (exit 2); no candidate")
+    p.add_argument("--unfit-baseline", action="store_true", help="compare against a baseline that admission "
+                   "refuses (its verdicts may be wrong: too few, mixed, spread or busy runs)")
     p.set_defaults(func=cmd_compare)

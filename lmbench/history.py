@@ -4,8 +4,12 @@ Results accumulate per machine under RESULTS_DIR/<machine>/ (lmbench bench files
 there). For every machine and cell this orders the recorded commits as `git log` does
 (oldest first; commits not on the current branch last, by time), shows each commit's runs
 as median and spread (min-max), and marks the commits where `lmbench compare`'s rule
-(against the previous commit with runs) would have fired. It writes history.md and one
-PNG per machine into RESULTS_DIR/report/; history_section() gives the same to a report.
+(against the previous commit with runs) would have fired. A commit is judged only where the
+rule could fire (>= 5 runs on both sides); with fewer (one run per commit, as a nightly
+job records) it shows, instead of a verdict, the ratio to the previous commit beside the
+machine's calibrated noise band of one run against another (`lmbench calibrate --save`).
+It writes history.md and one PNG per machine into RESULTS_DIR/report/; history_section()
+gives the same to a report.
 """
 from __future__ import annotations
 
@@ -16,15 +20,17 @@ from collections import defaultdict
 from pathlib import Path
 
 from . import env
-from .compare import _key, throughput_verdict
+from .compare import MIN_RUNS, _key, calibration_for, throughput_verdict
 from .results import ResultsError, label, load_records
 
 MAX_SLOWDOWN = 0.10
 
 
 def _machine_of(r: dict) -> str:
+    if r.get("machine_key"):  # the key bench filed it under (CPU kind, and the GPU where there is one)
+        return r["machine_key"]
     device = (r.get("environment") or {}).get("device_name") if r.get("device") == "cuda" else None
-    return env.machine_key(device or f"{r.get('cpu_model')}-{r.get('cpu_count')}cpu")
+    return env.machine_key(device) if device else env.record_machine_key(r)
 
 
 def machine_records(results_dir) -> dict[str, list[dict]]:
@@ -49,7 +55,8 @@ def commit_order(repo: Path | None = None) -> list[str]:
 
 
 def series(records: list[dict], order: list[str]) -> dict[tuple, list[dict]]:
-    """Per cell: [{commit, runs, words, median, fired, ratio}] in commit order."""
+    """Per cell: [{commit, runs, words, median, testable, fired, ratio}] in commit order; testable:
+    both this commit and the previous have enough runs for the rule to fire."""
     rank = {c: i for i, c in enumerate(order)}
     by_cell: dict[tuple, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
@@ -64,10 +71,11 @@ def series(records: list[dict], order: list[str]) -> dict[tuple, list[dict]]:
             words = [r["metrics"]["train_words_per_sec"] for r in runs]
             point = {"commit": c, "on_branch": c in rank, "runs": runs, "words": words,
                      "median": statistics.median(words), "dirty": any(r.get("git_dirty") for r in runs),
-                     "fired": False, "ratio": None}
+                     "fired": False, "ratio": None, "testable": False}
             if previous:
                 _, _, point["ratio"], verdict = throughput_verdict(previous["runs"], runs, MAX_SLOWDOWN)
-                point["fired"] = verdict.startswith("REGRESSION")
+                point["testable"] = min(len(previous["runs"]), len(runs)) >= MIN_RUNS
+                point["fired"] = point["testable"] and verdict.startswith("REGRESSION")
             points.append(point)
             previous = point
         out[key] = points
@@ -117,9 +125,11 @@ def history_section(results_dir, out_dir=None) -> tuple[str, list[Path]] | None:
     lines = ["## History", "",
              f"Train words/s per commit (git log order; median and min-max over the commit's runs). "
              f"**fired**: `lmbench compare`'s rule against the previous commit (> {MAX_SLOWDOWN:.0%} slower "
-             f"and per-run p < 0.01).", ""]
+             f"and per-run p < 0.01), judged only where both have >= {MIN_RUNS} runs; with fewer, the ratio is "
+             f"set beside the machine's calibrated noise band of one run against another.", ""]
     for machine, records in machines.items():
         cells = series(records, order)
+        calibration = calibration_for(machine, results_dir) or {}
         png = out_dir / f"history-{machine}.png"
         _plot(machine, cells, png)
         pngs.append(png)
@@ -128,13 +138,31 @@ def history_section(results_dir, out_dir=None) -> tuple[str, list[Path]] | None:
             lines += [f"**{label(points[0]['runs'][0])}**", "",
                       "| commit | runs | median words/s | min-max | vs previous | compare |",
                       "|---|---:|---:|---:|---:|---|"]
+            band = (calibration.get("cells") or {}).get(label(points[0]["runs"][0])) or \
+                (calibration.get("cells") or {}).get("all")
+            previous = None
             for p in points:
                 name = p["commit"][:10] + ("+dirty" if p["dirty"] else "") + ("" if p["on_branch"] else " (not in git log)")
                 ratio = f"{p['ratio']:.3f}" if p["ratio"] is not None else ""
                 lines.append(f"| {name} | {len(p['words'])} | {p['median']:,.0f} | {min(p['words']):,.0f}-"
-                             f"{max(p['words']):,.0f} | {ratio} | {'**fired**' if p['fired'] else ''} |")
+                             f"{max(p['words']):,.0f} | {ratio} | {_judgement(p, previous, band)} |")
+                previous = p
             lines.append("")
     return "\n".join(lines), pngs
+
+
+def _judgement(point: dict, previous: dict | None, band: dict | None) -> str:
+    """The compare column: the rule's mark where it could fire, else the noise band, no verdict."""
+    if previous is None:
+        return ""
+    if point["testable"]:
+        return "**fired**" if point["fired"] else ""
+    runs = f"{len(previous['words'])}/{len(point['words'])} runs: no verdict"
+    if not band or not band.get("pair_band"):
+        return f"{runs}; no calibrated noise band (`lmbench calibrate --save`)"
+    lo, hi = band["pair_band"]
+    where = "inside" if lo <= point["ratio"] <= hi else "OUTSIDE"
+    return f"{runs}; {where} the noise band {lo:.3f}-{hi:.3f} of one run vs another"
 
 
 def cmd_history(a) -> int:

@@ -154,6 +154,18 @@ def verify_verdicts(paths) -> list[dict]:
     return found
 
 
+def busy(df: pd.DataFrame) -> list[str]:
+    """Runs timed while other work used the machine (metrics.busy, measured around the timed
+    window): said, since their numbers carry that work's noise."""
+    if "busy" not in df or not (df.busy == True).any():  # noqa: E712 -- None is unknown, not False
+        return []
+    hit = df[df.busy == True]  # noqa: E712
+    why = sorted({w for w in hit.busy_why if isinstance(w, str)})
+    return [f"{len(hit)} of {len(df)} run(s) were timed while the machine was busy"
+            + (f" ({'; '.join(why[:3])})" if why else "") + ": their words/s carry that load's noise; "
+            "re-run them on a quiet machine before quoting them."]
+
+
 def not_ok(records: list[dict], label) -> list[str]:
     bad = [r for r in records if r.get("status") != "ok"]
     if not bad:
@@ -168,5 +180,5 @@ def not_ok(records: list[dict], label) -> list[str]:
 def findings(df: pd.DataFrame, t: pd.DataFrame | None, records: list[dict], verdicts: list[dict], label) -> list[str]:
     out = []
     if t is not None and not t.empty:
-        out += fastest(t) + padding_cost(t) + perplexity_agreement(df, verdicts)
+        out += fastest(t) + padding_cost(t) + perplexity_agreement(df, verdicts) + busy(df)
     return out + not_ok(records, label)

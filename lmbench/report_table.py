@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 
 from .backend import available_backends, backend_layouts
-from .peak import find_peaks
+from .env import record_machine_key
+from .peak import ceiling_for, find_peaks
 from .results import variant
-from .runspec import EAGER, RunSpec, identity_text, record_identity, where
+from .runspec import EAGER, PRECISIONS, RunSpec, identity_text, record_identity, where
 
 PUBLISHED = {"small": (120.7, 114.5), "medium": (86.2, 82.7), "large": (82.2, 78.4)}  # Zaremba 2014
 
@@ -42,11 +43,32 @@ def native_layout(backend: str) -> str | None:
     return backend_layouts(backend)[0] if backend in available_backends() else None
 
 
-def device_ceiling(peaks: dict, device: str | None) -> tuple[float, str] | tuple[None, None]:
-    """(GFLOP/s, framework) of the best float32 GEMM any framework reached on `device`."""
-    best = [(e["gflops"], fw) for fw, e in peaks.items()
-            if isinstance(e, dict) and e.get("gflops") and e.get("device", device) == device]
+def device_ceiling(peaks: dict, device: str | None, precision: str = "fp32") -> tuple[float, str] | tuple[None, None]:
+    """(GFLOP/s, framework) of the best GEMM in `precision` any framework reached on `device`
+    (lmbench.peak.ceiling_for: a bf16 run by the bf16 ceiling; a figure above the device's
+    theoretical peak is no ceiling)."""
+    table = peaks if precision == "fp32" else peaks.get(precision) or {}
+    best = [(e["gflops"], fw) for fw in (table if isinstance(table, dict) else {})
+            if (e := ceiling_for(peaks, fw, precision, device))]
     return max(best) if best else (None, None)
+
+
+def _same_machine(peaks: dict, record: dict) -> dict:
+    """The peak entries measured on the record's machine kind (its machine key, or for older
+    entries without one, its CPU model)."""
+    key = record_machine_key(record)
+
+    def mine(e):
+        if not isinstance(e, dict):
+            return False
+        if e.get("machine_key"):
+            return e["machine_key"] == key
+        return e.get("cpu_model", record.get("cpu_model")) == record.get("cpu_model")
+    out = {fw: e for fw, e in peaks.items() if fw not in PRECISIONS and mine(e)}
+    for precision in PRECISIONS:
+        if isinstance(peaks.get(precision), dict):
+            out[precision] = {fw: e for fw, e in peaks[precision].items() if mine(e)}
+    return out
 
 
 def frame(records: list[dict], search=()) -> pd.DataFrame:
@@ -58,14 +80,14 @@ def frame(records: list[dict], search=()) -> pd.DataFrame:
         m, c, spec = r["metrics"], r["config"], RunSpec.from_record(r)
         # a backend that takes no per-step samples (JAX on CPU, TF on GPU) records None
         st = {k: np.nan if v is None else v for k, v in (m.get("step_time_ms") or {}).items()}
-        # only GEMM rates measured on this record's CPU model (a peak.json found in a directory
-        # above may belong to another machine)
-        peaks = {fw: e for fw, e in find_peaks(r, list(search)).items()
-                 if isinstance(e, dict) and e.get("cpu_model", r.get("cpu_model")) == r.get("cpu_model")}
+        # only GEMM rates measured on this record's machine kind (a peak.json found in a
+        # directory above may belong to another machine)
+        peaks = _same_machine(find_peaks(r, list(search)), r)
         framework = (r.get("environment") or {}).get("framework") or r["backend"]
-        own = peaks.get(framework) if isinstance(peaks.get(framework), dict) else {}
-        own_gflops = own.get("gflops") if own.get("device", r.get("device")) == r.get("device") else None
-        ceiling, ceiling_by = device_ceiling(peaks, r.get("device"))
+        own = ceiling_for(peaks, framework, spec.precision, r.get("device")) or {}
+        own_gflops = own.get("gflops")
+        ceiling, ceiling_by = device_ceiling(peaks, r.get("device"), spec.precision)
+        busy = m.get("busy") if isinstance(m.get("busy"), dict) else {}
         gflops = (m.get("achieved_flops_per_sec") or np.nan) / 1e9
         mem = m.get("peak_memory_bytes")
         # timed steps: all steps but the untimed warm-up
@@ -94,7 +116,9 @@ def frame(records: list[dict], search=()) -> pd.DataFrame:
             "padding_fraction": m.get("padding_fraction", np.nan), "achieved_gflops": gflops,
             "own_gemm_gflops": own_gflops or np.nan, "ceiling_gflops": ceiling or np.nan,
             "ceiling_by": ceiling_by, "threads": spec.threads,
-            "ceiling_threads": peaks[ceiling_by].get("threads") if ceiling_by else None,
+            "ceiling_threads": (peaks if spec.precision == "fp32" else peaks.get(spec.precision, {}))[ceiling_by]
+            .get("threads") if ceiling_by else None,
+            "busy": busy.get("busy"), "busy_why": busy.get("why"),
             "pct_of_ceiling": 100 * gflops / ceiling if ceiling else np.nan,
             "cold_shapes_ms": (m.get("cold_shapes") or {}).get("extra_ms_median", np.nan)
             if isinstance(m.get("cold_shapes"), dict) else np.nan,
@@ -125,7 +149,8 @@ def headline(df: pd.DataFrame) -> pd.DataFrame:
     agg = {c: (c, "first") for c in CELL if c != "identity"}
     agg.update({"runs": ("train_words_per_sec", "size"), "wps_min": ("train_words_per_sec", "min"),
                 "wps_max": ("train_words_per_sec", "max"), "wps_runs": ("train_words_per_sec", list),
-                "peak_memory_mib": ("peak_memory_mib", "max")})
+                "peak_memory_mib": ("peak_memory_mib", "max"),
+                "busy_runs": ("busy", lambda x: sum(v is True for v in x))})
     for col in ("train_words_per_sec", "step_ms_p10", "step_ms_median", "step_ms_p90", "us_per_token",
                 "eval_words_per_sec", "valid_ppl", "test_ppl", "padding_fraction", "achieved_gflops",
                 "own_gemm_gflops", "ceiling_gflops", "pct_of_ceiling", "cold_shapes_ms"):
@@ -175,6 +200,7 @@ HEADLINE = [
     ("Peak memory MiB", lambda r: r.peak_memory_mib, lambda r: _num(r.peak_memory_mib)),
     ("Padding %", lambda r: r.padding_fraction, lambda r: _num(100 * r.padding_fraction, 1)),
     ("Utilisation % of device ceiling", lambda r: r.pct_of_ceiling, lambda r: _num(r.pct_of_ceiling, 1)),
+    ("Runs on a busy machine", lambda r: r.busy_runs or None, lambda r: str(r.busy_runs)),
     ("× fastest", lambda r: r.vs_fastest, lambda r: "–" if _missing(r.vs_fastest) else f"{r.vs_fastest:.2f}×"),
 ]
 DETAILS = [

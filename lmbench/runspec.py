@@ -352,13 +352,10 @@ def record_spec(record: dict) -> RunSpec | None:
 
 
 def machine_of(record: dict) -> str:
-    """The machine key a record ran on (lmbench.env.machine_key of its host, or its GPU)."""
+    """The machine key a record ran on (lmbench.env.record_machine_key)."""
     from . import env
 
-    if record.get("machine_key"):
-        return record["machine_key"]
-    device = (record.get("environment") or {}).get("device_name") if record.get("device") == "cuda" else None
-    return env.machine_key(device or f"{record.get('cpu_model')}-{record.get('cpu_count')}cpu")
+    return env.record_machine_key(record)
 
 
 def where(record: dict) -> tuple:

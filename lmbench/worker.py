@@ -145,18 +145,21 @@ def train_pass(backend, batches, lr, warmup, progress, phase="train", step_offse
     the number of timed steps whose batch shape no earlier step had (`seen_shapes`: the
     shapes run before this pass)."""
     from .corpus import padding_fraction
+    from .env import busy_entry, busy_snapshot
 
     timer = backend.step_timer()
     seen = set(seen_shapes or ())
     first_time_timed = 0
     handles, losses, counts = [], [], []
     backend.sync()
+    busy0 = busy_snapshot()  # how busy the machine is, around the timed window (lmbench.env)
     t_start = t0 = time.perf_counter()
     warmup_seconds, first_step_ms = 0.0, None
     timed_tokens = 0
     for i, batch in enumerate(batches):
         if i == warmup and warmup:
             backend.sync()
+            busy0 = busy_snapshot()
             t0 = time.perf_counter()
             warmup_seconds = t0 - t_start
         timed = i >= warmup
@@ -182,11 +185,12 @@ def train_pass(backend, batches, lr, warmup, progress, phase="train", step_offse
                      words_per_sec=timed_tokens / (now - t0) if timed and now > t0 else None)
     backend.sync()
     timed_seconds = time.perf_counter() - t0 if len(batches) > warmup else 0.0
+    busy = busy_entry(busy0, busy_snapshot())
     timed_batches = batches[warmup:]
     return dict(losses=losses, warmup_seconds=warmup_seconds, first_step_ms=first_step_ms,
                 timed_seconds=timed_seconds, timed_tokens=timed_tokens,
                 step_ms=timer.samples_ms(), step_time_source=timer.source,
-                first_time_shapes_timed=first_time_timed, tokens=sum(b.num_targets for b in batches),
+                first_time_shapes_timed=first_time_timed, tokens=sum(b.num_targets for b in batches), busy=busy,
                 padding_fraction=padding_fraction(timed_batches or batches))
 
 
@@ -420,6 +424,8 @@ def summarise(passes: list[dict], warmup: int, out: dict) -> None:
         first_loss=all_losses[0] if all_losses else None,
         train_losses=all_losses if len(all_losses) <= 1000 else None,
         train_ppl=perplexity(sum(passes[-1]["losses"]), passes[-1]["tokens"]),
+        busy=max((p["busy"] for p in passes), key=lambda b: (bool(b["busy"]), (b["other_cpu_share"] or 0)
+                                                             + (b["steal_share"] or 0))),  # the busiest window
     )
     out["achieved_flops_per_sec"] = (out["train_words_per_sec"] or 0) * out["flops_per_token"]
 

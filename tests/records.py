@@ -12,7 +12,9 @@ from lmbench.runner import SCHEMA_VERSION
 def record(backend="torch", layout="packed", batching="random", words_per_sec=1000.0, step_ms=100.0,
            spread=5.0, n=40, seed=0, mode="sentence", valid_ppl=None, padding=0.4, epoch_log=None,
            cpu="Test CPU", batch_size=20, status="ok", load_average=None, test_ppl=None,
-           time_to_target=None):
+           time_to_target=None, busy=False):
+    """`busy`: False (a quiet window, as lmbench.env.busy_entry records it), True (busy) or
+    None (an older record, without the measurement)."""
     rng = np.random.default_rng(seed)
     samples = list(np.round(rng.normal(step_ms, spread, n).clip(1), 4))
     cfg = make_config("small", mode=mode, batching=batching, batch_size=batch_size).to_dict()
@@ -34,6 +36,11 @@ def record(backend="torch", layout="packed", batching="random", words_per_sec=10
         "padding_fraction": padding, "achieved_flops_per_sec": words_per_sec * 15.8e6, "flops_per_token": 15.8e6,
         "epoch_log": epoch_log, "target_ppl": 125.0 if epoch_log else None,
         "time_to_target_seconds": time_to_target, "tokens": 1000, "timed_tokens": 900, "train_seconds": 1.0}
+    if r["metrics"] is not None and busy is not None:
+        r["metrics"]["busy"] = {"load_average": [0.2, 0.3], "steal_share": 0.0 if not busy else 0.01,
+                                "other_cpu_share": 0.4 if busy else 0.02, "busy": busy,
+                                "why": "other processes used 40% of the machine's CPU time (> 10%)" if busy
+                                else "quiet: others 2%, steal 0% of the CPU time"}
     return r
 
 

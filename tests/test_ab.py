@@ -181,3 +181,18 @@ def test_failing_side_b_fails_the_verdict_unless_allowed(tmp_path):
     out = finish(proc, 1200)
     assert proc.returncode == 0, out
     assert "(allowed)" in out
+
+
+def test_resuming_an_ab_of_another_machine_kind_is_refused_unless_forced():
+    from lmbench import env
+    from lmbench.ab import check_machine
+    from lmbench.results import ResultsError
+
+    here = [{"ab_machine_key": env.machine_key()}]
+    check_machine(here)  # same kind: fine
+    other = [{"ab_machine_key": "intel-xeon-2cpu-f6m143s8-abcd"}]
+    with pytest.raises(ResultsError, match="another machine kind \\(intel-xeon-2cpu-f6m143s8-abcd"):
+        check_machine(other)
+    check_machine(other, force=True)
+    with pytest.raises(ResultsError, match="amd-epyc-2cpu;"):  # an older A/B file: its records' own key
+        check_machine([{"cpu_model": "AMD EPYC", "cpu_count": 2}])

@@ -140,7 +140,7 @@ init_scale = 50.0
         ("packed", "failed", "timeout"), ("padded", "failed", "diverged")]
     assert "timed out after 1 s" in recs[0]["error"]
     assert "training loss became" in recs[1]["error"]
-    assert all(r["suite"] == str(path) and isinstance(r["load_average"], float) for r in recs)
+    assert all(r["suite"] == str(path) and r["machine_key"] == env.machine_key() for r in recs)
     md = (results / "report" / "report.md").read_text()  # the report still runs, listing them
     assert "0 ok, 2 failed" in md and "| torch/packed tiny sentence/random B=32 | timeout |" in md
 

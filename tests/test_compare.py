@@ -59,7 +59,7 @@ def test_steps_of_one_run_are_not_replicates(tmp_path, capsys):
     p ~ 1e-9; two runs per side cannot reach p < 0.01, so it is untestable, not a regression."""
     base = runs([1000, 962])
     cand = runs([1000 / 1.12, 962 / 1.12], seed=5)
-    code, out = run(capsys, write(tmp_path / "b.jsonl", base), write(tmp_path / "c.jsonl", cand))
+    code, out = run(capsys, write(tmp_path / "b.jsonl", base), write(tmp_path / "c.jsonl", cand), "--unfit-baseline")
     assert code == 0, out
     assert "untestable: 2/2 runs cannot reach p < 0.01 (need 5 per side" in out
 
@@ -70,7 +70,7 @@ def test_whole_run_noise_is_not_flagged(tmp_path, capsys):
     cand = runs([880, 1150, 650, 860, 950], seed=7)
     _, _, ratio, verdict = throughput_verdict(base, cand, 0.10)
     assert ratio == pytest.approx(0.88) and verdict.startswith("noise (runs not significantly slower")
-    code, out = run(capsys, write(tmp_path / "b.jsonl", base), write(tmp_path / "c.jsonl", cand))
+    code, out = run(capsys, write(tmp_path / "b.jsonl", base), write(tmp_path / "c.jsonl", cand), "--unfit-baseline")
     assert code == 0 and "0 regression(s)" in out
 
 
@@ -117,7 +117,7 @@ def test_step_summary_markdown_is_well_formed(tmp_path, capsys):
 
 def test_no_change_passes(tmp_path, capsys):
     base = [record(seed=7, valid_ppl=120.0)]
-    code, out = run(capsys, write(tmp_path / "b.jsonl", base), write(tmp_path / "c.jsonl", base))
+    code, out = run(capsys, write(tmp_path / "b.jsonl", base), write(tmp_path / "c.jsonl", base), "--unfit-baseline")
     assert code == 0 and "0 regression(s)" in out
     assert [line.split()[-1] for line in out.splitlines() if "words" in line or "ppl" in line] == ["ok"] * 3
 
@@ -125,20 +125,27 @@ def test_no_change_passes(tmp_path, capsys):
 def test_perplexity_rise_is_a_regression(tmp_path, capsys):
     base = [record(seed=8, valid_ppl=120.0)]
     cand = [record(seed=8, valid_ppl=125.0)]
-    code, out = run(capsys, write(tmp_path / "b.jsonl", base), write(tmp_path / "c.jsonl", cand))
+    code, out = run(capsys, write(tmp_path / "b.jsonl", base), write(tmp_path / "c.jsonl", cand), "--unfit-baseline")
     assert code == 1
     assert "REGRESSION (+4.2%)" in next(line for line in out.splitlines() if "valid_ppl" in line)
 
 
 def test_busier_machine_is_pointed_out(tmp_path, capsys):
-    base = [record(seed=14, load_average=0.5)]
-    cand = [record(seed=14, load_average=6.0)]
-    code, out = run(capsys, write(tmp_path / "b.jsonl", base), write(tmp_path / "c.jsonl", cand))
+    """Older records (a load average read between cells) are still read for the note."""
+    base = [record(seed=14, load_average=0.5, busy=None)]
+    cand = [record(seed=14, load_average=6.0, busy=None)]
+    code, out = run(capsys, write(tmp_path / "b.jsonl", base), write(tmp_path / "c.jsonl", cand), "--unfit-baseline")
     assert code == 0 and "load average 6.0 vs 0.5" in out
 
 
+def test_candidate_runs_recorded_busy_are_pointed_out(tmp_path, capsys):
+    base = write(tmp_path / "b.jsonl", runs(BASE))
+    code, out = run(capsys, base, write(tmp_path / "c.jsonl", runs(BASE, seed=9, busy=True)))
+    assert code == 0 and "5 candidate run(s) were recorded while the machine was busy (other processes used 40%" in out
+
+
 def test_unusable_input_exits_2(tmp_path, capsys):
-    good = write(tmp_path / "good.jsonl", [record(seed=9)])
+    good = write(tmp_path / "good.jsonl", runs(BASE, seed=9))
     code, out = run(capsys, tmp_path / "missing.jsonl", good)
     assert code == 2 and "missing.jsonl: no such file or directory" in out
     future = record(seed=9)
@@ -158,16 +165,16 @@ def test_unusable_input_exits_2(tmp_path, capsys):
 def test_different_machines_are_refused_unless_forced(tmp_path, capsys):
     a = write(tmp_path / "a.jsonl", [record(seed=10)])
     b = write(tmp_path / "b.jsonl", [record(seed=10, cpu="Other CPU")])
-    code, out = run(capsys, a, b)
-    assert code == 2 and "different machines" in out and "--force" in out
-    code, out = run(capsys, a, b, "--force")
+    code, out = run(capsys, a, b, "--unfit-baseline")
+    assert code == 2 and "different machine kinds" in out and "--force" in out
+    code, out = run(capsys, a, b, "--force", "--unfit-baseline")
     assert code == 0
 
 
 def test_corrupt_lines_are_named_and_skipped(tmp_path, capsys):
     path = tmp_path / "b.jsonl"
     path.write_text(json.dumps(record(seed=11)) + "\n{\"schema_version\": 1, \"trunc\n")
-    code, out = run(capsys, path, path)
+    code, out = run(capsys, path, path, "--unfit-baseline")
     assert code == 0
     assert f"{path}:2: skipped a corrupt or truncated record" in out
 
@@ -236,3 +243,89 @@ def test_calibration_refuses_too_few_runs(tmp_path, capsys):
     write(tmp_path / "few.jsonl", runs(BASE))
     assert cli_main(["calibrate", str(tmp_path / "few.jsonl")]) == 2
     assert "5 run(s); a comparison of 5 vs 5 runs needs at least 10" in capsys.readouterr().err
+
+
+def _refusal(capsys, tmp_path, base, *argv):
+    code, out = run(capsys, write(tmp_path / "b.jsonl", base), write(tmp_path / "c.jsonl", runs(BASE, seed=90)), *argv)
+    assert code == 2, out
+    assert "is unfit to judge a candidate by" in out and "make bench-check-baseline" in out
+    return out
+
+
+def test_a_baseline_cell_with_fewer_runs_than_the_test_needs_is_refused(tmp_path, capsys):
+    out = _refusal(capsys, tmp_path, runs(BASE[:4]))
+    assert "torch/packed small sentence/random B=20: 4 run(s); the test needs >= 5" in out
+
+
+def test_a_baseline_cell_of_two_commits_or_framework_versions_is_refused(tmp_path, capsys):
+    base = runs(BASE)
+    base[0]["git_commit"] = "def456"
+    base[1]["environment"] = {**base[1]["environment"], "framework_version": "2.0"}
+    out = _refusal(capsys, tmp_path, base)
+    assert "runs of 2 commits (abc123, def456)" in out and "runs of 2 framework versions (1.0, 2.0)" in out
+
+
+def test_a_baseline_cell_spread_above_the_limit_is_refused(tmp_path, capsys):
+    out = _refusal(capsys, tmp_path, runs([1000, 1010, 990, 1005, 800]))
+    assert "run-to-run spread 21% (800-1,010 words/s) above the limit 15% (default;" in out
+
+
+def test_the_calibrated_spread_limit_of_the_machine_replaces_the_default(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LMBENCH_RESULTS_DIR", str(tmp_path / "results"))
+    base = write(tmp_path / "b.jsonl", runs([1000, 1010, 990, 1005, 950]))  # 6% spread: fit by default
+    assert run(capsys, base, "--check-baseline")[0] == 0
+    (tmp_path / "results" / "test-cpu-2cpu").mkdir(parents=True)  # records.record()'s machine
+    (tmp_path / "results" / "test-cpu-2cpu" / "calibration.json").write_text(
+        json.dumps({"spread_limit": 0.04, "utc_time": "2026-12-03T00:00:00+00:00"}))
+    code, out = run(capsys, base, "--check-baseline")
+    assert code == 2 and "spread 6% (950-1,010 words/s) above the limit 4% (calibrated for test-cpu-2cpu" in out
+
+
+def test_baseline_runs_recorded_busy_or_unmeasured_are_refused(tmp_path, capsys):
+    out = _refusal(capsys, tmp_path, runs(BASE[:3]) + runs(BASE[3:], seed=3, busy=True))
+    assert "2 run(s) recorded while the machine was busy (other processes used 40%" in out
+    old = runs(BASE, busy=None, load_average=3.5)  # made before lmbench measured the window
+    out = _refusal(capsys, tmp_path, old)
+    assert "5 run(s) without a busy measurement around the timed window (recorded by an older lmbench; " \
+           "load average then 3.5-3.5)" in out
+
+
+def test_an_unfit_baseline_can_still_be_compared_when_asked(tmp_path, capsys):
+    code, out = run(capsys, write(tmp_path / "b.jsonl", runs(BASE[:2])), write(tmp_path / "c.jsonl", runs(BASE[:2])),
+                    "--unfit-baseline")
+    assert code == 0 and "untestable" not in out and "1 configuration(s) matched" in out
+
+
+def test_check_baseline_passes_a_fit_baseline_and_needs_no_candidate(tmp_path, capsys):
+    code, out = run(capsys, write(tmp_path / "b.jsonl", runs(BASE)), "--check-baseline")
+    assert code == 0 and "fit to judge by (1 configuration(s))" in out
+    code, out = run(capsys, tmp_path / "b.jsonl")
+    assert code == 2 and "give a CANDIDATE" in out
+
+
+def test_calibrate_save_writes_the_limit_compare_then_admits_baselines_by(tmp_path, capsys, monkeypatch):
+    quiet = runs([1000, 1010, 990, 1005, 995]) + runs([1002, 998, 1008, 992, 1000], seed=5)  # within 2%
+    write(tmp_path / "quiet.jsonl", quiet)
+    results = tmp_path / "results"
+    assert cli_main(["calibrate", str(tmp_path / "quiet.jsonl"), "--draws", "200", "--save",
+                     "--results-dir", str(results)]) == 0
+    saved = json.loads((results / "test-cpu-2cpu" / "calibration.json").read_text())
+    assert 0.01 < saved["spread_limit"] <= 0.021 and saved["machine_key"] == "test-cpu-2cpu"
+    lo, hi = saved["cells"]["all"]["pair_band"]
+    assert 0.97 < lo < 1 < hi < 1.03
+    capsys.readouterr()
+    # a baseline 6% apart passes the default 15% but not this machine's calibrated limit
+    base = write(tmp_path / "b.jsonl", runs([1000, 1010, 990, 1005, 950]))
+    code, out = run(capsys, base, "--check-baseline")
+    assert code == 0, out
+    monkeypatch.setenv("LMBENCH_RESULTS_DIR", str(results))
+    code, out = run(capsys, base, "--check-baseline")
+    assert code == 2 and "(calibrated for test-cpu-2cpu" in out
+
+
+def test_calibrate_save_refuses_runs_not_measured_quiet(tmp_path, capsys):
+    write(tmp_path / "loud.jsonl", runs(BASE) + runs(BASE, seed=5, busy=True))
+    assert cli_main(["calibrate", str(tmp_path / "loud.jsonl"), "--draws", "10", "--save",
+                     "--results-dir", str(tmp_path / "results")]) == 2
+    assert "5 run(s) were not measured quiet (5 recorded while the machine was busy" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()

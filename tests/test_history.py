@@ -38,6 +38,7 @@ def test_history_orders_commits_and_marks_where_compare_fires(tmp_path, capsys):
     assert [line.split("|")[2].strip() for line in table] == ["5", "5", "5", "1"]
     assert "| 1,000 | 990-1,010 |  |  |" in table[0]
     assert table[1].rstrip().endswith("|  |") and "**fired**" in table[2] and "**fired**" not in table[3]
+    assert table[3].endswith("| 0.857 | 5/1 runs: no verdict; no calibrated noise band (`lmbench calibrate --save`) |")
     assert [p.name for p in pngs] == ["history-test-cpu-2cpu.png"]
     assert pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "(history-test-cpu-2cpu.png)" in text
 
@@ -49,3 +50,19 @@ def test_nothing_recorded_is_a_clear_error(tmp_path, capsys):
     assert history_section(tmp_path) is None
     assert cli_main(["history", str(tmp_path)]) == 2
     assert "no recorded runs under" in capsys.readouterr().err
+
+
+def test_one_run_per_commit_shows_the_calibrated_noise_band_not_a_verdict(tmp_path):
+    first, second, third, fourth = commit_order()[:4]
+    machine = tmp_path / "test-cpu-2cpu"
+    # one run per commit, the third 40% slower: the rule cannot fire on one run a side
+    write(machine / "a.jsonl", runs([1000], first, 0) + runs([1020], second, 1) + runs([600], third, 2)
+          + runs([4000], fourth, 3))
+    (machine / "calibration.json").write_text(json.dumps({"spread_limit": 0.05, "cells": {
+        "all": {"pair_band": [0.9, 1.1]}}}))
+    text, _ = history_section(tmp_path)
+    table = [line for line in text.splitlines() if line.startswith("| ")][1:]
+    assert "fired" not in text.split("## History", 1)[1].split("\n\n", 2)[2]  # no commit marked
+    assert table[1].endswith("| 1.020 | 1/1 runs: no verdict; inside the noise band 0.900-1.100 of one run vs another |")
+    assert table[2].endswith("| 0.588 | 1/1 runs: no verdict; OUTSIDE the noise band 0.900-1.100 of one run vs another |")
+    assert "OUTSIDE the noise band" in table[3]  # faster beyond the band is outside it too

@@ -411,7 +411,7 @@ def test_peak_is_measured_and_used_by_the_report(tmp_path, capsys):
     assert entry["gflops"] > 0 and entry["device"] == "cpu" and entry["size"] == 256
     # a run recorded on this machine, filed where `lmbench bench` files it
     run = record(cpu=env.cpu_model(), words_per_sec=1000)
-    run["cpu_count"] = env.cpu_count()
+    run["cpu_count"], run["machine_key"] = env.cpu_count(), env.machine_key()
     (results / env.machine_key() / "x.jsonl").write_text(json.dumps(run) + "\n")
     assert cli_main(["report", str(results), "--out", str(tmp_path / "o")]) == 0
     md = (tmp_path / "o" / "report.md").read_text()
@@ -531,3 +531,16 @@ def test_bare_report_reads_the_most_recent_suite_run_only(tmp_path, monkeypatch,
     assert "222" in md and "111" not in md and "333" not in md and "1 run(s): 1 ok" in md
     assert cli_main(["report", "--all", "--out", "o"]) == 0
     assert "3 run(s): 3 ok" in (tmp_path / "o" / "report.md").read_text()
+
+
+def test_a_bf16_run_is_measured_against_the_bf16_ceiling_and_an_impossible_peak_is_none(tmp_path):
+    fp32, bf16 = record(words_per_sec=1000, seed=1), record(words_per_sec=1000, seed=2)
+    bf16["run"]["precision"] = "bf16"
+    peaks = {"torch": {"gflops": 100.0, "device": "cpu", "precision": "fp32"},
+             "bf16": {"torch": {"gflops": 200.0, "device": "cpu", "precision": "bf16"}}}
+    (tmp_path / "peak.json").write_text(json.dumps(peaks))
+    df = frame([fp32, bf16], [tmp_path])
+    assert sorted(zip(df.variant, df.ceiling_gflops)) == [("bf16", 200.0), ("eager fp32", 100.0)]
+    peaks["torch"].update(gflops=500.0, theoretical_gflops=400.0)  # above what the cores can do
+    (tmp_path / "peak.json").write_text(json.dumps(peaks))
+    assert np.isnan(frame([fp32], [tmp_path]).ceiling_gflops[0])

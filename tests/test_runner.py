@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from lmbench import runner
+from lmbench import env, runner
 from lmbench.runspec import run_spec
 from lmbench.cli import main as cli_main
 from lmbench.config import ConfigError, make_config
@@ -126,6 +126,11 @@ def test_record_holds_what_the_issue_lists(two_runs, corpus):
     assert 0.1 < m["padding_fraction"] < 0.9
     valid = make_batches(corpus["valid"], "sentence", 32, 10, "random", 1234, 0, shuffle=False)[:3]
     assert m["valid_tokens"] == sum(b.num_targets for b in valid)  # --eval-batches 3, said so
+    # the machine kind and how busy it was around the timed window (lmbench.env)
+    assert r["machine_key"] == env.machine_key() and r["cpu_facts"] == env.cpu_facts()
+    busy = m["busy"]
+    assert len(busy["load_average"]) == 2 and isinstance(busy["busy"], bool) and busy["why"]
+    assert 0 <= busy["other_cpu_share"] <= 1 and 0 <= busy["steal_share"] <= 1
 
 
 def test_diverging_loss_is_a_failed_record(tmp_path, capsys):
