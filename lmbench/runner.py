@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import env, launch
+from .lifeline import owned_temp_dir
 from .config import Config, ConfigError
 
 SCHEMA_VERSION = 1
@@ -238,7 +239,7 @@ def run_isolated(spec: dict, timeout: float | None = None, on_progress=None,
     nodes, node_rank = spec.get("nodes") or 1, spec.get("node_rank") or 0
     ranks = list(range(node_rank * workers, (node_rank + 1) * workers))  # this machine's
     world = workers * nodes
-    with tempfile.TemporaryDirectory(prefix="lmbench-run-") as tmp:
+    with owned_temp_dir("lmbench-run-") as tmp:  # a dead owner's is swept by the next run
         spec_path, result_path, fifo = Path(tmp, "spec.json"), Path(tmp, "result.json"), Path(tmp, "progress")
         spec_path.write_text(json.dumps(spec))
         stderr_path = Path(tmp, "stderr.txt")

@@ -406,10 +406,12 @@ def _checkpoint_lock(path):
 
 def main(argv=None) -> int:
     spec_path, result_path, progress_path = (argv or sys.argv[1:])[:3]
-    from .lifeline import die_with_parent  # imports no numpy: threads are not set yet
+    from .lifeline import die_with_parent, open_progress  # imports no numpy: threads are not set yet
 
-    fd = os.open(progress_path, os.O_WRONLY)  # the FIFO the parent reads (lmbench.launch)
-    die_with_parent(os.path.dirname(os.path.abspath(spec_path)), fd)  # never outlive the parent
+    temp_dir = os.path.dirname(os.path.abspath(spec_path))
+    watch_pipe = die_with_parent(temp_dir)  # never outlive the parent: armed before anything can block
+    fd = open_progress(progress_path, temp_dir)  # the FIFO the parent reads (lmbench.launch)
+    watch_pipe(fd)
     with open(spec_path) as f:
         spec = json.load(f)
     here = spec.get("workers") or 1

@@ -1,0 +1,148 @@
+"""Faults lose nothing, leave nothing behind, claim nothing that did not happen (issue 23).
+
+The same manner as tests/test_faults.py (whose helpers these use): every test injects one
+fault -- a parent killed at the wrong moment, a signal, a full disk, a hostile number or
+record -- and asserts what is left, what is said and the exit status.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from lmbench import runner
+from lmbench.config import make_config
+from lmbench.lifeline import OWNER_FILE, sweep_orphans
+from test_faults import REPO, Lmbench, alive, wait_for
+
+
+def tiny_spec(**kw):
+    return runner.run_spec(make_config("tiny"), "torch", steps=5, warmup=1, eval="none", **kw)
+
+
+def _kill(pids) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _descendants(pid: int) -> list[int]:
+    from lmbench.launch import _descendants as found
+
+    return found([pid])
+
+
+# ---------------------------------------------------------------- 1. nothing blocks after a kill -9
+
+def test_a_worker_whose_parent_died_before_it_opened_the_progress_fifo_exits(tmp_path):
+    """The parent is killed right after starting the worker: nobody will ever read the FIFO,
+    and a blocking open of its writing end would wait forever."""
+    temp = tmp_path / "lmbench-run-early"
+    temp.mkdir()
+    spec, result, fifo = temp / "spec.json", temp / "result.json", temp / "progress"
+    spec.write_text(json.dumps(tiny_spec()))
+    os.mkfifo(fifo)
+    parent = textwrap.dedent(f"""
+        import os, signal, subprocess, sys
+        worker = subprocess.Popen([sys.executable, "-m", "lmbench.worker", {str(spec)!r}, {str(result)!r},
+                                   {str(fifo)!r}], env={{**os.environ, "LMBENCH_PARENT_PID": str(os.getpid())}},
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)
+        print(worker.pid, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)  # before the worker got anywhere
+    """)
+    proc = subprocess.run([sys.executable, "-c", parent], cwd=REPO, capture_output=True, text=True, timeout=60)
+    worker = int(proc.stdout)
+    try:
+        wait_for(lambda: not alive(worker), 30, "the orphaned worker to exit")
+    finally:
+        _kill([worker])
+    assert not temp.exists() and not result.exists()
+
+
+def test_a_progress_fifo_without_reader_does_not_block_the_open(tmp_path):
+    temp = tmp_path / "lmbench-run-noreader"
+    temp.mkdir()
+    os.mkfifo(temp / "progress")
+    code = textwrap.dedent(f"""
+        from lmbench.lifeline import open_progress
+        open_progress({str(temp / "progress")!r}, {str(temp)!r})
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, timeout=60)
+    assert proc.returncode == 3 and not temp.exists()
+
+
+def test_a_progress_fifo_with_a_reader_opens_blocking(tmp_path):
+    fifo = tmp_path / "progress"
+    os.mkfifo(fifo)
+    read_fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        from lmbench.lifeline import open_progress
+
+        fd = open_progress(fifo)
+        assert os.get_blocking(fd)  # a full pipe slows the worker, it never drops a line
+        os.write(fd, b"x\n")
+        assert os.read(read_fd, 10) == b"x\n"
+        os.close(fd)
+    finally:
+        os.close(read_fd)
+
+
+def test_a_launcher_dies_with_its_parent():
+    from lmbench.lifeline import preexec_die_with_parent
+
+    parent = textwrap.dedent("""
+        import os, signal, subprocess, sys
+        from lmbench.lifeline import preexec_die_with_parent
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
+                                 preexec_fn=preexec_die_with_parent(), stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, start_new_session=True)
+        print(child.pid, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    proc = subprocess.run([sys.executable, "-c", parent], cwd=REPO, capture_output=True, text=True, timeout=60)
+    launcher = int(proc.stdout)
+    try:
+        wait_for(lambda: not alive(launcher), 10, "the launcher to die with its parent")
+    finally:
+        _kill([launcher])
+    assert callable(preexec_die_with_parent())
+
+
+@pytest.mark.slow
+def test_kill_9_of_run_with_two_workers_before_they_start_leaves_nothing(tmp_path):
+    """torchrun, killed with nothing watching it, waited forever and so did its workers."""
+    run = Lmbench(tmp_path, "run", "--backend", "torch", "--preset", "tiny", "--workers", "2", "--threads", "2",
+                  "--steps", "3", "--warmup", "0", "--eval", "none", "--quiet")
+    launcher = run.worker(marker="torch.distributed.run")
+    os.kill(run.proc.pid, signal.SIGKILL)
+    run.finish()
+    seen = [launcher]
+    try:
+        def gone():
+            seen.extend(p for p in _descendants(launcher) if p not in seen)
+            return not any(alive(p) for p in seen)
+        wait_for(gone, 30, "the launcher and its workers to exit")
+    finally:
+        _kill(seen)
+    # no worker lived to remove the temp dir: the next lmbench that starts a run does
+    sweep_orphans("lmbench-run-", run.tmpdir)
+    assert not run.temp_dirs()
+
+
+def test_temp_dirs_of_dead_owners_are_swept_and_live_ones_kept(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    mine, orphan, foreign = (tmp_path / f"lmbench-run-{n}" for n in ("mine", "orphan", "foreign"))
+    for d, owner in ((mine, os.getpid()), (orphan, int(dead.stdout)), (foreign, None)):
+        d.mkdir()
+        if owner:
+            (d / OWNER_FILE).write_text(str(owner))
+    assert sweep_orphans("lmbench-run-", tmp_path) == [orphan]
+    assert mine.is_dir() and foreign.is_dir() and not orphan.exists()
