@@ -202,11 +202,12 @@ def check_checkpoint(spec: dict, overwrite: bool = False) -> None:
 @contextmanager
 def signals_as_interrupt(signums=(signal.SIGTERM, signal.SIGHUP)):
     """SIGTERM and SIGHUP raise KeyboardInterrupt (like Ctrl-C) inside the block, so that
-    every way of stopping lmbench runs the same cleanup: the worker killed, its temp dir gone."""
+    every way of stopping lmbench runs the same cleanup: the worker killed, its temp dir gone.
+    A signal ignored on entry stays ignored: `nohup lmbench bench &` must survive the logout."""
     def interrupt(signum, frame):
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    previous = {s: signal.signal(s, interrupt) for s in signums}
+    previous = {s: signal.signal(s, interrupt) for s in signums if signal.getsignal(s) != signal.SIG_IGN}
     try:
         yield
     finally:

@@ -146,3 +146,33 @@ def test_temp_dirs_of_dead_owners_are_swept_and_live_ones_kept(tmp_path):
             (d / OWNER_FILE).write_text(str(owner))
     assert sweep_orphans("lmbench-run-", tmp_path) == [orphan]
     assert mine.is_dir() and foreign.is_dir() and not orphan.exists()
+
+
+# ---------------------------------------------------------------- 3. nohup is kept
+
+def test_an_inherited_ignored_sighup_stays_ignored_and_sigterm_still_interrupts():
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # what nohup hands on
+    try:
+        with runner.signals_as_interrupt():
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+                signal.raise_signal(signal.SIGTERM)
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)
+
+
+@pytest.mark.slow
+def test_bench_under_nohup_survives_a_hangup(tmp_path):
+    suite = tmp_path / "s.toml"
+    suite.write_text('[[matrix]]\nbackend = "torch"\npreset = "tiny"\nsteps = 3\nwarmup = 0\neval = "none"\n')
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # inherited through exec, as nohup does it
+    try:
+        run = Lmbench(tmp_path, "bench", "--suite", str(suite), "--device", "cpu", "--no-report",
+                      "--results-dir", str(tmp_path / "results"))
+    finally:
+        signal.signal(signal.SIGHUP, before)
+    run.worker()
+    run.proc.send_signal(signal.SIGHUP)
+    assert run.finish(timeout=300) == 0, run.stderr
+    assert "1 ok, 0 failed" in run.stderr
