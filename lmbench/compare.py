@@ -62,9 +62,11 @@ def _group(records, ok=True):
 
 
 def _machine(records) -> set:
+    # ok runs only: a skipped run never built a model to know its device, a failed one (a
+    # timeout, a crash at import) may have died before it knew it
     return {(r.get("cpu_model"), r.get("cpu_count"), r.get("device"),
              (r.get("environment") or {}).get("device_name"))
-            for r in records if r["status"] != "skipped"}  # a skipped run never built a model to know its device
+            for r in records if r["status"] == "ok"}
 
 
 def _median(records, metric):
@@ -135,7 +137,7 @@ def compare_records(base: list[dict], cand: list[dict], max_slowdown="10%", max_
                     force=False, allow_missing=False, names=("baseline", "candidate")) -> dict:
     """The comparison as data: rows, missing cells, notes and the exit code (ResultsError: unusable)."""
     slow, rise = _percent(max_slowdown), _percent(max_ppl_rise)
-    if _machine(base) != _machine(cand) and _machine(cand) and not force:  # all skipped: no timing to mismatch
+    if _machine(base) != _machine(cand) and _machine(cand) and not force:  # no ok run: no timing to mismatch
         raise ResultsError(f"{names[0]} and {names[1]} come from different machines or devices "
                            f"({sorted(map(str, _machine(base)))} vs {sorted(map(str, _machine(cand)))}); "
                            f"timings are not comparable. Pass --force to compare anyway")

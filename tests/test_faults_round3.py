@@ -176,3 +176,25 @@ def test_bench_under_nohup_survives_a_hangup(tmp_path):
     run.proc.send_signal(signal.SIGHUP)
     assert run.finish(timeout=300) == 0, run.stderr
     assert "1 ok, 0 failed" in run.stderr
+
+
+# ---------------------------------------------------------------- 4. a failed run never decides the machine
+
+def test_a_timed_out_run_in_the_candidate_is_a_failed_cell_not_another_machine(tmp_path, capsys):
+    from records import record
+
+    from lmbench.cli import main as cli_main
+
+    base, cand = tmp_path / "base.jsonl", tmp_path / "cand.jsonl"
+    for i in range(5):
+        runner.append_record(base, record(seed=i))
+        runner.append_record(base, record(layout="padded", seed=i))
+        runner.append_record(cand, record(seed=10 + i))
+    timed_out = record(layout="padded", status="failed") | {
+        "error": "timed out after 60 s; the worker was killed", "error_kind": "timeout", "environment": None}
+    del timed_out["device"]  # the worker never got to say
+    runner.append_record(cand, timed_out)
+    code = cli_main(["compare", str(base), str(cand)])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "FAILED in 1 run(s) (timeout): timed out after 60 s" in out and "different machines" not in out
