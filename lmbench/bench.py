@@ -2,7 +2,7 @@
 
 Every finished run is appended to results/<machine>/<UTC time>-<commit>.jsonl at once, so
 Ctrl-C or a kill loses only the run in flight; --resume skips runs already recorded with
-status ok for the same configuration and commit. Repeats are interleaved (all cells once,
+status ok for the same configuration and commit (outside a git checkout: lmbench version). Repeats are interleaved (all cells once,
 then all cells again) so that a burst of load from elsewhere on the machine spreads over
 cells instead of biasing every repeat of one.
 """
@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import env
+from . import __version__, env
 from .results import ResultsError, cell_key, label, load_records
 from .config import ConfigError
 from .runner import (RECORDED_RUN_FIELDS, RecordWriteError, append_record, check_writable,
@@ -67,6 +67,14 @@ def plan(cells: list[dict], device: str, data_dir, done: dict[tuple, int]) -> li
     return todo
 
 
+def same_code(record: dict, commit: str | None) -> bool:
+    """The record was made by this lmbench: the same git commit or, outside a git checkout
+    (`pip install .`: no commit to know), no commit and the same lmbench version."""
+    if commit:
+        return record.get("git_commit") == commit
+    return not record.get("git_commit") and record.get("lmbench_version") == __version__
+
+
 def _already_done(machine_dir: Path, commit: str | None, warn) -> tuple[dict[tuple, int], set[Path]]:
     done, sources = {}, set()
     if not machine_dir.is_dir():
@@ -77,7 +85,7 @@ def _already_done(machine_dir: Path, commit: str | None, warn) -> tuple[dict[tup
         return done, sources
     for r in records:
         # a skipped variant is as done as an ok run: it would be skipped again
-        if r["status"] in ("ok", "skipped") and commit and r.get("git_commit") == commit:
+        if r["status"] in ("ok", "skipped") and same_code(r, commit):
             done[cell_key(r)] = done.get(cell_key(r), 0) + 1
             sources.add(Path(r["_source"].rsplit(":", 1)[0]))
     return done, sources
@@ -127,7 +135,8 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
     total = sum(cell.get("repeats", 1) for cell in cells)
     _preflight(todo, machine_dir, results_file, resume, data_dir, say)
     say(f"suite {suite}: {len(todo)} run(s) to do"
-        + (f", {total - len(todo)} already recorded for commit {(commit or '')[:10]}" if total > len(todo) else "")
+        + (f", {total - len(todo)} already recorded for "
+           + (f"commit {commit[:10]}" if commit else f"lmbench {__version__}") if total > len(todo) else "")
         + (" (uncommitted changes: --resume will not tell them apart)" if dirty else "")
         + f"; records go to {results_file}")
     failed = finished = 0
@@ -217,7 +226,7 @@ def add_parser(sub) -> None:
     p.add_argument("--suite", default="default", help="a name in suites/ (default, gpu, check) or a .toml file")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--results-dir", default=os.environ.get("LMBENCH_RESULTS_DIR", "results"))
-    p.add_argument("--resume", action="store_true", help="skip runs already recorded (ok) for this commit")
+    p.add_argument("--resume", action="store_true", help="skip runs already recorded (ok) for this commit (outside a git checkout: this lmbench version)")
     p.add_argument("--report", dest="report", action=argparse.BooleanOptionalAction, default=True,
                    help="write results-dir/report/ at the end (--no-report to skip)")
     p.add_argument("--data-dir", default=None)

@@ -22,7 +22,7 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import env, launch
+from . import __version__, env, launch
 from .lifeline import owned_temp_dir
 from .config import Config, ConfigError
 
@@ -235,6 +235,7 @@ def run_isolated(spec: dict, timeout: float | None = None, on_progress=None,
     if spec.get("warnings"):
         record["warnings"] = list(spec["warnings"])
     record["git_commit"], record["git_dirty"] = env.git_state()
+    record["lmbench_version"] = __version__  # the code's identity where there is no git checkout
     record.update(env.host())
     workers = spec.get("workers") or 1  # on this machine
     nodes, node_rank = spec.get("nodes") or 1, spec.get("node_rank") or 0

@@ -198,3 +198,38 @@ def test_a_timed_out_run_in_the_candidate_is_a_failed_cell_not_another_machine(t
     out = capsys.readouterr().out
     assert code == 1, out
     assert "FAILED in 1 run(s) (timeout): timed out after 60 s" in out and "different machines" not in out
+
+
+# ---------------------------------------------------------------- 5. --resume outside a git checkout
+
+def test_resume_outside_a_git_checkout_skips_what_this_lmbench_version_recorded(tmp_path, monkeypatch):
+    from records import record
+
+    import lmbench
+    from lmbench import bench, env
+    from lmbench.suite import load_suite, spec_for
+
+    suite = tmp_path / "s.toml"
+    suite.write_text('[[matrix]]\nbackend = "torch"\npreset = "tiny"\nsteps = 3\nwarmup = 0\neval = "none"\n'
+                     'repeats = 3\n')
+    cells = load_suite(suite)
+    spec = spec_for(cells[0], "cpu")
+    machine_dir = tmp_path / "results" / env.machine_key()
+
+    def made_by(version, commit=None):
+        r = record() | {"backend": spec["backend"], "layout": spec["layout"], "config": spec["config"],
+                        "run": {k: spec.get(k) for k in runner.RECORDED_RUN_FIELDS},
+                        "git_commit": commit, "git_dirty": None, "lmbench_version": version}
+        runner.append_record(machine_dir / "earlier.jsonl", r)
+
+    made_by(lmbench.__version__)  # `pip install .`: no commit known
+    made_by("0.0.1")  # another release: must run again
+    made_by(lmbench.__version__, commit="f" * 40)  # a git checkout's: not this code
+    done, _ = bench._already_done(machine_dir, None, warn=pytest.fail)
+    assert len(bench.plan(cells, "cpu", None, done)) == 2  # 3 repeats, 1 already recorded
+    # the record itself names the version, so that the next --resume can find it
+    fake = tmp_path / "python"
+    fake.write_text(f"#!{sys.executable}\nimport sys\nsys.exit(1)\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(env, "git_state", lambda path=None: (None, None))
+    assert runner.run_isolated(spec, python=str(fake))["lmbench_version"] == lmbench.__version__
