@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from . import env
+from .files import write_atomic
 from .backend import available_backends
 
 # Best of 10 after a warm-up: the best of more repetitions is less sensitive to another
@@ -123,10 +124,7 @@ def measure_peaks(frameworks, results_dir="results", device="auto", threads=None
         peaks[fw] = entry
         say(f"{fw}: {entry['gflops']:,.1f} GFLOP/s float32 GEMM "
             f"({entry['size']}x{entry['size']}, {entry['device']}, {threads} threads)")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")  # after each framework, atomically: a later failure keeps it
-        tmp.write_text(json.dumps(peaks, indent=1) + "\n")
-        os.replace(tmp, out)
+        write_atomic(out, json.dumps(peaks, indent=1) + "\n")  # after each framework: a later failure keeps it
     if peaks:
         say(f"saved in {out}")
     return status

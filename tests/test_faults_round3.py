@@ -20,7 +20,7 @@ import pytest
 from lmbench import runner
 from lmbench.config import make_config
 from lmbench.lifeline import OWNER_FILE, sweep_orphans
-from test_faults import REPO, Lmbench, alive, wait_for
+from test_faults import REPO, Lmbench, alive, fill, tmpfs, wait_for  # noqa: F401 (tmpfs: a fixture)
 
 
 def tiny_spec(**kw):
@@ -233,3 +233,147 @@ def test_resume_outside_a_git_checkout_skips_what_this_lmbench_version_recorded(
     fake.chmod(0o755)
     monkeypatch.setattr(env, "git_state", lambda path=None: (None, None))
     assert runner.run_isolated(spec, python=str(fake))["lmbench_version"] == lmbench.__version__
+
+
+# ---------------------------------------------------------------- 8. tracebacks
+
+WRONG_TYPES = [
+    ("environment", "str", "environment is 'str', not a table"),
+    ("run.workers", "two", "run.workers is 'two', not an integer"),
+    ("git_commit", 5, "git_commit is 5, not a string"),
+    ("metrics.steps", "x", "metrics.steps is 'x', not an integer"),
+    ("metrics.step_time_ms", [1], "metrics.step_time_ms is [1], not a table"),
+    ("metrics.step_time_ms.median", "fast", "metrics.step_time_ms.median is 'fast', not a number"),
+    ("config.batch_size", 2.5, "config.batch_size is 2.5, not an integer"),
+    ("run.compile", 1, "run.compile is 1, not true or false"),
+    ("cpu_count", "2", "cpu_count is '2', not an integer"),
+    ("metrics.epoch_log", [{"epoch": "one"}], "metrics.epoch_log holds an entry that is not a table of numbers"),
+]
+
+
+def _with(record: dict, dotted: str, value) -> dict:
+    table = record
+    *parents, name = dotted.split(".")
+    for part in parents:
+        table = table[part]
+    table[name] = value
+    return record
+
+
+@pytest.mark.parametrize("field,value,why", WRONG_TYPES)
+def test_a_record_with_a_wrong_typed_field_is_skipped_with_file_and_line(tmp_path, field, value, why):
+    from records import record
+
+    from lmbench.results import load_records
+
+    path = tmp_path / "r.jsonl"
+    runner.append_record(path, record(seed=0))
+    runner.append_record(path, _with(record(seed=1), field, value))
+    warnings = []
+    assert [r["run_id"] for r in load_records([path], warn=warnings.append)] == ["id0"]
+    assert warnings == [f"warning: {path}:2: skipped an incomplete record ({why})"]
+
+
+def _machine_results(tmp_path, bad: dict) -> Path:
+    """A results dir as bench files it: one machine, five good runs and one bad record."""
+    from records import record
+
+    from lmbench.peak import record_machine_key
+
+    results = tmp_path / "results"
+    path = results / record_machine_key(record()) / "runs.jsonl"
+    for i in range(5):
+        runner.append_record(path, record(seed=i))
+    runner.append_record(path, bad)
+    return results
+
+
+@pytest.mark.parametrize("field,value,why", WRONG_TYPES[:4])
+@pytest.mark.parametrize("command", ["report", "history", "compare", "calibrate"])
+def test_readers_skip_wrong_typed_records_instead_of_crashing(tmp_path, capsys, command, field, value, why):
+    from records import record
+
+    from lmbench.cli import main as cli_main
+
+    results = _machine_results(tmp_path, _with(record(seed=9), field, value))
+    argv = {"report": ["report", str(results), "--out", str(tmp_path / "report")],
+            "history": ["history", str(results), "--out", str(tmp_path / "report")],
+            "compare": ["compare", str(results), str(results)],
+            "calibrate": ["calibrate", str(results), "--runs", "2", "--draws", "5"]}[command]
+    code = cli_main(argv)
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert f"runs.jsonl:6: skipped an incomplete record ({why})" in err
+
+
+def test_a_failed_atomic_write_leaves_the_old_file_and_no_temp_file(tmpfs):
+    from lmbench.files import write_atomic
+
+    full = tmpfs("64k")
+    path = full / "peak.json"
+    write_atomic(path, "old\n")
+    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    fill(full)
+    with pytest.raises(OSError, match="nothing was written") as caught:
+        write_atomic(path, "x" * 100_000)
+    assert caught.value.filename == str(path)
+    assert path.read_text() == "old\n" and sorted(p.name for p in full.iterdir()) == ["filler", "peak.json"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_history_on_a_full_disk_names_the_file_and_leaves_no_empty_file(tmp_path, tmpfs, capsys):
+    from records import record
+
+    from lmbench.cli import main as cli_main
+
+    results = _machine_results(tmp_path, record(seed=5))
+    out = tmpfs("64k")
+    fill(out)
+    code = cli_main(["history", str(results), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "No space left on device" in err and str(out / "history-") in err, err
+    assert sorted(p.name for p in out.iterdir()) == ["filler"]  # no 0-byte plot or history.md
+
+
+def test_peak_on_a_full_disk_names_the_file_and_leaves_no_empty_file(tmp_path, tmpfs, capsys):
+    from lmbench.cli import main as cli_main
+    from lmbench.peak import peak_file
+
+    results = tmpfs("64k")
+    peak_file(results).parent.mkdir(parents=True)
+    fill(results)
+    code = cli_main(["peak", "--frameworks", "torch", "--reps", "1", "--size", "64", "--threads", "1",
+                     "--device", "cpu", "--results-dir", str(results)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"lmbench: error: {peak_file(results)}: No space left on device" in err, err
+    assert not list(peak_file(results).parent.iterdir())
+
+
+def test_report_on_a_full_disk_is_one_line_not_a_traceback(tmp_path, tmpfs, capsys):
+    from records import record
+
+    from lmbench.cli import main as cli_main
+
+    results = _machine_results(tmp_path, record(seed=5))
+    out = tmpfs("64k")
+    fill(out)
+    code = cli_main(["report", str(results), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "No space left on device" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("argv", [["--runs", "0"], ["--runs", "-1"], ["--draws", "0"]])
+def test_calibrate_refuses_a_number_of_runs_or_draws_below_one(tmp_path, capsys, argv):
+    from records import record
+
+    from lmbench.cli import main as cli_main
+
+    results = _machine_results(tmp_path, record(seed=5))
+    code = cli_main(["calibrate", str(results), *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{argv[0]} {argv[1]}: give a positive number" in err, err
