@@ -13,12 +13,13 @@ import datetime as dt
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from . import __version__, env
+from . import __version__, busy, env
 from .results import ResultsError, cell_key, label, load_records
 from .config import ConfigError
 from .runner import (RECORDED_RUN_FIELDS, RecordWriteError, append_record, check_writable,
@@ -129,7 +130,8 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
     commit, dirty = env.git_state()
     machine_dir = Path(results_dir) / env.machine_key()
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    results_file = machine_dir / f"{stamp}-{(commit or 'nogit')[:10]}.jsonl"
+    # a random tail: two suites started in the same second must not share one file
+    results_file = machine_dir / f"{stamp}-{(commit or 'nogit')[:10]}-{secrets.token_hex(3)}.jsonl"
     done, sources = _already_done(machine_dir, commit, say) if resume else ({}, set())
     todo = plan(cells, device, data_dir, done)
     total = sum(cell.get("repeats", 1) for cell in cells)
@@ -144,6 +146,8 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
     occurrences: dict[tuple, int] = {}
     stop = signals_as_interrupt()  # SIGTERM and SIGHUP are handled like Ctrl-C, in every phase
     stop.__enter__()
+    announced = busy.timing(busy.command_line())  # others starting meanwhile see this suite
+    announced.__enter__()
     try:
         if report and todo:
             from .peak import measure_peaks, missing_peaks
@@ -171,7 +175,12 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
                     bar.set_postfix_str(f"{event['phase']} {event['step']}/{event['steps']} "
                                         f"{event['words_per_sec']:,.0f} words/s")
             load = os.getloadavg()[0]
+            before = busy.warning()
             record = run_isolated(spec, timeout=cell.get("timeout"), on_progress=progress)
+            concurrent = before or busy.warning()
+            if concurrent:
+                record["warnings"] = [*record.get("warnings", []), concurrent]
+                bar.write(f"WARNING: {concurrent}", file=out)
             record["suite"] = str(suite)
             record["load_average"] = round(load, 2)  # other work on the machine when the run started
             try:
@@ -202,6 +211,7 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
     finally:
         if bar is not None:
             bar.close()
+        announced.__exit__(None, None, None)
         stop.__exit__(None, None, None)
     if report and results_file.exists():
         from .report import write_report

@@ -52,6 +52,7 @@ def cmd_download(a) -> int:
 
 
 def cmd_run(a) -> int:
+    from . import busy
     from .runner import (RecordWriteError, append_record, interrupt_exit_status, preflight, run_isolated,
                          run_spec, signals_as_interrupt, summary)
 
@@ -63,8 +64,12 @@ def cmd_run(a) -> int:
                     precision=a.precision)
     preflight(spec, timeout=a.timeout, out=a.out, overwrite=a.overwrite)  # fail before the work
     try:
-        with signals_as_interrupt():
+        with signals_as_interrupt(), busy.timing(busy.command_line()):
+            before = busy.warning()
             record = run_isolated(spec, timeout=a.timeout, on_progress=_printer(a.quiet))
+            concurrent = before or busy.warning()
+        if concurrent:  # shown by summary()
+            record["warnings"] = [*record.get("warnings", []), concurrent]
     except KeyboardInterrupt as e:
         print("lmbench: interrupted: the worker was stopped, nothing was recorded"
               + (f"; `--resume` continues from {a.checkpoint}'s last epoch" if a.checkpoint else ""),

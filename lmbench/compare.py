@@ -23,6 +23,7 @@ refused unless --force. Exit 0: no regression; 1: a regression or a missing cell
 """
 from __future__ import annotations
 
+import math
 import statistics
 import sys
 from collections import defaultdict
@@ -43,8 +44,8 @@ def _percent(text: str) -> float:
         value = float(str(text).rstrip("%"))
     except ValueError:
         raise ResultsError(f"invalid threshold {text!r}: give a percentage such as 10%") from None
-    if value < 0:
-        raise ResultsError(f"invalid threshold {text!r}: must be >= 0")
+    if not math.isfinite(value) or value < 0:  # nan compares false with everything: the gate would be off
+        raise ResultsError(f"invalid threshold {text!r}: must be a finite percentage >= 0")
     return value / 100
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import subprocess
 import sys
@@ -36,6 +37,8 @@ def measure(framework: str, n: int | None, reps: int, device: str = "auto") -> d
     dev = "cuda" if device != "cpu" and backend_cls.cuda_available() else "cpu"
     n = n or (8192 if dev == "cuda" else 2048)  # large enough to reach the ceiling
     mm, version = sys.modules[backend_cls.__module__].gemm(n, dev)
+    if reps < 1:
+        raise ValueError(f"reps={reps}: at least one timed repetition")  # cmd_peak refuses it first
     mm()
     best = float("inf")
     for _ in range(reps):
@@ -85,6 +88,9 @@ def peak_for(record: dict, search: list[Path]) -> float | None:
 def cmd_peak(a) -> int:
     from .cli import Fail
 
+    for name, value in (("--reps", a.reps), ("--size", a.size), ("--threads", a.threads)):
+        if value is not None and value < 1:
+            raise Fail(f"invalid {name} {value}: must be a positive integer")
     bad = [f for f in a.frameworks if f not in available_backends()]
     if bad:
         raise Fail(f"unknown framework(s) {', '.join(bad)}: allowed: {', '.join(available_backends())}")
@@ -134,7 +140,13 @@ def missing_peaks(frameworks, results_dir="results") -> list[str]:
     """Frameworks with no GEMM peak measured on this machine yet."""
     out = peak_file(results_dir)
     peaks = json.loads(out.read_text()) if out.is_file() else {}
-    return [fw for fw in dict.fromkeys(frameworks) if fw in available_backends() and fw not in peaks]
+    return [fw for fw in dict.fromkeys(frameworks) if fw in available_backends() and not _measured(peaks.get(fw))]
+
+
+def _measured(entry) -> bool:
+    """A usable figure: a positive GFLOP/s (an older lmbench saved 0.0 for --reps 0)."""
+    gflops = entry.get("gflops") if isinstance(entry, dict) else None
+    return isinstance(gflops, (int, float)) and not isinstance(gflops, bool) and math.isfinite(gflops) and gflops > 0
 
 
 def add_parser(sub) -> None:

@@ -377,3 +377,94 @@ def test_calibrate_refuses_a_number_of_runs_or_draws_below_one(tmp_path, capsys,
     code = cli_main(["calibrate", str(results), *argv])
     err = capsys.readouterr().err
     assert code == 2 and f"{argv[0]} {argv[1]}: give a positive number" in err, err
+
+
+# ---------------------------------------------------------------- 9. no claim that did not happen
+
+@pytest.mark.parametrize("argv,needle", [
+    (["verify", "--steps", "100"], "invalid steps=100: verify trains 1 to 3 SGD steps"),
+    (["verify", "--steps", "-5"], "invalid steps=-5"),
+    (["verify", "--steps", "0", "--workers", "2"], "invalid steps=0"),
+    (["verify", "--steps", "9", "--precision", "bf16"], "invalid steps=9"),
+    (["peak", "--reps", "-1"], "invalid --reps -1: must be a positive integer"),
+    (["peak", "--reps", "0"], "invalid --reps 0"),
+    (["peak", "--size", "0"], "invalid --size 0"),
+    (["compare", "a.jsonl", "b.jsonl", "--max-slowdown", "nan"], "invalid threshold 'nan'"),
+    (["compare", "a.jsonl", "b.jsonl", "--max-ppl-rise", "inf%"], "invalid threshold 'inf%'"),
+])
+def test_numbers_that_would_make_a_false_claim_are_refused_before_any_work(tmp_path, capsys, argv, needle):
+    from lmbench.cli import main as cli_main
+
+    code = cli_main(argv + (["--results-dir", str(tmp_path)] if argv[0] == "peak" else []))
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err, err
+    assert not list(tmp_path.iterdir())  # no peak.json of 0.0 GFLOP/s
+
+
+def test_a_zero_peak_saved_by_an_older_lmbench_is_measured_again(tmp_path):
+    from lmbench.peak import missing_peaks, peak_file
+
+    peak_file(tmp_path).parent.mkdir(parents=True)
+    peak_file(tmp_path).write_text(json.dumps({"torch": {"gflops": 0.0, "device": "cpu"}}))
+    assert missing_peaks(["torch"], tmp_path) == ["torch"]
+    peak_file(tmp_path).write_text(json.dumps({"torch": {"gflops": 12.5, "device": "cpu"}}))
+    assert missing_peaks(["torch"], tmp_path) == []
+
+
+HOLDER = textwrap.dedent("""
+    import sys, time
+    from lmbench import busy
+    with busy.timing("lmbench bench --suite other"):
+        print("timing", flush=True)
+        time.sleep(120)
+""")
+
+
+def test_another_lmbench_timing_is_seen_and_a_killed_one_is_not(tmp_path, monkeypatch):
+    from lmbench import busy
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    assert busy.warning() is None
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "timing\n"
+        with busy.timing("me"):  # our own announcement is not another lmbench
+            assert busy.others() == [f"pid {holder.pid}: lmbench bench --suite other"]
+            assert "another lmbench was timing on this machine" in busy.warning()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert busy.others() == [] and not list((tmp_path / "lmbench-timing").iterdir())  # stale file removed
+
+
+def test_two_suites_started_in_the_same_second_write_two_files_and_warn(tmp_path, monkeypatch):
+    import datetime as dt
+    import types
+
+    from records import record
+
+    from lmbench import bench
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    frozen = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    monkeypatch.setattr(bench, "dt", types.SimpleNamespace(
+        datetime=types.SimpleNamespace(now=lambda tz=None: frozen), timezone=dt.timezone))
+    monkeypatch.setattr(bench, "run_isolated", lambda spec, **kw: record())  # the runs are not the point
+    suite = tmp_path / "s.toml"
+    suite.write_text('[[matrix]]\nbackend = "torch"\npreset = "tiny"\nsteps = 3\n')
+    results = tmp_path / "results"
+    assert bench.run_suite(str(suite), "cpu", results, report=False, out=open(os.devnull, "w")) == 0
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "timing\n"
+        assert bench.run_suite(str(suite), "cpu", results, report=False, out=open(os.devnull, "w")) == 0
+    finally:
+        holder.kill()
+        holder.wait()
+    files = sorted(results.glob("*/*.jsonl"))
+    assert len(files) == 2 and all(f.name.startswith("20260102T030405Z-") for f in files)
+    warned = [json.loads(f.read_text()).get("warnings") for f in files]
+    assert sorted(map(bool, warned)) == [False, True]
+    assert f"pid {holder.pid}: lmbench bench --suite other" in next(filter(None, warned))[0]
