@@ -53,6 +53,26 @@ class Diverged(RuntimeError):
     pass
 
 
+class NothingToTime(RuntimeError):
+    """The settings leave no step to time or no batch to evaluate: refused before training."""
+
+
+def timed_steps_problem(spec: dict, batches_per_epoch: int | None = None, epochs_done: int = 0) -> str | None:
+    """Why a run of `spec` would time no training step, or None. A run of `steps` always
+    times `steps` of them; a training of epochs times nothing when its only epoch left is
+    all warm-up. `batches_per_epoch` (the training split's, before `epoch_batches` cuts it)
+    is known once the data is; without it only `epoch_batches` can be checked."""
+    if not spec.get("epochs"):
+        return None
+    warmup = spec.get("warmup", 10)
+    sizes = [n for n in (spec.get("epoch_batches"), batches_per_epoch) if n is not None]
+    if not sizes or spec["epochs"] - epochs_done > 1 or warmup < min(sizes):
+        return None
+    n = min(sizes)
+    return (f"warmup={warmup} covers the whole epoch of {n} training batch(es): no step would be timed, so "
+            f"there would be no throughput to record; use --warmup {max(0, n - 1)} or less, or more --epochs")
+
+
 def perplexity(total_nll: float, tokens: int) -> float:
     """exp(mean NLL per token); inf where that overflows, nan for a non-finite total."""
     if not math.isfinite(total_nll) or tokens <= 0:
@@ -243,7 +263,7 @@ def run(spec: dict, progress: Progress, out: dict, whoami: dict) -> dict:
     from . import checkpoint
     from .backend import load_backend
     from .config import TARGET_PPL, Config
-    from .corpus import load_corpus, make_batches, shard_batches
+    from .corpus import CorpusError, load_corpus, make_batches, shard_batches
     from .download import download_ptb
     from .weights import flops_per_token, init_weights, num_params
 
@@ -272,6 +292,15 @@ def run(spec: dict, progress: Progress, out: dict, whoami: dict) -> dict:
     eval_splits = {"valid": ["valid"], "test": ["test"], "both": ["valid", "test"],
                    "none": []}[spec.get("eval", "valid")]
     warmup = spec.get("warmup", 10)
+    for split in eval_splits if rank == 0 else ():  # before the training, not after it
+        try:
+            batches_there = epoch_batches(split, 0, False)
+        except CorpusError as e:
+            raise NothingToTime(f"the {split} split cannot be evaluated with a batch of {global_batch} sequence(s) "
+                                f"({e}); use a smaller --batch-size, or --eval none") from None
+        if not batches_there:
+            raise NothingToTime(f"the {split} split holds no batch of {global_batch} sequence(s): nothing to "
+                                f"evaluate; use a smaller --batch-size, or --eval none")
     passes, epoch_log = [], []
     t_run = time.perf_counter()
     target = spec.get("target_ppl") or TARGET_PPL.get(cfg.preset)
@@ -299,6 +328,9 @@ def run(spec: dict, progress: Progress, out: dict, whoami: dict) -> dict:
                                              f"nothing left to resume")
         t_run -= t_offset
         limit = spec.get("epoch_batches")  # a prefix of every epoch, for quick schedule checks
+        problem = timed_steps_problem(spec, len(epoch_batches("train", start)), start)
+        if problem:
+            raise NothingToTime(problem)
         for epoch in range(start, spec["epochs"]):
             lr = cfg.lr_at(epoch)
             backend.reset_state()
@@ -352,6 +384,9 @@ def run(spec: dict, progress: Progress, out: dict, whoami: dict) -> dict:
     step_ms = [s for p in passes for s in p["step_ms"]]
     timed_seconds = sum(p["timed_seconds"] for p in passes)
     timed_tokens = sum(p["timed_tokens"] for p in passes)
+    if not (timed_seconds > 0 and timed_tokens > 0):  # whatever got here: an ok record has a throughput
+        raise NothingToTime(f"no training step was timed ({sum(len(p['losses']) for p in passes)} step(s), "
+                            f"warm-up {warmup}): no throughput to record")
     all_losses = [x for p in passes for x in p["losses"]]
     out.update(
         train_words_per_sec=timed_tokens / timed_seconds if timed_seconds else None,
@@ -437,6 +472,8 @@ def main(argv=None) -> int:
         result.update(status="failed", error=str(e), error_kind="checkpoint")
     except Diverged as e:
         result.update(status="failed", error=str(e), error_kind="diverged")
+    except NothingToTime as e:
+        result.update(status="failed", error=str(e), error_kind="config")
     except MemoryError as e:
         result.update(status="failed", error=f"out of memory: {e}", error_kind="oom")
     except Exception as e:  # noqa: BLE001 -- any failure becomes a failed record

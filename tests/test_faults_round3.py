@@ -20,7 +20,7 @@ import pytest
 from lmbench import runner
 from lmbench.config import make_config
 from lmbench.lifeline import OWNER_FILE, sweep_orphans
-from test_faults import REPO, Lmbench, alive, fill, tmpfs, wait_for  # noqa: F401 (tmpfs: a fixture)
+from test_faults import REPO, TINY_RUN, Lmbench, alive, fill, tmpfs, wait_for  # noqa: F401 (tmpfs: a fixture)
 
 
 def tiny_spec(**kw):
@@ -468,3 +468,42 @@ def test_two_suites_started_in_the_same_second_write_two_files_and_warn(tmp_path
     warned = [json.loads(f.read_text()).get("warnings") for f in files]
     assert sorted(map(bool, warned)) == [False, True]
     assert f"pid {holder.pid}: lmbench bench --suite other" in next(filter(None, warned))[0]
+
+
+# ---------------------------------------------------------------- 2. no ok record without a throughput
+
+@pytest.mark.parametrize("spec,batches,done,bad", [
+    ({"steps": 5, "warmup": 400}, 10, 0, False),  # a run of steps times `steps`, whatever the warm-up
+    ({"epochs": 1, "warmup": 400}, 300, 0, True),
+    ({"epochs": 1, "warmup": 300}, 300, 0, True),
+    ({"epochs": 1, "warmup": 299}, 300, 0, False),
+    ({"epochs": 2, "warmup": 400}, 300, 0, False),  # the second epoch is timed
+    ({"epochs": 3, "warmup": 400}, 300, 2, True),  # resumed: one epoch left, all warm-up
+    ({"epochs": 1, "warmup": 10, "epoch_batches": 10}, None, 0, True),
+    ({"epochs": 1, "warmup": 10, "epoch_batches": 50}, 8, 0, True),  # the split is shorter than the cut
+    ({"epochs": 1, "warmup": 10}, None, 0, False),  # unknown until the data is read
+])
+def test_timed_steps_problem_names_a_run_that_would_time_nothing(spec, batches, done, bad):
+    from lmbench.worker import timed_steps_problem
+
+    problem = timed_steps_problem(spec, batches, done)
+    assert bool(problem) == bad, problem
+    if bad:
+        assert "no step would be timed" in problem and "--warmup" in problem
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("argv,needle", [
+    (["--mode", "stream", "--epochs", "1", "--warmup", "5000"], "covers the whole epoch of 2905 training batch"),
+    (["--mode", "stream", "--batch-size", "80000", "--steps", "1", "--warmup", "0"],
+     "the valid split cannot be evaluated with a batch of 80000 sequence(s) (split 'valid' has 73760 targets"),
+])
+def test_a_run_with_nothing_to_time_or_evaluate_fails_before_training(tmp_path, capsys, argv, needle):
+    from lmbench.cli import main as cli_main
+
+    out = tmp_path / "r.jsonl"
+    code = cli_main(TINY_RUN + argv + ["--threads", "1", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 1 and needle in captured.out, captured.out + captured.err
+    [record] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert record["status"] == "failed" and record["error_kind"] == "config" and record["metrics"] is None
