@@ -86,6 +86,7 @@ class Job:
 
     def __init__(self, procs: list[subprocess.Popen], launcher: str | None):
         self.procs, self.launcher = procs, launcher
+        self.stopped: set[int] = set()  # pids this Job killed itself: not a cause, a consequence
 
     def poll(self) -> bool:
         """True once every process has exited. Without a launcher, a worker that failed
@@ -99,6 +100,7 @@ class Job:
     def kill(self) -> None:
         """SIGKILL every process of the run and anything they started; reap them."""
         pids = [p.pid for p in self.procs if p.poll() is None]
+        self.stopped.update(pids)
         for pid in _descendants(pids) + pids:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -113,7 +115,9 @@ class Job:
             return f"the launcher ({self.launcher}) {describe_exit(self.procs[0].returncode)}"
         if len(self.procs) == 1:
             return f"worker {describe_exit(self.procs[0].returncode)}"
-        return "; ".join(f"worker rank {r} {describe_exit(p.returncode)}" for r, p in enumerate(self.procs))
+        return "; ".join(f"worker rank {r} " + ("was stopped by lmbench when another ended" if p.pid in self.stopped
+                                                  else describe_exit(p.returncode))
+                         for r, p in enumerate(self.procs))
 
 
 def start(module: str, args: list, backend: str, workers: int, tmp: Path, output,

@@ -53,6 +53,11 @@ class Diverged(RuntimeError):
     pass
 
 
+# how frameworks and the C library word an allocation that failed (ENOMEM: "Cannot allocate memory")
+OOM_MESSAGES = ("out of memory", "resource exhausted", "cannot allocate memory", "can't allocate memory",
+                "failed to allocate memory")
+
+
 class NothingToTime(RuntimeError):
     """The settings leave no step to time or no batch to evaluate: refused before training."""
 
@@ -478,7 +483,7 @@ def main(argv=None) -> int:
         result.update(status="failed", error=f"out of memory: {e}", error_kind="oom")
     except Exception as e:  # noqa: BLE001 -- any failure becomes a failed record
         text = f"{type(e).__name__}: {e}"
-        oom = "out of memory" in text.lower() or "resource exhausted" in text.lower()
+        oom = any(m in text.lower() for m in OOM_MESSAGES)
         result.update(status="failed", error=text, error_kind="oom" if oom else "error",
                       traceback=traceback.format_exc())
     if whoami["rank"] is None:  # failed before joining the job: no rank to write as

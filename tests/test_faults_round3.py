@@ -507,3 +507,68 @@ def test_a_run_with_nothing_to_time_or_evaluate_fails_before_training(tmp_path, 
     assert code == 1 and needle in captured.out, captured.out + captured.err
     [record] = [json.loads(line) for line in out.read_text().splitlines()]
     assert record["status"] == "failed" and record["error_kind"] == "config" and record["metrics"] is None
+
+
+# ---------------------------------------------------------------- 7 and 10. checkpoints
+
+def test_a_checkpoint_write_that_fails_keeps_the_previous_one_and_leaves_no_temp_file(tmp_path):
+    import numpy as np
+
+    from lmbench import checkpoint
+
+    path = tmp_path / "c.ckpt"
+    meta = {"epoch": 1, "epoch_log": [], "wall_seconds": 1.0, "time_to_target_seconds": None, "config": {},
+            "backend": ["torch", "packed"]}
+    checkpoint.save(path, {"w": np.zeros(4, np.float32)}, meta)
+    before = path.read_bytes()
+    code = textwrap.dedent(f"""
+        import resource, signal, sys
+        import numpy as np
+        from lmbench import checkpoint
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a short write instead of a kill (ulimit -f)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+        try:
+            checkpoint.save({str(path)!r}, {{"w": np.zeros(100_000, np.float32)}}, {{**{meta!r}, "epoch": 2}})
+        except checkpoint.CheckpointError as e:
+            print(e)
+            sys.exit(7)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 7, proc.stderr
+    assert f"could not write checkpoint {path} after epoch 2" in proc.stdout
+    assert "the previous checkpoint was kept: --resume continues from it" in proc.stdout
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["c.ckpt"]
+
+
+def test_a_valid_archive_that_is_no_checkpoint_is_refused_naming_the_file(tmp_path):
+    import numpy as np
+
+    from lmbench import checkpoint
+
+    path = tmp_path / "c.ckpt"
+    checkpoint.save(path, {"w": np.zeros(4, np.float32)}, {"config": {}})  # no epoch, no log
+    with pytest.raises(checkpoint.CheckpointError, match=f"checkpoint {path} is damaged or truncated "
+                                                         r"\(ValueError: its metadata lacks epoch, epoch_log"):
+        checkpoint.load(path)
+
+
+# ---------------------------------------------------------------- 10. messages
+
+def test_only_the_worker_that_died_is_blamed_not_the_ones_lmbench_stopped(tmp_path):
+    from lmbench.launch import Job
+
+    procs = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) for _ in range(2)]
+    job = Job(procs, None)
+    procs[1].kill()  # the OOM killer takes rank 1
+    procs[1].wait()
+    wait_for(job.poll, 10, "the job to end")
+    assert job.exits() == ("worker rank 0 was stopped by lmbench when another ended; "
+                           "worker rank 1 died from SIGKILL (killed: out of memory?)")
+
+
+@pytest.mark.parametrize("text", ["RuntimeError: can't allocate memory: you tried to allocate 1 bytes",
+                                  "OSError: [Errno 12] Cannot allocate memory"])
+def test_allocation_failures_are_classed_oom(text):
+    from lmbench.worker import OOM_MESSAGES
+
+    assert any(m in text.lower() for m in OOM_MESSAGES)
