@@ -44,7 +44,7 @@ def _pipe_closed(fd: int | None) -> bool:
 
 
 def _die(temp_dir: Path | None) -> None:
-    if temp_dir is not None and temp_dir.name.startswith("lmbench-run-"):
+    if temp_dir is not None and temp_dir.name.startswith(("lmbench-run-", "lmbench-probe-")):
         shutil.rmtree(temp_dir, ignore_errors=True)
     os._exit(EXIT_ORPHANED)
 

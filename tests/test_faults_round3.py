@@ -572,3 +572,39 @@ def test_allocation_failures_are_classed_oom(text):
     from lmbench.worker import OOM_MESSAGES
 
     assert any(m in text.lower() for m in OOM_MESSAGES)
+
+
+# ---------------------------------------------------------------- 6. verify's probe
+
+def test_kill_9_of_verify_ends_its_probe_and_removes_its_temp_dir(tmp_path):
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    code = textwrap.dedent("""
+        from lmbench.probe import probe
+        from lmbench.verify import build_case
+        cfg, weights, batches, script = build_case("tiny")
+        probe("torch", ["packed"], cfg, weights, batches, script * 50)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "TMPDIR": str(tmpdir)},
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def the_probe():
+        from test_faults import children
+
+        for pid in children(parent.pid):
+            with contextlib.suppress(OSError):
+                if "lmbench.probe" in Path(f"/proc/{pid}/cmdline").read_text():
+                    return pid
+        return None
+    child = wait_for(the_probe, 60, "the probe child")
+    wait_for(lambda: list(tmpdir.glob("lmbench-probe-*/in.pkl")), 30, "the probe's input")
+    import time
+
+    time.sleep(1)  # the child has armed its lifeline: it was started with the input written
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    try:
+        wait_for(lambda: not alive(child), 15, "the probe child to exit")
+    finally:
+        _kill([child])
+    wait_for(lambda: not list(tmpdir.glob("lmbench-probe-*")), 10, "the probe's temp dir to be removed")
