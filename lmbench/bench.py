@@ -2,7 +2,7 @@
 
 Every finished run is appended to results/<machine>/<UTC time>-<commit>.jsonl at once, so
 Ctrl-C or a kill loses only the run in flight; --resume skips runs already recorded with
-status ok for the same configuration and commit. Repeats are interleaved (all cells once,
+status ok for the same configuration and commit (outside a git checkout: lmbench version). Repeats are interleaved (all cells once,
 then all cells again) so that a burst of load from elsewhere on the machine spreads over
 cells instead of biasing every repeat of one.
 """
@@ -14,10 +14,11 @@ import datetime as dt
 import hashlib
 import json
 import os
+import secrets
 import sys
 from pathlib import Path
 
-from . import env
+from . import __version__, env, timing_lock
 from .env import has_gpu
 from .config import ConfigError
 from .results import ResultsError, load_records
@@ -52,6 +53,14 @@ def plan(cells: list[dict], device: str, data_dir, done: dict[tuple, int]) -> li
     return todo
 
 
+def same_code(record: dict, commit: str | None) -> bool:
+    """The record was made by this lmbench: the same git commit or, outside a git checkout
+    (`pip install .`: no commit to know), no commit and the same lmbench version."""
+    if commit:
+        return record.get("git_commit") == commit
+    return not record.get("git_commit") and record.get("lmbench_version") == __version__
+
+
 def _already_done(machine_dir: Path, commit: str | None, warn) -> tuple[dict[tuple, int], set[Path]]:
     done, sources = {}, set()
     if not machine_dir.is_dir():
@@ -62,7 +71,7 @@ def _already_done(machine_dir: Path, commit: str | None, warn) -> tuple[dict[tup
         return done, sources
     for r in records:
         # a skipped variant is as done as an ok run: it would be skipped again
-        if r["status"] in ("ok", "skipped") and commit and r.get("git_commit") == commit:
+        if r["status"] in ("ok", "skipped") and same_code(r, commit):
             key = RunSpec.from_record(r).identity()
             done[key] = done.get(key, 0) + 1
             sources.add(Path(r["_source"].rsplit(":", 1)[0]))
@@ -107,13 +116,15 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
     commit, dirty = env.git_state()
     machine_dir = Path(results_dir) / env.machine_key()
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    results_file = machine_dir / f"{stamp}-{(commit or 'nogit')[:10]}.jsonl"
+    # a random tail: two suites started in the same second must not share one file
+    results_file = machine_dir / f"{stamp}-{(commit or 'nogit')[:10]}-{secrets.token_hex(3)}.jsonl"
     done, sources = _already_done(machine_dir, commit, say) if resume else ({}, set())
     todo = plan(cells, device, data_dir, done)
     total = sum(cell.get("repeats", 1) for cell in cells)
     _preflight(todo, machine_dir, results_file, resume, data_dir, say)
     say(f"suite {suite}: {len(todo)} run(s) to do"
-        + (f", {total - len(todo)} already recorded for commit {(commit or '')[:10]}" if total > len(todo) else "")
+        + (f", {total - len(todo)} already recorded for "
+           + (f"commit {commit[:10]}" if commit else f"lmbench {__version__}") if total > len(todo) else "")
         + (" (uncommitted changes: --resume will not tell them apart)" if dirty else "")
         + f"; records go to {results_file}")
     failed = finished = 0
@@ -121,6 +132,8 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
     occurrences: dict[tuple, int] = {}
     stop = signals_as_interrupt()  # SIGTERM and SIGHUP are handled like Ctrl-C, in every phase
     stop.__enter__()
+    announced = timing_lock.timing(timing_lock.command_line())  # others starting meanwhile see this suite
+    announced.__enter__()
     try:
         if report and todo:
             from .peak import measure_peaks, missing_peaks
@@ -147,9 +160,14 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
                     bar.set_postfix_str(f"{event['phase']} {event['step']}/{event['steps']} "
                                         f"{event['words_per_sec']:,.0f} words/s")
             # how busy the machine was is measured by the worker around the timed window itself
-            # (metrics["busy"], lmbench.env.busy_entry); older records carry a load_average
-            # read here, between cells, which mostly measured lmbench itself
+            # (metrics["busy"], lmbench.env.busy_entry); another lmbench timing at the same
+            # time is warned about here (lmbench.timing_lock)
+            before = timing_lock.warning()
             record = run_isolated(spec, timeout=cell.get("timeout"), on_progress=progress)
+            concurrent = before or timing_lock.warning()
+            if concurrent:
+                record["warnings"] = [*record.get("warnings", []), concurrent]
+                bar.write(f"WARNING: {concurrent}", file=out)
             record["suite"] = str(suite)
             try:
                 append_record(results_file, record)
@@ -179,6 +197,7 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
     finally:
         if bar is not None:
             bar.close()
+        announced.__exit__(None, None, None)
         stop.__exit__(None, None, None)
     if report and results_file.exists():
         from .report import write_report
@@ -198,7 +217,7 @@ def add_parser(sub) -> None:
     p.add_argument("--suite", default="default", help="a name in suites/ (default, gpu, check) or a .toml file")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--results-dir", default=os.environ.get("LMBENCH_RESULTS_DIR", "results"))
-    p.add_argument("--resume", action="store_true", help="skip runs already recorded (ok) for this commit")
+    p.add_argument("--resume", action="store_true", help="skip runs already recorded (ok) for this commit (outside a git checkout: this lmbench version)")
     p.add_argument("--report", dest="report", action=argparse.BooleanOptionalAction, default=True,
                    help="write results-dir/report/ at the end (--no-report to skip)")
     p.add_argument("--data-dir", default=None)

@@ -153,6 +153,9 @@ def markdown(result: dict) -> str:
 
 def cmd_calibrate(a) -> int:
     try:
+        for name, value in (("--runs", a.runs), ("--draws", a.draws)):
+            if value < 1:  # before reading anything
+                raise ResultsError(f"{name} {value}: give a positive number (default {MIN_RUNS if name == '--runs' else 2000})")
         records = load_records(a.records, warn=lambda m: print(m, file=sys.stderr))
         slowdowns = tuple(_percent(s) for s in a.slowdowns.split(","))
         result = calibrate(records, a.draws, a.runs, _percent(a.max_slowdown), a.seed, slowdowns)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 META = "__meta__"
+META_KEYS = ("epoch", "epoch_log", "wall_seconds", "time_to_target_seconds", "config", "backend")  # what resume reads
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -28,17 +29,20 @@ class CheckpointError(UserError, RuntimeError):
 
 
 def save(path, weights: dict[str, np.ndarray], meta: dict) -> None:
-    """Write to a temporary file beside `path`, fsync, then rename over it."""
+    """Write to a temporary file beside `path`, fsync, then rename over it; a failed write
+    (a full disk, a file size limit) removes the temporary file and keeps the previous
+    checkpoint, and raises CheckpointError saying so."""
+    from .files import write_atomic
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     np.savez(buf, **weights, **{META: np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)})
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(buf.getvalue())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        write_atomic(path, buf.getvalue())
+    except OSError as e:
+        kept = "the previous checkpoint was kept: --resume continues from it" if path.exists() else "none was left"
+        raise CheckpointError(f"could not write checkpoint {path} after epoch {meta.get('epoch')} "
+                              f"({e.strerror}); {kept}. Free space there or give --checkpoint another path") from e
 
 
 def load(path) -> tuple[dict[str, np.ndarray], dict]:
@@ -48,6 +52,9 @@ def load(path) -> tuple[dict[str, np.ndarray], dict]:
         with np.load(path) as data:
             arrays = {k: data[k] for k in data.files}  # reading every member checks its CRC
         meta = json.loads(arrays.pop(META).tobytes())
+        missing = [k for k in META_KEYS if k not in meta] if isinstance(meta, dict) else list(META_KEYS)
+        if missing:  # a readable file that is not one of ours (or an older lmbench's)
+            raise ValueError(f"its metadata lacks {', '.join(missing)}")
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:
         raise CheckpointError(
             f"checkpoint {path} is damaged or truncated ({type(e).__name__}: {e}); it was not "

@@ -4,6 +4,7 @@ from __future__ import annotations
 from .errors import UserError
 
 import argparse
+import errno
 import importlib
 import importlib.util
 import json
@@ -25,14 +26,19 @@ def cmd_download(a) -> int:
 
 
 def cmd_run(a) -> int:
+    from . import timing_lock
     from .runner import (RecordWriteError, append_record, interrupt_exit_status, preflight, run_isolated,
                          signals_as_interrupt, summary)
 
     spec = spec_from_args(a).for_this_machine()
     preflight(spec, timeout=a.timeout, out=a.out, overwrite=a.overwrite)  # fail before the work
     try:
-        with signals_as_interrupt():
+        with signals_as_interrupt(), timing_lock.timing(timing_lock.command_line()):
+            before = timing_lock.warning()
             record = run_isolated(spec, timeout=a.timeout, on_progress=_printer(a.quiet))
+            concurrent = before or timing_lock.warning()
+        if concurrent:  # shown by summary()
+            record["warnings"] = [*record.get("warnings", []), concurrent]
     except KeyboardInterrupt as e:
         print("lmbench: interrupted: the worker was stopped, nothing was recorded"
               + (f"; `--resume` continues from {a.checkpoint}'s last epoch" if a.checkpoint else ""),
@@ -86,20 +92,17 @@ def cmd_verify(a) -> int:
     if a.out:  # the verdict the report shows next to results it finds it beside
         import datetime as dt
         import json
-        import os
         from pathlib import Path
 
         from . import env
+        from .files import write_atomic
 
         out = Path(a.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps({
+        write_atomic(out, json.dumps({
             "verdict": "PASS" if code == 0 else "FAIL", "preset": a.preset, "device": a.device,
             "workers": a.workers, "compile": a.compile, "precision": a.precision,
             "backends": a.backends or "all", "git_commit": env.git_state()[0],
             "utc_time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}) + "\n")
-        os.replace(tmp, out)
         print(f"verdict written to {out}")
     return code
 
@@ -160,6 +163,11 @@ def main(argv=None) -> int:
     except Exception as e:
         if isinstance(e, OSError) and e.filename:  # a file lmbench was given or writes: one line naming it
             print(f"lmbench: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
+            return 2
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO):
+            # a write that failed after its open (the disk filled up mid-way): no name to give
+            print(f"lmbench: error: `lmbench {args.command}` could not write its output ({e.strerror or e}): free space "
+                  f"or give another output directory", file=sys.stderr)
             return 2
         raise
 

@@ -31,6 +31,7 @@ Exit 0: no regression; 1: a regression or a missing cell; 2: unusable input.
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import sys
@@ -55,8 +56,8 @@ def _percent(text: str) -> float:
         value = float(str(text).rstrip("%"))
     except ValueError:
         raise ResultsError(f"invalid threshold {text!r}: give a percentage such as 10%") from None
-    if value < 0:
-        raise ResultsError(f"invalid threshold {text!r}: must be >= 0")
+    if not math.isfinite(value) or value < 0:  # nan compares false with everything: the gate would be off
+        raise ResultsError(f"invalid threshold {text!r}: must be a finite percentage >= 0")
     return value / 100
 
 
@@ -80,8 +81,10 @@ def _group(records, ok=True):
 
 
 def _machine(records) -> set:
+    # ok runs only: a skipped run never built a model to know its device, a failed one (a
+    # timeout, a crash at import) may have died before it knew it
     return {(env.record_machine_key(r), r.get("device"), (r.get("environment") or {}).get("device_name"))
-            for r in records if r["status"] != "skipped"}  # a skipped run never built a model to know its device
+            for r in records if r["status"] == "ok"}
 
 
 # Admission of a baseline: the (max - min) / median of a cell's words/s over its runs above
@@ -251,7 +254,7 @@ def compare_records(base: list[dict], cand: list[dict], max_slowdown="10%", max_
                     force=False, allow_missing=False, names=("baseline", "candidate")) -> dict:
     """The comparison as data: rows, missing cells, notes and the exit code (ResultsError: unusable)."""
     slow, rise = _percent(max_slowdown), _percent(max_ppl_rise)
-    if _machine(base) != _machine(cand) and _machine(cand) and not force:  # all skipped: no timing to mismatch
+    if _machine(base) != _machine(cand) and _machine(cand) and not force:  # no ok run: no timing to mismatch
         raise ResultsError(f"{names[0]} and {names[1]} come from different machine kinds or devices "
                            f"({sorted(map(str, _machine(base)))} vs {sorted(map(str, _machine(cand)))}); "
                            f"timings are not comparable (a key without f<family>m<model>s<stepping> is an "

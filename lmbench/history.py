@@ -13,6 +13,7 @@ gives the same to a report.
 """
 from __future__ import annotations
 
+import io
 import statistics
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from . import env
 from .compare import MIN_RUNS, _key, calibration_for, throughput_verdict
+from .files import write_atomic
 from .results import ResultsError, label, load_records
 
 MAX_SLOWDOWN = 0.10
@@ -108,8 +110,10 @@ def _plot(machine: str, cells: dict[tuple, list[dict]], path: Path) -> None:
     ax.set_title(f"{machine}: throughput per commit (red circle: compare's rule fired)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
+    write_atomic(path, png.getvalue())
 
 
 def history_section(results_dir, out_dir=None) -> tuple[str, list[Path]] | None:
@@ -177,7 +181,7 @@ def cmd_history(a) -> int:
         return 2
     text, pngs = section
     out = Path(a.out or Path(a.results_dir) / "report") / "history.md"
-    out.write_text(text + "\n")
+    write_atomic(out, text + "\n")
     print(f"history: {out}, {', '.join(map(str, pngs))}")
     return 0
 

@@ -15,6 +15,8 @@ DATA_PARALLEL["launcher_nodes"], run on each with its machine rank and machine 0
       (own session)                                                    └─ rank 1: lmbench.worker
 
 Launchers start workers in sessions of their own and stop the others when one fails. A
+launcher dies with this process (PR_SET_PDEATHSIG, lmbench.lifeline.preexec_die_with_parent),
+and its workers with it. A
 backend without a launcher (None: TensorFlow has none) gets its N processes from here,
 each told its rank, the number of workers and a free localhost port per worker
 (RANK_ENV, WORKERS_ENV, PORTS_ENV); then this module stops the others when one fails.
@@ -29,7 +31,7 @@ import sys
 from pathlib import Path
 
 from .backend import data_parallel
-from .lifeline import PARENT_PID_ENV
+from .lifeline import PARENT_PID_ENV, preexec_die_with_parent
 
 RANK_ENV, WORKERS_ENV, PORTS_ENV = "LMBENCH_RANK", "LMBENCH_WORKERS", "LMBENCH_PORTS"
 
@@ -84,6 +86,7 @@ class Job:
 
     def __init__(self, procs: list[subprocess.Popen], launcher: str | None):
         self.procs, self.launcher = procs, launcher
+        self.stopped: set[int] = set()  # pids this Job killed itself: not a cause, a consequence
 
     def poll(self) -> bool:
         """True once every process has exited. Without a launcher, a worker that failed
@@ -97,6 +100,7 @@ class Job:
     def kill(self) -> None:
         """SIGKILL every process of the run and anything they started; reap them."""
         pids = [p.pid for p in self.procs if p.poll() is None]
+        self.stopped.update(pids)
         for pid in _descendants(pids) + pids:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -111,7 +115,9 @@ class Job:
             return f"the launcher ({self.launcher}) {describe_exit(self.procs[0].returncode)}"
         if len(self.procs) == 1:
             return f"worker {describe_exit(self.procs[0].returncode)}"
-        return "; ".join(f"worker rank {r} {describe_exit(p.returncode)}" for r, p in enumerate(self.procs))
+        return "; ".join(f"worker rank {r} " + ("was stopped by lmbench when another ended" if p.pid in self.stopped
+                                                  else describe_exit(p.returncode))
+                         for r, p in enumerate(self.procs))
 
 
 def start(module: str, args: list, backend: str, workers: int, tmp: Path, output,
@@ -138,8 +144,10 @@ def start(module: str, args: list, backend: str, workers: int, tmp: Path, output
         fill = dict(workers=workers, python=python, log_dir=log_dir, port=free_ports(1)[0], nodes=nodes,
                     node_rank=node_rank, rendezvous=rendezvous, rendezvous_host=host, rendezvous_port=port)
         launcher = [str(a).format(**fill) for a in template]
-        # no PARENT_PID_ENV: a worker's parent is the launcher, which it watches instead
-        proc = subprocess.Popen([python, *launcher, module, *argv], env=dict(os.environ), **common)
+        # no PARENT_PID_ENV: a worker's parent is the launcher, which it watches instead; the
+        # launcher runs no lmbench code, so the kernel ends it with this process
+        proc = subprocess.Popen([python, *launcher, module, *argv], env=dict(os.environ),
+                                preexec_fn=preexec_die_with_parent(), **common)
         return Job([proc], launcher[1] if launcher[0] == "-m" else launcher[0])
     ports = ",".join(map(str, free_ports(workers)))
     procs = []

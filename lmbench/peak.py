@@ -21,6 +21,7 @@ import ctypes
 import datetime as dt
 import glob
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -29,6 +30,7 @@ import time
 from pathlib import Path
 
 from . import env
+from .files import write_atomic
 from .backend import available_backends
 
 # Best of 10 after a warm-up: the best of more repetitions is less sensitive to another
@@ -48,6 +50,8 @@ def measure(framework: str, n: int | None, reps: int, device: str = "auto", prec
     backend_cls = load_backend(framework)
     dev = "cuda" if device != "cpu" and backend_cls.cuda_available() else "cpu"
     n = n or (8192 if dev == "cuda" else 2048)  # large enough to reach the ceiling
+    if reps < 1:
+        raise ValueError(f"reps={reps}: at least one timed repetition")  # cmd_peak refuses it first
     mm, version = sys.modules[backend_cls.__module__].gemm(n, dev, precision)
     mm()
     best = float("inf")
@@ -228,6 +232,9 @@ def peak_for(record: dict, search: list[Path]) -> float | None:
 def cmd_peak(a) -> int:
     from .errors import UserError as Fail
 
+    for name, value in (("--reps", a.reps), ("--size", a.size), ("--threads", a.threads)):
+        if value is not None and value < 1:
+            raise Fail(f"invalid {name} {value}: must be a positive integer")
     bad = [f for f in a.frameworks if f not in available_backends()]
     if bad:
         raise Fail(f"unknown framework(s) {', '.join(bad)}: allowed: {', '.join(available_backends())}")
@@ -276,10 +283,7 @@ def measure_peaks(frameworks, results_dir="results", device="auto", threads=None
         ceiling = f", theoretical peak {limit['gflops']:,.1f}" if limit.get("gflops") else ", theoretical peak unknown"
         say(f"{fw}: {entry['gflops']:,.1f} GFLOP/s {precision} GEMM "
             f"({entry['size']}x{entry['size']}, {entry['device']}, {threads} threads{ceiling})")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")  # after each framework, atomically: a later failure keeps it
-        tmp.write_text(json.dumps(peaks, indent=1) + "\n")
-        os.replace(tmp, out)
+        write_atomic(out, json.dumps(peaks, indent=1) + "\n")  # after each framework: a later failure keeps it
     if peaks:
         say(f"saved in {out}")
     return status
@@ -289,7 +293,13 @@ def missing_peaks(frameworks, results_dir="results") -> list[str]:
     """Frameworks with no GEMM peak measured on this machine yet."""
     out = peak_file(results_dir)
     peaks = json.loads(out.read_text()) if out.is_file() else {}
-    return [fw for fw in dict.fromkeys(frameworks) if fw in available_backends() and fw not in peaks]
+    return [fw for fw in dict.fromkeys(frameworks) if fw in available_backends() and not _measured(peaks.get(fw))]
+
+
+def _measured(entry) -> bool:
+    """A usable figure: a positive GFLOP/s (an older lmbench saved 0.0 for --reps 0)."""
+    gflops = entry.get("gflops") if isinstance(entry, dict) else None
+    return isinstance(gflops, (int, float)) and not isinstance(gflops, bool) and math.isfinite(gflops) and gflops > 0
 
 
 def add_parser(sub) -> None:

@@ -16,9 +16,10 @@ import os
 import pickle
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from .lifeline import owned_temp_dir
 
 
 class ProbeError(RuntimeError):
@@ -53,7 +54,7 @@ def probe(backend: str, layouts, cfg, weights: dict, batches: list, script: list
         for group in groups.values():
             out.update(probe(backend, group, cfg, weights, batches, script, device, threads, timeout, options))
         return {layout: out[layout] for layout in layouts}
-    with tempfile.TemporaryDirectory(prefix="lmbench-probe-") as tmp:
+    with owned_temp_dir("lmbench-probe-") as tmp:  # a killed verify's is swept by the next one
         src, dst = Path(tmp, "in.pkl"), Path(tmp, "out.pkl")
         with open(src, "wb") as f:
             pickle.dump(dict(backend=backend, layouts=layouts, config=cfg.to_dict(), weights=weights,
@@ -75,7 +76,7 @@ def _probe_workers(backend, layout, cfg, weights, batches, script, device, threa
     layout = layout if isinstance(layout, str) else layout[0]
     if any(step[0] in ("loss_and_grads", "eval") for step in script):
         raise ValueError("a data-parallel probe plays train_step, weights and reset steps only")
-    with tempfile.TemporaryDirectory(prefix="lmbench-probe-") as tmp:
+    with owned_temp_dir("lmbench-probe-") as tmp:
         src, dst, output = Path(tmp, "in.pkl"), Path(tmp, "out.pkl"), Path(tmp, "output.txt")
         with open(src, "wb") as f:
             pickle.dump(dict(backend=backend, layouts=[layout], config=cfg.to_dict(), weights=weights,
@@ -107,7 +108,10 @@ def _probe_workers(backend, layout, cfg, weights, batches, script, device, threa
 
 
 def _main(src: str, dst: str) -> None:
+    from .lifeline import die_with_parent
     from .worker import set_thread_env
+
+    die_with_parent(os.path.dirname(os.path.abspath(src)))  # a killed verify must not leave its probe running
 
     with open(src, "rb") as f:
         job = pickle.load(f)

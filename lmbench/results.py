@@ -30,6 +30,59 @@ def _files(paths) -> list[Path]:
 
 CONFIG_KEYS = ("preset", "mode", "batching", "batch_size")  # what labels, keys and reports read
 
+# The one schema records are read against: the type of every field a reader (report,
+# history, compare, calibrate, bench --resume) uses, where it is there at all (older records
+# lack newer fields). NUMBER may be NaN (a diverged perplexity is recorded as NaN).
+STR, INT, NUMBER, BOOL, TABLE, LIST = "a string", "an integer", "a number", "true or false", "a table", "a list"
+_CHECKS = {
+    STR: lambda v: isinstance(v, str),
+    INT: lambda v: isinstance(v, int) and not isinstance(v, bool),
+    NUMBER: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    BOOL: lambda v: isinstance(v, bool),
+    TABLE: lambda v: isinstance(v, dict),
+    LIST: lambda v: isinstance(v, list),
+}
+SCHEMA = {
+    "": {"run_id": STR, "utc_time": STR, "device": STR, "threads": INT, "git_commit": STR, "git_dirty": BOOL,
+         "lmbench_version": STR, "hostname": STR, "cpu_model": STR, "cpu_count": INT, "environment": TABLE,
+         "load_average": NUMBER, "warnings": LIST, "suite": STR, "error_kind": STR, "metrics": TABLE},
+    "config": {"preset": STR, "mode": STR, "batching": STR, "batch_size": INT, "hidden": INT, "layers": INT,
+               "num_steps": INT, "vocab_size": INT, "epochs": INT, "seed": INT, "lr": NUMBER},
+    "run": {"steps": INT, "epochs": INT, "warmup": INT, "eval": STR, "eval_batches": INT, "epoch_batches": INT,
+            "device": STR, "threads": INT, "workers": INT, "scaling": STR, "nodes": INT, "node_rank": INT,
+            "compile": BOOL, "precision": STR},
+    "environment": {"framework": STR, "framework_version": STR, "device_name": STR},
+    "metrics": {"train_words_per_sec": NUMBER, "eval_words_per_sec": NUMBER, "train_seconds": NUMBER,
+                "steps": INT, "warmup_steps": INT, "tokens": INT, "timed_tokens": INT, "train_ppl": NUMBER,
+                "valid_ppl": NUMBER, "test_ppl": NUMBER, "peak_memory_bytes": NUMBER, "padding_fraction": NUMBER,
+                "achieved_flops_per_sec": NUMBER, "flops_per_token": NUMBER, "first_step_ms": NUMBER,
+                "warmup_seconds": NUMBER, "time_to_target_seconds": NUMBER, "target_ppl": NUMBER,
+                "step_time_ms": TABLE, "epoch_log": LIST, "data_parallel": TABLE, "cold_shapes": TABLE,
+                "compile": TABLE},
+    "metrics.step_time_ms": {"median": NUMBER, "p10": NUMBER, "p90": NUMBER, "samples": LIST},
+}
+
+
+def _wrong_type(record: dict) -> str | None:
+    """The first field (dotted path) whose value is not of its SCHEMA type; null is allowed."""
+    for where, fields in SCHEMA.items():
+        table = record
+        for part in filter(None, where.split(".")):
+            table = table.get(part) if isinstance(table, dict) else None
+        if not isinstance(table, dict):
+            continue  # absent or null (a failed run has no metrics); a wrong type is caught one level up
+        for name, kind in fields.items():
+            value = table.get(name)
+            if value is not None and not _CHECKS[kind](value):
+                return f"{where + '.' if where else ''}{name} is {value!r:.40}, not {kind}"
+    samples = ((record.get("metrics") or {}).get("step_time_ms") or {}).get("samples") or []
+    if not all(_CHECKS[NUMBER](v) for v in samples):
+        return "metrics.step_time_ms.samples holds a value that is not a number"
+    epochs = (record.get("metrics") or {}).get("epoch_log") or []
+    if not all(isinstance(e, dict) and all(v is None or _CHECKS[NUMBER](v) for v in e.values()) for e in epochs):
+        return "metrics.epoch_log holds an entry that is not a table of numbers"
+    return None
+
 
 def _incomplete(record: dict) -> str | None:
     """Why a JSON-valid record cannot be used (it would break a reader), or None."""
@@ -41,6 +94,9 @@ def _incomplete(record: dict) -> str | None:
         return f"'config' lacks one of {', '.join(CONFIG_KEYS)}"
     if not isinstance(record.get("run", {}) or {}, dict):
         return "'run' is not a table of run settings"
+    wrong = _wrong_type(record)
+    if wrong:
+        return wrong
     try:
         RunSpec.from_record(record)
     except (ConfigError, TypeError) as e:

@@ -22,8 +22,9 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import env, launch
+from . import __version__, env, launch
 from .config import ConfigError
+from .lifeline import owned_temp_dir
 from .runspec import EAGER, RunSpec, variant_label
 
 SCHEMA_VERSION = 1
@@ -107,11 +108,12 @@ def check_checkpoint(spec: RunSpec, overwrite: bool = False) -> None:
 @contextmanager
 def signals_as_interrupt(signums=(signal.SIGTERM, signal.SIGHUP)):
     """SIGTERM and SIGHUP raise KeyboardInterrupt (like Ctrl-C) inside the block, so that
-    every way of stopping lmbench runs the same cleanup: the worker killed, its temp dir gone."""
+    every way of stopping lmbench runs the same cleanup: the worker killed, its temp dir gone.
+    A signal ignored on entry stays ignored: `nohup lmbench bench &` must survive the logout."""
     def interrupt(signum, frame):
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    previous = {s: signal.signal(s, interrupt) for s in signums}
+    previous = {s: signal.signal(s, interrupt) for s in signums if signal.getsignal(s) != signal.SIG_IGN}
     try:
         yield
     finally:
@@ -139,12 +141,13 @@ def run_isolated(spec: RunSpec, timeout: float | None = None, on_progress=None,
     if spec.warnings:
         record["warnings"] = list(spec.warnings)
     record["git_commit"], record["git_dirty"] = env.git_state()
+    record["lmbench_version"] = __version__  # the code's identity where there is no git checkout
     record.update(env.host())
     workers = spec.workers  # on this machine
     nodes, node_rank = spec.nodes, spec.node_rank
     ranks = list(range(node_rank * workers, (node_rank + 1) * workers))  # this machine's
     world = workers * nodes
-    with tempfile.TemporaryDirectory(prefix="lmbench-run-") as tmp:
+    with owned_temp_dir("lmbench-run-") as tmp:  # a dead owner's is swept by the next run
         spec_path, result_path, fifo = Path(tmp, "spec.json"), Path(tmp, "result.json"), Path(tmp, "progress")
         spec_path.write_text(json.dumps(spec.to_dict()))
         stderr_path = Path(tmp, "stderr.txt")

@@ -57,6 +57,31 @@ class Diverged(RuntimeError):
     pass
 
 
+# how frameworks and the C library word an allocation that failed (ENOMEM: "Cannot allocate memory")
+OOM_MESSAGES = ("out of memory", "resource exhausted", "cannot allocate memory", "can't allocate memory",
+                "failed to allocate memory")
+
+
+class NothingToTime(RuntimeError):
+    """The settings leave no step to time or no batch to evaluate: refused before training."""
+
+
+def timed_steps_problem(spec: RunSpec, batches_per_epoch: int | None = None, epochs_done: int = 0) -> str | None:
+    """Why a run of `spec` would time no training step, or None. A run of `steps` always
+    times `steps` of them; a training of epochs times nothing when its only epoch left is
+    all warm-up. `batches_per_epoch` (the training split's, before `epoch_batches` cuts it)
+    is known once the data is (RunSpec checks `epoch_batches` against the warm-up itself)."""
+    if not spec.epochs:
+        return None
+    warmup = spec.warmup
+    sizes = [n for n in (spec.epoch_batches, batches_per_epoch) if n is not None]
+    if not sizes or spec.epochs - epochs_done > 1 or warmup < min(sizes):
+        return None
+    n = min(sizes)
+    return (f"warmup={warmup} covers the whole epoch of {n} training batch(es): no step would be timed, so "
+            f"there would be no throughput to record; use --warmup {max(0, n - 1)} or less, or more --epochs")
+
+
 def perplexity(total_nll: float, tokens: int) -> float:
     """exp(mean NLL per token); inf where that overflows, nan for a non-finite total."""
     if not math.isfinite(total_nll) or tokens <= 0:
@@ -274,6 +299,20 @@ class Job:
         # strong scaling splits the preset's batch over the workers, weak gives each worker one
         self.global_batch = self.cfg.batch_size * (self.workers if spec.scaling == "weak" else 1)
 
+    def check_eval_splits(self) -> None:
+        """Every split this worker evaluates makes at least one batch (else: NothingToTime)."""
+        from .corpus import CorpusError
+
+        for split in EVAL_SPLITS[self.spec.eval] if self.rank == 0 else ():
+            try:
+                there = self.batches(split, 0, False)
+            except CorpusError as e:
+                raise NothingToTime(f"the {split} split cannot be evaluated with a batch of {self.global_batch} "
+                                    f"sequence(s) ({e}); use a smaller --batch-size, or --eval none") from None
+            if not there:
+                raise NothingToTime(f"the {split} split holds no batch of {self.global_batch} sequence(s): "
+                                    f"nothing to evaluate; use a smaller --batch-size, or --eval none")
+
     def batches(self, split: str, epoch: int, shuffle: bool = True):
         from .corpus import make_batches
 
@@ -288,6 +327,7 @@ def run(spec: RunSpec, progress: Progress, out: dict, whoami: dict) -> dict:
     from .config import TARGET_PPL
 
     job = Job(spec, progress, out, whoami)
+    job.check_eval_splits()  # before the training, not after it
     t_run = time.perf_counter()
     out["target_ppl"], out["time_to_target_seconds"] = spec.target_ppl or TARGET_PPL.get(spec.config.preset), None
     if spec.epochs:
@@ -343,6 +383,9 @@ def train_epochs(job: Job, out: dict, t_run: float) -> tuple[list[dict], float]:
     if start >= spec.epochs:
         raise checkpoint.CheckpointError(f"checkpoint {spec.checkpoint} already holds all {start} epochs: "
                                          f"nothing left to resume")
+    problem = timed_steps_problem(spec, len(job.batches("train", start)), start)
+    if problem:
+        raise NothingToTime(problem)
     t_run -= t_offset
     passes, target = [], out["target_ppl"]
     for epoch in range(start, spec.epochs):
@@ -404,6 +447,9 @@ def summarise(passes: list[dict], warmup: int, out: dict) -> None:
     step_ms = [s for p in passes for s in p["step_ms"]]
     timed_seconds = sum(p["timed_seconds"] for p in passes)
     timed_tokens = sum(p["timed_tokens"] for p in passes)
+    if not (timed_seconds > 0 and timed_tokens > 0):  # whatever got here: an ok record has a throughput
+        raise NothingToTime(f"no training step was timed ({sum(len(p['losses']) for p in passes)} step(s), "
+                            f"warm-up {warmup}): no throughput to record")
     all_losses = [x for p in passes for x in p["losses"]]
     out.update(
         train_words_per_sec=timed_tokens / timed_seconds if timed_seconds else None,
@@ -447,10 +493,12 @@ def _checkpoint_lock(path):
 
 def main(argv=None) -> int:
     spec_path, result_path, progress_path = (argv or sys.argv[1:])[:3]
-    from .lifeline import die_with_parent  # imports no numpy: threads are not set yet
+    from .lifeline import die_with_parent, open_progress  # imports no numpy: threads are not set yet
 
-    fd = os.open(progress_path, os.O_WRONLY)  # the FIFO the parent reads (lmbench.launch)
-    die_with_parent(os.path.dirname(os.path.abspath(spec_path)), fd)  # never outlive the parent
+    temp_dir = os.path.dirname(os.path.abspath(spec_path))
+    watch_pipe = die_with_parent(temp_dir)  # never outlive the parent: armed before anything can block
+    fd = open_progress(progress_path, temp_dir)  # the FIFO the parent reads (lmbench.launch)
+    watch_pipe(fd)
     with open(spec_path) as f:
         raw = json.load(f)  # RunSpec.to_dict() of the parent
     workers = raw["workers"] * raw["nodes"]
@@ -479,11 +527,13 @@ def main(argv=None) -> int:
         result.update(status="failed", error=str(e), error_kind="checkpoint")
     except Diverged as e:
         result.update(status="failed", error=str(e), error_kind="diverged")
+    except NothingToTime as e:
+        result.update(status="failed", error=str(e), error_kind="config")
     except MemoryError as e:
         result.update(status="failed", error=f"out of memory: {e}", error_kind="oom")
     except Exception as e:  # noqa: BLE001 -- any failure becomes a failed record
         text = f"{type(e).__name__}: {e}"
-        oom = "out of memory" in text.lower() or "resource exhausted" in text.lower()
+        oom = any(m in text.lower() for m in OOM_MESSAGES)
         result.update(status="failed", error=text, error_kind="oom" if oom else "error",
                       traceback=traceback.format_exc())
     if whoami["rank"] is None:  # failed before joining the job: no rank to write as
