@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
     --budget) [ $# -ge 2 ] || usage; BUDGET=$2; shift ;;
     --device) [ $# -ge 2 ] || usage; DEVICE=$2; shift ;;
     --suite) [ $# -ge 2 ] || usage; SUITE=$2; shift ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     -*) echo "gpu-check: unknown option $1" >&2; usage ;;
     *) [ -z "$OUTDIR" ] || usage; OUTDIR=$1 ;;
   esac
