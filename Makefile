@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 CONSTRAINTS ?= constraints-cpu.txt
 SUITE ?= default
 
-.PHONY: install test bench bench-check bench-check-baseline benchmarks clean-venv
+.PHONY: install test bench bench-check bench-check-baseline benchmarks clean-venv gpu-wheels gpu-check
 
 install: $(STAMP)
 
@@ -70,3 +70,23 @@ benchmarks: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# A lent GPU machine (docs/gpu.md) has torch and JAX but no network: `make gpu-wheels` here
+# fills the git-ignored wheels/ with what lmbench's install needs there and the machine
+# lacks (platformdirs; setuptools and wheel to build lmbench offline, in wheels/build/), for
+# Python $(GPU_PYTHON); carry wheels/ and data/ptb. `make gpu-check OUT=DIR` runs the check:
+# on such a machine, or with GPU_CHECK_ARGS=--dry-run anywhere (the plan and the estimates).
+GPU_PYTHON ?= 3.12
+GPU_WHEELS := --quiet --no-deps --only-binary=:all: --python-version $(GPU_PYTHON) --implementation cp \
+  --abi none --platform any
+OUT ?= results/gpu-check
+GPU_CHECK_ARGS ?=
+
+gpu-wheels:
+	rm -rf wheels
+	$(PYTHON) -m pip download $(GPU_WHEELS) -d wheels "platformdirs>=3.0"
+	$(PYTHON) -m pip download $(GPU_WHEELS) -d wheels/build "setuptools>=77" wheel "packaging>=24"
+	ls -l wheels wheels/build
+
+gpu-check:
+	bash scripts/gpu-check.sh $(GPU_CHECK_ARGS) $(OUT)

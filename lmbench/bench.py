@@ -4,7 +4,9 @@ Every finished run is appended to results/<machine>/<UTC time>-<commit>.jsonl at
 Ctrl-C or a kill loses only the run in flight; --resume skips runs already recorded with
 status ok for the same configuration and commit (outside a git checkout: lmbench version). Repeats are interleaved (all cells once,
 then all cells again) so that a burst of load from elsewhere on the machine spreads over
-cells instead of biasing every repeat of one.
+cells instead of biasing every repeat of one. --deadline SECONDS bounds the suite's time:
+no run starts after it, a run still going then is stopped, and the runs not started are
+listed (scripts/gpu-check.sh gives a lent GPU machine's few minutes this way).
 """
 from __future__ import annotations
 
@@ -13,9 +15,11 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import math
 import os
 import secrets
 import sys
+import time
 from pathlib import Path
 
 from . import __version__, env, timing_lock
@@ -102,13 +106,20 @@ def _preflight(todo, machine_dir: Path, results_file: Path, resume: bool, data_d
 
 
 def run_suite(suite: str, device="auto", results_dir="results", resume=False, report=True,
-              data_dir=None, out=sys.stderr) -> int:
-    """Run every cell; 0 if all succeeded, 1 if any failed, 130 if interrupted."""
+              data_dir=None, out=sys.stderr, deadline: float | None = None) -> int:
+    """Run every cell; 0 if all succeeded, 1 if any failed, 130 if interrupted. With
+    `deadline` (seconds from this call) no run starts after it and a run in flight is
+    stopped at it (recorded as failed, error_kind "deadline"); the runs not started are
+    listed, and are no failure."""
     from tqdm import tqdm
 
     def say(msg):
         print(msg, file=out, flush=True)
 
+    if deadline is not None and not (isinstance(deadline, (int, float)) and math.isfinite(deadline)
+                                     and deadline >= 0):
+        raise SuiteError(f"invalid --deadline {deadline!r}: must be a number of seconds >= 0")
+    ends = None if deadline is None else time.monotonic() + deadline
     cells = load_suite(suite_path(suite))
     if device == "cuda" and not has_gpu():
         raise SuiteError("--device cuda: this machine has no NVIDIA GPU (no /dev/nvidia*, no working "
@@ -128,6 +139,7 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
         + (" (uncommitted changes: --resume will not tell them apart)" if dirty else "")
         + f"; records go to {results_file}")
     failed = finished = 0
+    not_started: list = []
     bar = None
     occurrences: dict[tuple, int] = {}
     stop = signals_as_interrupt()  # SIGTERM and SIGHUP are handled like Ctrl-C, in every phase
@@ -145,7 +157,11 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
                     f"(`lmbench peak` re-measures)")
                 measure_peaks(missing, results_dir, device, say=say)
         bar = tqdm(total=len(todo), unit="run", file=out, dynamic_ncols=True)
-        for cell, spec in todo:
+        for i, (cell, spec) in enumerate(todo):
+            left = None if ends is None else ends - time.monotonic()
+            if left is not None and left <= 0:
+                not_started = todo[i:]
+                break
             if spec.epochs:
                 # trainings checkpoint every epoch; `--resume` continues the interrupted one
                 # (the first run of a cell not yet recorded ok) from its last epoch
@@ -163,7 +179,13 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
             # (metrics["busy"], lmbench.env.busy_entry); another lmbench timing at the same
             # time is warned about here (lmbench.timing_lock)
             before = timing_lock.warning()
-            record = run_isolated(spec, timeout=cell.get("timeout"), on_progress=progress)
+            timeout = cell.get("timeout")
+            capped = left is not None and (timeout is None or left < timeout)  # the deadline comes first
+            record = run_isolated(spec, timeout=left if capped else timeout, on_progress=progress)
+            if capped and record.get("error_kind") == "timeout":
+                record.update(error_kind="deadline",
+                              error=f"stopped at the --deadline, {deadline:g} s after the suite began "
+                                    f"(the run had {left:.0f} s left when it started); the worker was killed")
             concurrent = before or timing_lock.warning()
             if concurrent:
                 record["warnings"] = [*record.get("warnings", []), concurrent]
@@ -204,12 +226,15 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
 
         paths = write_report(sorted(sources | {results_file}), Path(results_dir) / "report", warn=say)
         say(f"report: {', '.join(map(str, paths))}")
-    say(f"suite {suite}: {finished - failed} ok, {failed} failed")
+    for _, spec in not_started:
+        say("not started (--deadline): " + spec.label)
+    say(f"suite {suite}: {finished - failed} ok, {failed} failed"
+        + (f", {len(not_started)} not started: the --deadline of {deadline:g} s had passed" if not_started else ""))
     return 1 if failed else 0
 
 
 def cmd_bench(a) -> int:
-    return run_suite(a.suite, a.device, a.results_dir, a.resume, a.report, a.data_dir)
+    return run_suite(a.suite, a.device, a.results_dir, a.resume, a.report, a.data_dir, deadline=a.deadline)
 
 
 def add_parser(sub) -> None:
@@ -221,4 +246,7 @@ def add_parser(sub) -> None:
     p.add_argument("--report", dest="report", action=argparse.BooleanOptionalAction, default=True,
                    help="write results-dir/report/ at the end (--no-report to skip)")
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--deadline", type=float, default=None, metavar="SECONDS",
+                   help="start no run SECONDS after the suite began and stop one still going then; "
+                        "the runs not started are listed")
     p.set_defaults(func=cmd_bench)

@@ -87,8 +87,11 @@ def cmd_verify(a) -> int:
         code = verify_variant(a.preset, a.device, a.backends, a.steps, a.data_dir, compile=a.compile,
                               precision=a.precision)
     else:
+        if a.cpu_reference and (a.compile or a.precision != "fp32"):
+            raise ConfigError("verify --cpu-reference compares eager float32 on --device with float32 on the "
+                              "CPU: give --cpu-reference or --compile/--precision, not both")
         code = verify(preset=a.preset, device=a.device, backends=a.backends, steps=a.steps,
-                      data_dir=a.data_dir, weights_out=a.save_weights)
+                      data_dir=a.data_dir, weights_out=a.save_weights, cpu_reference=a.cpu_reference)
     if a.out:  # the verdict the report shows next to results it finds it beside
         import datetime as dt
         import json
@@ -101,6 +104,7 @@ def cmd_verify(a) -> int:
         write_atomic(out, json.dumps({
             "verdict": "PASS" if code == 0 else "FAIL", "preset": a.preset, "device": a.device,
             "workers": a.workers, "compile": a.compile, "precision": a.precision,
+            "cpu_reference": a.cpu_reference,
             "backends": a.backends or "all", "git_commit": env.git_state()[0],
             "utc_time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}) + "\n")
         print(f"verdict written to {out}")
@@ -137,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--data-dir", default=None)
     add_run_args(v, only=("compile", "precision"))
     v.add_argument("--save-weights", default=None, help="keep the shared initial weights (.npz) here")
+    v.add_argument("--cpu-reference", default=None, metavar="BACKEND",
+                   help="also run BACKEND's native layout on the CPU and compare every backend on --device "
+                        "with it (float32 on the GPU against float32 on the CPU)")
     v.add_argument("--workers", type=int, default=1, help="N > 1: N data-parallel workers on each framework's "
                    "engine against one process (every backend that declares DATA_PARALLEL)")
     v.add_argument("--out", default=None, help="write the verdict as JSON here (e.g. results/<machine>/verify.json: "

@@ -139,14 +139,21 @@ def _label(backend: str) -> str:
 
 
 def verify(preset="tiny", device="cpu", backends=None, steps=3, data_dir=None, weights_out=None,
-           print_=print, reference=None, compile=False, precision="fp32") -> int:
+           print_=print, reference=None, compile=False, precision="fp32", cpu_reference=None) -> int:
     """Compare every backend's native layout with every other's (or, given `reference`, with
     the reference's only) and each backend's other layouts with its native one. A backend
     may be a path to a backend module (the tests' deliberately broken copies). (A variant,
     where every layout of every backend runs compiled or in reduced precision and is compared with its own
-    eager float32 run instead: lmbench.verify_variants.verify_variant)."""
+    eager float32 run instead: lmbench.verify_variants.verify_variant.)
+
+    With `cpu_reference` (a backend), that backend's native layout also runs on the CPU,
+    labelled "<backend>@cpu", and every backend's native layout on `device` is compared with
+    it: float32 on the GPU against float32 on the CPU. GPU frameworks that agree with each
+    other can still share an error (TF32 left on in both, say); this shows it."""
     if compile or precision != "fp32":
         raise ValueError("verify() checks eager float32; a variant is lmbench.verify_variants.verify_variant's")
+    if cpu_reference:
+        backend_layouts(cpu_reference)  # an unknown backend fails here, before any work
     cfg, weights, batches, script = build_case(preset, data_dir, steps=steps)
     backends = backends or available_backends()
     with tempfile.TemporaryDirectory() as tmp:
@@ -170,11 +177,22 @@ def verify(preset="tiny", device="cpu", backends=None, steps=3, data_dir=None, w
             count = sum(int(v.size) for v in out[layout][-1].values())
             print_(f"  {_label(name)}/{layout}: {count:,} parameters exported")
     natives = [(n, backend_layouts(n)[0]) for n in backends if (n, backend_layouts(n)[0]) in results]
+    if cpu_reference:
+        native = backend_layouts(cpu_reference)[0]
+        try:
+            out = probe(cpu_reference, native, cfg, weights, batches, script, device="cpu")
+            results[(f"{cpu_reference}@cpu", native)] = _unpack(out[native])
+            print_(f"  {_label(cpu_reference)}@cpu/{native}: the float32 CPU reference")
+        except ProbeError as e:
+            failures.append(f"{_label(cpu_reference)}@cpu: {e}")
+            print_(f"  {_label(cpu_reference)}@cpu: FAILED to run\n{e}")
     pairs = [(a, b) for a, b in itertools.combinations(natives, 2)
              if reference is None or reference in (a[0], b[0])]
     pairs = [(b, a) if b[0] == reference else (a, b) for a, b in pairs]  # the reference first
     pairs += [((n, natives_l), (n, l)) for (n, natives_l) in natives for l in backend_layouts(n)[1:]
               if (n, l) in results]
+    cpu = [k for k in results if cpu_reference and k[0] == f"{cpu_reference}@cpu"]
+    pairs += [(cpu[0], n) for n in natives if cpu]
     print_(f"{'pair':<48}" + "".join(f"{k:>16}" for k in TOLERANCES))
     print_(f"{'tolerance':<48}" + "".join(f"{v:>16.0e}" for v in TOLERANCES.values()))
     bad_pairs = {}

@@ -207,3 +207,51 @@ def test_resume_continues_an_interrupted_training_cell_from_its_checkpoint(tmp_p
     assert [e["epoch"] for e in m["epoch_log"]] == [1, 2]
     assert m["epoch_log"][0] == first["metrics"]["epoch_log"][0]  # epoch 1 came from the checkpoint
     assert not ckpt.exists()  # recorded: the checkpoint is gone
+
+
+def test_a_deadline_already_passed_starts_no_run_and_lists_every_one(tmp_path):
+    path = suite(tmp_path, TINY + '[[matrix]]\nbackend = "torch"\nlayout = ["packed", "padded"]\nrepeats = 2\n')
+    out = tmp_path / "out.txt"
+    with open(out, "w") as f:
+        code = run_suite(str(path), device="cpu", results_dir=tmp_path / "results", report=False, out=f,
+                         deadline=0)
+    text = out.read_text()
+    assert code == 0  # runs not started are listed, not failed
+    assert not list((tmp_path / "results").glob("*/*.jsonl"))
+    listed = [line for line in text.splitlines() if line.startswith("not started (--deadline): ")]
+    assert [line.split(": ", 1)[1].split(" ")[0] for line in listed] == ["torch/packed", "torch/padded"] * 2
+    assert "0 ok, 0 failed, 4 not started: the --deadline of 0 s had passed" in text
+
+
+@pytest.mark.parametrize("bad", ["-1", "nan", "inf"])
+def test_a_deadline_that_is_no_number_of_seconds_is_refused_before_any_run(tmp_path, capsys, bad):
+    from lmbench.cli import main
+
+    path = suite(tmp_path, TINY + '[[matrix]]\nbackend = "torch"\n')
+    assert main(["bench", "--suite", str(path), "--device", "cpu", "--results-dir", str(tmp_path / "r"),
+                 "--deadline", bad]) == 2
+    assert f"invalid --deadline {float(bad)!r}: must be a number of seconds >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_run_still_going_at_the_deadline_is_stopped_and_the_rest_not_started(tmp_path, monkeypatch):
+    import types
+
+    import lmbench.bench as bench
+
+    # the suite's clock: 0 when it begins and when the first run starts (1 s left: the worker
+    # is killed long before torch is imported), then past the deadline for the second
+    ticks = iter([0.0, 0.0, 5.0])
+    monkeypatch.setattr(bench, "time", types.SimpleNamespace(monotonic=lambda: next(ticks)))
+    path = suite(tmp_path, TINY + '[[matrix]]\nbackend = "torch"\nlayout = ["packed", "padded"]\n')
+    out = tmp_path / "out.txt"
+    with open(out, "w") as f:
+        code = run_suite(str(path), device="cpu", results_dir=tmp_path / "results", report=False, out=f,
+                         deadline=1)
+    [file] = (tmp_path / "results").glob("*/*.jsonl")
+    [rec] = records_in(file)
+    assert code == 1
+    assert (rec["layout"], rec["status"], rec["error_kind"]) == ("packed", "failed", "deadline")
+    assert rec["error"].startswith("stopped at the --deadline, 1 s after the suite began (the run had 1 s left")
+    text = out.read_text()
+    assert "not started (--deadline): torch/padded" in text and "0 ok, 1 failed, 1 not started" in text

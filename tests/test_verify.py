@@ -107,3 +107,21 @@ def test_verify_catches_each_injected_bug(preset, capsys):
         if mutant in TRAINING_ONLY:
             assert not re.search(r"(: |; )(loss|grad\[)", fails[mutant]), (mutant, fails[mutant])
     assert not re.search(r"(: |; )loss ", fails["truncated_bptt"])  # its forward pass is right
+
+
+@pytest.mark.slow
+def test_a_backend_alone_on_the_device_is_still_held_to_the_cpu_reference(capsys):
+    # one backend with one layout has nothing to be compared with on its device; the float32
+    # CPU reference (what `verify --device cuda --cpu-reference torch` adds) still catches its bug
+    mutant = str(MUTANTS_DIR / "truncated_bptt.py")
+    assert verify("tiny", backends=[mutant], cpu_reference="torch") == 1
+    out = capsys.readouterr().out
+    assert re.search(r"  FAIL torch@cpu/packed vs truncated_bptt/padded: .*grad\[lstm\d\.w_hh\]", out), out
+    assert verify("tiny", backends=["torch"], cpu_reference="torch") == 0
+    out = capsys.readouterr().out
+    assert "torch@cpu/packed vs torch/packed" in out and "verify: PASS" in out, out
+
+
+def test_an_unknown_cpu_reference_fails_before_any_work(capsys):
+    assert cli_main(["verify", "--backends", "torch", "--cpu-reference", "troch"]) == 2
+    assert "unknown backend" in capsys.readouterr().err
