@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .report_findings import findings, verify_verdicts
-from .report_plots import plots
+from .report_plots import FORMAT, plots
 from .report_render import to_html, to_markdown
 from .report_scaling import section as scaling_section
 from .report_variants import variants_table
@@ -156,9 +156,9 @@ def build(records: list[dict], paths: list[Path], out_dir: Path) -> tuple[list, 
         made = plots(df, t)
         if made:
             blocks.append(("h2", "Plots"))
-            for name, (caption, png) in made.items():
-                blocks.append(("figure", name, caption, png))
-                files[f"{name}.png"] = png
+            for name, (caption, image) in made.items():
+                blocks.append(("figure", name, caption, image))
+                files[f"{name}.{FORMAT}"] = image
     elif any(r.get("status") == "skipped" for r in records):  # only skipped variants: still say why
         blocks += variants_table(df, records)
     scaling_blocks, scaling_files = scaling_section(records)
