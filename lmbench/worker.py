@@ -87,7 +87,7 @@ def resolve_device(requested: str, backend_cls) -> str:
         raise BackendUnavailable(
             f"--device cuda asked for, but {backend_cls.name} sees no usable GPU here (no GPU, no "
             f"driver, or a CPU-only build of the framework); use --device cpu or install the "
-            f"framework's CUDA build (see README, 'GPU install')")
+            f"framework's CUDA build (see docs/install.md, 'GPU install')")
     return "cuda" if has_cuda else "cpu"
 
 

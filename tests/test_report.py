@@ -564,3 +564,16 @@ def test_bare_report_reads_the_most_recent_suite_run_only(tmp_path, monkeypatch,
     assert "222" in md and "111" not in md and "333" not in md and "1 run(s): 1 ok" in md
     assert cli_main(["report", "--all", "--out", "o"]) == 0
     assert "3 run(s): 3 ok" in (tmp_path / "o" / "report.md").read_text()
+
+
+def test_a_run_without_per_step_samples_shows_no_step_time_spread(tmp_path):
+    """JAX (and TensorFlow on GPU) records no per-step times: the step-time cell says "–",
+    not an empty spread."""
+    r = record("jax", "padded", seed=11)
+    r["metrics"]["step_time_ms"] = {"median": None, "p10": None, "p90": None, "samples": []}
+    r["metrics"]["step_time_source"] = "none: asynchronous dispatch"
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps(r) + "\n" + json.dumps(record("torch", "packed", seed=12, words_per_sec=900, spread=0.0)) + "\n")
+    blocks, _ = build(load_records([path]), [path], tmp_path / "out")
+    col, rows = table_rows(to_markdown(blocks), "### small preset, sentence mode")
+    assert [row[col["Step time ms p50 [p10–p90]"]] for row in rows] == ["–", "100.0 [100.0–100.0]"]
