@@ -174,15 +174,17 @@ def select(paths: list[Path], everything: bool = False, suite: str | None = None
            commit: str | None = None) -> list[Path]:
     """What a report reads. Given files or directories: those (with --suite/--commit: the
     records of that suite / commit in them). Given nothing: the most recent suite run under
-    results/ (one results file, the newest by its time stamp), never the whole tree, where
-    other machines, A/B runs and old commits lie; --all, --suite or --commit select more."""
+    results/ (one results file, the newest by its time stamp; not a single `lmbench run`'s
+    run-*.jsonl), never the whole tree, where other machines, A/B runs and old commits lie;
+    --all, --suite or --commit select more."""
     if paths:
         return paths
     root = Path("results")
     if everything or suite or commit:
         return [root]
     files = sorted(root.glob("*/*.jsonl"), key=lambda f: (f.stat().st_mtime, f.name))
-    files = [f for f in files if f.parent.name not in ("baselines", "ab", "training", "variants", "check")]
+    files = [f for f in files if f.parent.name not in ("baselines", "ab", "training", "variants", "check")
+             and not f.name.startswith("run-")]  # `lmbench run`'s own records are no suite run
     if not files:
         raise ResultsError("no suite results under results/<machine>/: run `lmbench bench` first, or give "
                            "files or directories (`lmbench report results/` or --all for everything)")

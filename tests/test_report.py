@@ -558,12 +558,14 @@ def test_bare_report_reads_the_most_recent_suite_run_only(tmp_path, monkeypatch,
     newer.write_text(json.dumps(record("torch", "packed", words_per_sec=222, seed=2)) + "\n")
     os.utime(older, (1, 1))
     (tmp_path / "results" / "ab" / "x.jsonl").write_text(json.dumps(record(words_per_sec=333, seed=3)) + "\n")
+    # a single `lmbench run` saved after the suite is no suite run
+    (machine / "run-20261203T000000Z.jsonl").write_text(json.dumps(record(words_per_sec=444, seed=4)) + "\n")
     monkeypatch.chdir(tmp_path)
     assert cli_main(["report", "--out", "o"]) == 0
     md = (tmp_path / "o" / "report.md").read_text()
-    assert "222" in md and "111" not in md and "333" not in md and "1 run(s): 1 ok" in md
+    assert "222" in md and "111" not in md and "333" not in md and "444" not in md and "1 run(s): 1 ok" in md
     assert cli_main(["report", "--all", "--out", "o"]) == 0
-    assert "3 run(s): 3 ok" in (tmp_path / "o" / "report.md").read_text()
+    assert "4 run(s): 4 ok" in (tmp_path / "o" / "report.md").read_text()
 
 
 def test_a_run_without_per_step_samples_shows_no_step_time_spread(tmp_path):
