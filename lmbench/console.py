@@ -13,12 +13,12 @@ from __future__ import annotations
 import sys
 import time
 
-# Step time p90/p50 above this: the run is flagged as unreliable. On the committed records
-# of quiet runs (docs/report-example/, results/) p90/p50 is at most 1.4 with random
-# batching or in stream mode and at most 1.75 with bucketed batching (buckets differ in
-# length, so their steps differ in work); in the `check` suite recorded while other work
-# shared the 2 cores (tests/data/check-repeats/: load average 0.9-8.9) the median run
-# shows 2.1-3.6 and the worst 10.9.
+# Step time p90/p50 above this: the run is flagged as unreliable. In the suites recorded on
+# a quiet machine (docs/report-example/*.jsonl) p90/p50 is at most 1.38 with random batching,
+# 1.12 in stream mode and 1.75 with bucketed batching (buckets differ in length, so their
+# steps differ in work); in the `check` suite recorded while other work shared the 2 cores
+# (tests/data/check-repeats/: load average 0.9-8.9) the median run of a session shows
+# 2.1-3.6 and the worst 10.9.
 STEP_SPREAD_LIMIT = 2.0
 
 
