@@ -71,7 +71,7 @@ def _device(device: str):
         return jax.devices(platform)[0]
     except RuntimeError as e:
         raise BackendUnavailable(f"jax: --device {device}, but JAX has no {platform} backend here ({e}); "
-                                 f"install jax[cuda12] for a GPU (README, 'GPU install')") from e
+                                 f"install jax[cuda12] for a GPU (docs/install.md, 'GPU install')") from e
 
 
 def _dot(a, b, dtype):

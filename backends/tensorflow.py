@@ -372,7 +372,7 @@ class Backend(BaseBackend):
         # The embedding's gradient arrives as IndexedSlices (rows looked up, repeats not
         # summed); made dense here so that TF does the work PyTorch and Paddle do with
         # their default dense embeddings: one [V, H] gradient, one dense update. The
-        # sparse idiom's cost or saving is measured in the README (model section).
+        # sparse idiom's cost or saving is measured in docs/methodology.md (the model section).
         grads = [tf.convert_to_tensor(g) for g in grads]
         if not fp16:
             return grads, None

@@ -271,7 +271,10 @@ def _module_constant(name: str, constant: str, default=None):
     """A literal module-level constant of a backend, read from its source (no import)."""
     path = _backend_file(name)
     if not path.is_file():
-        raise BackendUnavailable(f"unknown backend {name!r}: available: {', '.join(available_backends())}")
+        from .errors import did_you_mean
+
+        raise BackendUnavailable(f"unknown backend {name!r}{did_you_mean(name, available_backends())}: available: "
+                                 f"{', '.join(available_backends())}")
     constants = _module_constants(path, path.stat().st_mtime_ns)
     if constant in constants:
         return constants[constant]

@@ -239,7 +239,11 @@ def cmd_bench(a) -> int:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="run a benchmark suite (one process per run) and report")
-    p.add_argument("--suite", default="default", help="a name in suites/ (default, gpu, check) or a .toml file")
+    from .suite import suites_dir
+
+    known = ", ".join(sorted(f.stem for f in suites_dir().glob("*.toml")))
+    p.add_argument("--suite", default="default", help=f"a suite in suites/ ({known}) or a .toml file "
+                                                      f"(default: default)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--results-dir", default=os.environ.get("LMBENCH_RESULTS_DIR", "results"))
     p.add_argument("--resume", action="store_true", help="skip runs already recorded (ok) for this commit (outside a git checkout: this lmbench version)")

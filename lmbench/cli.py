@@ -1,20 +1,33 @@
 """`lmbench` command line: download, run, verify, bench, report, compare, peak."""
 from __future__ import annotations
 
-from .errors import UserError
+from .errors import UserError, did_you_mean
 
 import argparse
 import errno
 import importlib
 import importlib.util
 import json
+import os
 import sys
+from pathlib import Path
 
 from .config import PRESETS, ConfigError
 from .runspec import add_config_args, add_run_args, spec_from_args
 
 class Fail(UserError):
     """A user-facing error: printed without a traceback, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that answers a mistyped choice with the closest allowed one, as suites do
+    (sub-command parsers are of the same class)."""
+
+    def _check_value(self, action, value):
+        if action.choices is not None and value not in action.choices:
+            choices = ", ".join(map(repr, action.choices))
+            raise argparse.ArgumentError(action, f"invalid choice: {value!r}{did_you_mean(value, action.choices)} "
+                                                 f"(choose from {choices})")
 
 
 def cmd_download(a) -> int:
@@ -25,49 +38,56 @@ def cmd_download(a) -> int:
     return 0
 
 
+def default_record_path(results_dir=None) -> Path:
+    """Where `run` appends its record without --out: beside bench's, in this machine's folder
+    of results/ (or $LMBENCH_RESULTS_DIR), one file per run."""
+    import datetime as dt
+
+    from . import env
+
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    root = Path(results_dir or os.environ.get("LMBENCH_RESULTS_DIR") or "results")
+    return root / env.machine_key() / f"run-{stamp}.jsonl"
+
+
 def cmd_run(a) -> int:
     from . import timing_lock
+    from .console import RunDisplay, reliability_warnings, summary_line
     from .runner import (RecordWriteError, append_record, interrupt_exit_status, preflight, run_isolated,
                          signals_as_interrupt, summary)
 
     spec = spec_from_args(a).for_this_machine()
-    preflight(spec, timeout=a.timeout, out=a.out, overwrite=a.overwrite)  # fail before the work
+    out = None if a.no_save else (a.out or default_record_path())
+    preflight(spec, timeout=a.timeout, out=out, overwrite=a.overwrite)  # fail before the work
+    display = None if a.quiet else RunDisplay(sys.stderr)
     try:
         with signals_as_interrupt(), timing_lock.timing(timing_lock.command_line()):
             before = timing_lock.warning()
-            record = run_isolated(spec, timeout=a.timeout, on_progress=_printer(a.quiet))
+            record = run_isolated(spec, timeout=a.timeout, on_progress=display)
             concurrent = before or timing_lock.warning()
         if concurrent:  # shown by summary()
             record["warnings"] = [*record.get("warnings", []), concurrent]
     except KeyboardInterrupt as e:
+        if display:
+            display.finish()
         print("lmbench: interrupted: the worker was stopped, nothing was recorded"
               + (f"; `--resume` continues from {a.checkpoint}'s last epoch" if a.checkpoint else ""),
               file=sys.stderr)
         return interrupt_exit_status(e)
+    if display:
+        display.finish()
     print(summary(record))
-    if a.out:
+    if out:
         try:
-            append_record(a.out, record)
+            append_record(out, record)
         except RecordWriteError as e:
             print(f"lmbench: error: {e}; the record follows, save it by hand:\n{json.dumps(record)}",
                   file=sys.stderr)
             return 2
-        print(f"record appended to {a.out}")
+    for warning in reliability_warnings(record):
+        print(f"WARNING: {warning}")
+    print(summary_line(record, str(out) if out else None))
     return 0 if record["status"] in ("ok", "skipped") else 1
-
-
-def _printer(quiet: bool):
-    def show(event):
-        if quiet:
-            return
-        if event.get("phase") == "epoch":
-            print(f"  epoch {event['epoch']}: lr {event['lr']:.4g} train ppl {event['train_ppl']:.2f}"
-                  + (f" valid ppl {event['valid_ppl']:.2f}" if "valid_ppl" in event else ""),
-                  file=sys.stderr)
-        elif event.get("words_per_sec"):
-            print(f"  {event['phase']}: step {event['step']}/{event['steps']} "
-                  f"{event['words_per_sec']:,.0f} words/s", file=sys.stderr)
-    return show
 
 
 def cmd_verify(a) -> int:
@@ -112,7 +132,11 @@ def cmd_verify(a) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lmbench", description=__doc__)
+    from . import __version__
+    from .backend import available_backends
+
+    p = Parser(prog="lmbench", description=__doc__)
+    p.add_argument("--version", action="version", version=f"lmbench {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("download", help="download and verify Penn Treebank")
@@ -122,14 +146,19 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_download)
 
     r = sub.add_parser("run", help="one benchmark run in its own process")
-    r.add_argument("--backend", required=True)
+    r.add_argument("--backend", required=True, help=f"the framework: {', '.join(available_backends())} (the "
+                                                    f"backends here), or the path of a backend module (.py)")
     r.add_argument("--layout", default=None, help="default: the backend's native layout")
     add_config_args(r)
     add_run_args(r)  # every run setting, from lmbench.runspec.RunSpec
     r.add_argument("--overwrite", action="store_true", help="start an existing --checkpoint again from epoch 0")
     r.add_argument("--timeout", type=float, default=None, help="kill the run after this many seconds")
     r.add_argument("--data-dir", default=None)
-    r.add_argument("--out", default=None, help="append the JSON record to this .jsonl file")
+    save = r.add_mutually_exclusive_group()
+    save.add_argument("--out", default=None, help="append the JSON record to this .jsonl file (default: "
+                                                  "results/<machine>/run-<UTC time>.jsonl, or under "
+                                                  "$LMBENCH_RESULTS_DIR)")
+    save.add_argument("--no-save", action="store_true", help="keep no record (the last line says so)")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=cmd_run)
 

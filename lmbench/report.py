@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .report_findings import findings, verify_verdicts
-from .report_plots import plots
+from .report_plots import FORMAT, plots
 from .report_render import to_html, to_markdown
 from .report_scaling import section as scaling_section
 from .report_variants import variants_table
@@ -156,9 +156,9 @@ def build(records: list[dict], paths: list[Path], out_dir: Path) -> tuple[list, 
         made = plots(df, t)
         if made:
             blocks.append(("h2", "Plots"))
-            for name, (caption, png) in made.items():
-                blocks.append(("figure", name, caption, png))
-                files[f"{name}.png"] = png
+            for name, (caption, image) in made.items():
+                blocks.append(("figure", name, caption, image))
+                files[f"{name}.{FORMAT}"] = image
     elif any(r.get("status") == "skipped" for r in records):  # only skipped variants: still say why
         blocks += variants_table(df, records)
     scaling_blocks, scaling_files = scaling_section(records)
@@ -174,15 +174,17 @@ def select(paths: list[Path], everything: bool = False, suite: str | None = None
            commit: str | None = None) -> list[Path]:
     """What a report reads. Given files or directories: those (with --suite/--commit: the
     records of that suite / commit in them). Given nothing: the most recent suite run under
-    results/ (one results file, the newest by its time stamp), never the whole tree, where
-    other machines, A/B runs and old commits lie; --all, --suite or --commit select more."""
+    results/ (one results file, the newest by its time stamp; not a single `lmbench run`'s
+    run-*.jsonl), never the whole tree, where other machines, A/B runs and old commits lie;
+    --all, --suite or --commit select more."""
     if paths:
         return paths
     root = Path("results")
     if everything or suite or commit:
         return [root]
     files = sorted(root.glob("*/*.jsonl"), key=lambda f: (f.stat().st_mtime, f.name))
-    files = [f for f in files if f.parent.name not in ("baselines", "ab", "training", "variants", "check")]
+    files = [f for f in files if f.parent.name not in ("baselines", "ab", "training", "variants", "check")
+             and not f.name.startswith("run-")]  # `lmbench run`'s own records are no suite run
     if not files:
         raise ResultsError("no suite results under results/<machine>/: run `lmbench bench` first, or give "
                            "files or directories (`lmbench report results/` or --all for everything)")

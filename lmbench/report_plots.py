@@ -15,8 +15,12 @@ import pandas as pd
 COLOURS = {"torch": "#d62728", "tensorflow": "#ff7f0e", "paddle": "#1f77b4"}
 OTHER = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 HATCHES = ["", "//", "..", "xx", "\\\\", "oo"]
-WIDTH = 10  # inches, every figure: one scale on the page
-DPI = 150  # 1500 px for a ~1150 px wide page: sharp on high-DPI screens too
+# SVG, so a plot is sharp at any width and zoom. 8 inches = 768 CSS px: at an 800 px wide
+# window (page padding leaves ~740 px) a plot is shown at ~0.96 of its size, so the 10 pt
+# legend reads as ~13 px; on a wider page it is shown at full size, never enlarged.
+WIDTH = 8  # inches, every figure: one scale on the page
+LEGEND_PT = 10
+FORMAT = "svg"
 
 
 def colour(backend: str, seen: list[str]) -> str:
@@ -35,21 +39,26 @@ def _style():
 
     plt.rcParams.update({"font.size": 10, "axes.spines.top": False, "axes.spines.right": False,
                          "axes.grid": True, "grid.alpha": 0.3, "axes.axisbelow": True,
-                         "axes.titlesize": 11, "axes.titleweight": "bold", "legend.frameon": False})
+                         "axes.titlesize": 11, "axes.titleweight": "bold", "legend.frameon": False,
+                         # text stays text (selectable, searchable, crisp); fixed ids: the same
+                         # records give the same file
+                         "svg.fonttype": "none", "svg.hashsalt": "lmbench"})
     return plt
 
 
 def _legend_below(ax, columns: int) -> None:
-    """The legend under the axes, inside the fixed canvas (constrained layout): every PNG is
-    WIDTH x DPI pixels wide, so the page shows all plots at one scale."""
-    ax.figure.legend(*ax.get_legend_handles_labels(), fontsize=9, ncol=min(columns, 4), loc="outside lower center")
+    """The legend under the axes, inside the fixed canvas (constrained layout): every plot is
+    WIDTH inches wide, so the page shows all plots at one scale."""
+    ax.figure.legend(*ax.get_legend_handles_labels(), fontsize=LEGEND_PT, ncol=min(columns, 3),
+                     loc="outside lower center")
 
 
-def _png(fig) -> bytes:
+def _image(fig) -> bytes:
+    """The figure as SVG bytes (no date in it: the same records give the same file)."""
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
+    fig.savefig(buf, format=FORMAT, metadata={"Date": None})
     plt.close(fig)
     return buf.getvalue()
 
@@ -109,7 +118,7 @@ def throughput(t: pd.DataFrame, plt) -> tuple[str, bytes] | None:
     caption = (f"Training throughput per framework and layout, grouped by batching ({t.preset.iloc[0]} preset, "
                f"B={t.batch_size.iloc[0]}). Error bars: min–max of the runs' words/s across repeats "
                + ("(one run per cell: no bars)." if t.runs.max() == 1 else f"(≥{runs} run(s) per cell)."))
-    return caption, _png(fig)
+    return caption, _image(fig)
 
 
 def padding(t: pd.DataFrame, plt) -> tuple[str, bytes] | None:
@@ -129,13 +138,13 @@ def padding(t: pd.DataFrame, plt) -> tuple[str, bytes] | None:
     ax.barh(range(len(rows)), [x for *_, x, _ in rows], color=[colour(b, seen) for b, *_ in rows],
             edgecolor="black", linewidth=0.5)
     ax.axvline(1.0, color="black", linewidth=1)
-    ax.set_yticks(range(len(rows)), names, fontsize=9)
+    ax.set_yticks(range(len(rows)), names, fontsize=LEGEND_PT)
     ax.invert_yaxis()
     ax.set_xlabel("train words/s relative to the same framework's padded layout (×)")
     top = max(rows, key=lambda x: x[3])
     ax.set_title(f"Skipping padding pays most for {top[0]} {top[2]} with {top[1]} batching: {top[3]:.2f}×")
     return ("What padding costs: each padding-free layout against its framework's padded layout, same "
-            "batching; > 1 means skipping padding is faster.", _png(fig))
+            "batching; > 1 means skipping padding is faster.", _image(fig))
 
 
 def by_size(df: pd.DataFrame, column: str, name: str, plt) -> tuple[str, bytes] | None:
@@ -160,7 +169,7 @@ def by_size(df: pd.DataFrame, column: str, name: str, plt) -> tuple[str, bytes] 
     ax.set_ylabel("train words/s (real tokens)")
     ax.set_title(f"Throughput vs {name}")
     _legend_below(ax, 3)
-    return f"Training throughput vs {name} (median of runs).", _png(fig)
+    return f"Training throughput vs {name} (median of runs).", _image(fig)
 
 
 def ppl_vs_time(df: pd.DataFrame, plt) -> tuple[str, bytes] | None:
@@ -192,11 +201,11 @@ def ppl_vs_time(df: pd.DataFrame, plt) -> tuple[str, bytes] | None:
     ax.set_title(f"Lowest validation perplexity: {best[1]}, {best[0]:.1f} after {best[2]:.0f} min")
     _legend_below(ax, 3)
     return ("Validation perplexity vs wall-clock time (runs trained for whole epochs; solid: stream mode, "
-            "dashed: sentence mode).", _png(fig))
+            "dashed: sentence mode).", _image(fig))
 
 
 def plots(df: pd.DataFrame, t: pd.DataFrame) -> dict[str, tuple[str, bytes]]:
-    """name -> (caption, PNG bytes); only the plots the data supports."""
+    """name -> (caption, SVG bytes); only the plots the data supports."""
     plt = _style()
     made = {"throughput": throughput(t, plt), "padding": padding(t, plt),
             "batch_size": by_size(df, "batch_size", "batch size", plt),

@@ -3,8 +3,10 @@ report.html (inline CSS and JS, plots as data: URIs; nothing fetched, works offl
 
 Blocks: ("h2"|"h3"|"p", text), ("ul", [text]), ("table", headers, rows, css class) with
 rows of (sort value, text) cells, ("details", summary, [blocks]), ("figure", name,
-caption, png bytes), ("markdown", text, {file name: png bytes}) for sections that come
-as markdown (history). Text may hold `code` and **bold**.
+caption, SVG bytes: written beside report.md as name.svg), ("markdown", text, {file
+name: image bytes}) for sections that come as markdown (history). Text may hold `code`
+and **bold**. Every table sits in a wrapper that scrolls sideways on a narrow window, so
+the page itself never does.
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ h1{font-size:1.6em;margin:.2em 0}h2{font-size:1.3em;margin-top:1.6em;border-bott
 h3{font-size:1.05em;margin:1.2em 0 .4em}
 .findings{background:#f4f8fb;border-left:4px solid #1f77b4;padding:.6em 1.2em;margin:1em 0}
 .findings li{margin:.25em 0}
-table{border-collapse:collapse;font-size:12.5px;width:100%;margin:.4em 0}
+.scroll{overflow-x:auto;max-width:100%;margin:.4em 0}
+table{border-collapse:collapse;font-size:12.5px;width:100%}
 th,td{border-bottom:1px solid #e3e3e3;padding:4px 6px;text-align:right;vertical-align:top}
 th{background:#f6f6f6;font-weight:600;white-space:normal}
 td:first-child,th:first-child,td.t,th.t{text-align:left}
@@ -99,7 +102,7 @@ def to_markdown(blocks) -> str:
         elif kind == "details":
             lines += [f"**{b[1]}**", "", to_markdown(b[2])]
         elif kind == "figure":
-            lines += [f"![{b[2]}]({b[1]}.png)", "", f"*{b[2]}*", ""]
+            lines += [f"![{b[2]}]({b[1]}.svg)", "", f"*{b[2]}*", ""]
         elif kind == "markdown":
             lines += [b[1], ""]
     return "\n".join(lines)
@@ -116,7 +119,13 @@ def _table_html(headers, rows, cls) -> str:
 
     body = "".join("<tr>" + "".join(f"<td{align(i)} data-v=\"{html.escape(_sort_value(v))}\">{cell(t)}</td>"
                                     for i, (v, t) in enumerate(row)) + "</tr>" for row in rows)
-    return f"<table class='{cls}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return (f"<div class='scroll'><table class='{cls}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
+            f"</table></div>")
+
+
+def _data_uri(name: str, data: bytes) -> str:
+    mime = "image/svg+xml" if name.endswith(".svg") else "image/png"
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
 
 def _markdown_html(text: str, images: dict[str, bytes]) -> str:
@@ -141,8 +150,7 @@ def _markdown_html(text: str, images: dict[str, bytes]) -> str:
         elif line.startswith("## "):
             out.append(f"<h2>{_inline(line[3:])}</h2>")
         elif img and img.group(2) in images:
-            data = base64.b64encode(images[img.group(2)]).decode()
-            out.append(f'<img alt="{html.escape(img.group(1))}" src="data:image/png;base64,{data}">')
+            out.append(f'<img alt="{html.escape(img.group(1))}" src="{_data_uri(img.group(2), images[img.group(2)])}">')
         elif line.strip():
             out.append(f"<p>{_inline(line)}</p>")
     flush()
@@ -165,8 +173,7 @@ def to_html(blocks, title: str) -> str:
         elif kind == "details":
             parts.append(f"<details><summary>{_inline(b[1])}</summary>{to_html(b[2], '')}</details>")
         elif kind == "figure":
-            data = base64.b64encode(b[3]).decode()
-            parts.append(f'<figure><img alt="{html.escape(b[1])}" src="data:image/png;base64,{data}">'
+            parts.append(f'<figure><img alt="{html.escape(b[1])}" src="{_data_uri("x.svg", b[3])}">'
                          f"<figcaption>{_inline(b[2])}</figcaption></figure>")
         elif kind == "markdown":
             parts.append(_markdown_html(b[1], b[2]))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
-from .report_plots import _legend_below, _png, _style, colour
+from .report_plots import FORMAT, WIDTH, _image, _legend_below, _style, colour
 from .runspec import RunSpec, identity_text, record_identity
 
 
@@ -83,12 +83,12 @@ def section(records: list[dict]) -> tuple[list, dict[str, bytes]]:
                     "gives each a whole one. All-reduce share: 1 − step time without the gradient all-reduce "
                     "÷ with it, same steps at lr 0 (time the engine overlaps with backward is not counted). "
                     "Engines: " + "; ".join(engines) + ".")]
-    png = _plot(rows)
+    image = _plot(rows)
     files = {}
-    if png:
+    if image:
         blocks.append(("figure", "scaling", "Train words/s and scaling efficiency against data-parallel "
-                                            "workers, per framework (same total threads).", png))
-        files["scaling.png"] = png
+                                            "workers, per framework (same total threads).", image))
+        files[f"scaling.{FORMAT}"] = image
     return blocks, files
 
 
@@ -97,7 +97,7 @@ def _plot(rows: list[dict]) -> bytes | None:
     lines = defaultdict(list)
     for r in rows:
         lines[(r["backend"], r["layout"], r["mode"], r["scaling"])].append(r)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 4), layout="constrained")
     seen: list[str] = []
     for (backend, layout, mode, scaling), rs in sorted(lines.items()):
         rs = sorted(rs, key=lambda r: r["workers"])
@@ -119,4 +119,4 @@ def _plot(rows: list[dict]) -> bytes | None:
     right.axhline(1.0, color="grey", linewidth=0.8)
     right.set_title("Efficiency (1.0 = linear)")
     _legend_below(left, len(lines))
-    return _png(fig)
+    return _image(fig)

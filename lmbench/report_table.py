@@ -192,7 +192,9 @@ HEADLINE = [
     ("Train words/s [repeat min–max]", lambda r: r.train_words_per_sec,
      lambda r: _num(r.train_words_per_sec) + (f" [{_num(r.wps_min)}–{_num(r.wps_max)}]" if r.runs > 1 else "")),
     ("Step time ms p50 [p10–p90]", lambda r: r.step_ms_median,
-     lambda r: f"{_num(r.step_ms_median, 1)} [{_num(r.step_ms_p10, 1)}–{_num(r.step_ms_p90, 1)}]"),
+     # a run without per-step samples (JAX, TensorFlow on GPU: step_time_source) has no spread either
+     lambda r: f"{_num(r.step_ms_median, 1)} [{_num(r.step_ms_p10, 1)}–{_num(r.step_ms_p90, 1)}]"
+     if r.step_ms_median == r.step_ms_median else "–"),
     ("µs per real token (p50 step ÷ mean tokens per step)", lambda r: r.us_per_token,
      lambda r: _sig(r.us_per_token)),
     ("Eval words/s", lambda r: r.eval_words_per_sec, lambda r: _num(r.eval_words_per_sec)),

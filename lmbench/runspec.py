@@ -116,8 +116,11 @@ class RunSpec:
                 raise ConfigError(str(e)) from None
             set_(self, "layout", layouts[0] if self.layout in (None, NATIVE) else self.layout)
             if self.layout not in layouts:
-                raise ConfigError(f"invalid layout={self.layout!r} for backend {self.backend!r}: allowed: "
-                                  f"{NATIVE}, {', '.join(layouts)}")
+                from .errors import did_you_mean
+
+                raise ConfigError(f"invalid layout={self.layout!r} for backend {self.backend!r}"
+                                  f"{did_you_mean(self.layout, (NATIVE, *layouts))}: allowed: {NATIVE}, "
+                                  f"{', '.join(layouts)}")
         elif not isinstance(self.layout, str) or self.layout == NATIVE:
             bad("layout", "a record names the layout it ran")
         for f in dataclasses.fields(self):

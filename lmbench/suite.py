@@ -58,7 +58,8 @@ def suite_path(name_or_file: str | Path) -> Path:
     p = suites_dir() / f"{name_or_file}.toml"
     if not p.is_file():
         known = ", ".join(sorted(f.stem for f in suites_dir().glob("*.toml")))
-        raise SuiteError(f"unknown suite {str(name_or_file)!r}: known suites: {known} (or give a .toml file)")
+        raise SuiteError(f"unknown suite {str(name_or_file)!r}"
+                         f"{_hint(str(name_or_file), known.split(', '))}: known suites: {known} (or give a .toml file)")
     return p
 
 

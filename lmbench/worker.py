@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 LOG_EVERY = 100
 MAX_SAMPLES = 5000
+PROGRESS_EVERY_S = 0.5  # a step-count event for the parent's progress bar at most this often
 
 
 # A training loss above this many times ln(V) nats per token (3 ln 10,000 = 27.6 nats, a
@@ -112,7 +113,7 @@ def resolve_device(requested: str, backend_cls) -> str:
         raise BackendUnavailable(
             f"--device cuda asked for, but {backend_cls.name} sees no usable GPU here (no GPU, no "
             f"driver, or a CPU-only build of the framework); use --device cpu or install the "
-            f"framework's CUDA build (see README, 'GPU install')")
+            f"framework's CUDA build (see docs/install.md, 'GPU install')")
     return "cuda" if has_cuda else "cpu"
 
 
@@ -137,7 +138,7 @@ def _check(losses: list[float], tokens: list[int], step0: int, lr: float, vocab_
                            f"the model diverged: lower --lr or --clip, or check --init-scale")
 
 
-def shape_warmup(backend, batches, warmup: int, local=lambda b: b) -> tuple[dict, set]:
+def shape_warmup(backend, batches, warmup: int, local=lambda b: b, progress=None) -> tuple[dict, set]:
     """Untimed steps at lr 0 (the full step's work, weights unchanged) on the first batch of
     every shape in batches[warmup:] that batches[:warmup] does not hold; each runs twice,
     so the first-time cost of a shape is its first step minus its second. Returns the
@@ -146,6 +147,9 @@ def shape_warmup(backend, batches, warmup: int, local=lambda b: b) -> tuple[dict
     its shard."""
     seen, ran = {b.inputs.shape for b in batches[:warmup]}, set()
     first, again = [], []
+    total = len({b.inputs.shape for b in batches[warmup:]} - seen)
+    if progress and total:
+        progress(phase="cold shapes", step=0, steps=total)
     for batch in batches[warmup:]:
         if batch.inputs.shape in seen:
             continue
@@ -158,6 +162,8 @@ def shape_warmup(backend, batches, warmup: int, local=lambda b: b) -> tuple[dict
             backend.to_floats([backend.train_step(batch, 0.0)])
             backend.sync()
             into.append((time.perf_counter() - t0) * 1e3)
+        if progress:
+            progress(phase="cold shapes", step=len(first), steps=total)
     backend.reset_state()  # stream mode: the lr-0 steps must not hand their state on
     extra = [a - b for a, b in zip(first, again)]
     return {"count": len(first), "seconds": (sum(first) + sum(again)) / 1e3,
@@ -178,13 +184,15 @@ def train_pass(backend, batches, lr, warmup, progress, phase="train", step_offse
     handles, losses, counts = [], [], []
     backend.sync()
     busy0 = busy_snapshot()  # how busy the machine is, around the timed window (lmbench.env)
-    t_start = t0 = time.perf_counter()
+    progress(phase="warm-up" if warmup else phase, step=0, steps=warmup or len(batches))
+    t_start = t0 = last_event = time.perf_counter()
     warmup_seconds, first_step_ms = 0.0, None
     timed_tokens = 0
     for i, batch in enumerate(batches):
         if i == warmup and warmup:
             backend.sync()
             busy0 = busy_snapshot()
+            progress(phase=phase, step=i, steps=len(batches))
             t0 = time.perf_counter()
             warmup_seconds = t0 - t_start
         timed = i >= warmup
@@ -208,6 +216,9 @@ def train_pass(backend, batches, lr, warmup, progress, phase="train", step_offse
             now = time.perf_counter()
             progress(phase=phase, step=step_offset + i + 1, steps=step_offset + len(batches),
                      words_per_sec=timed_tokens / (now - t0) if timed and now > t0 else None)
+        elif time.perf_counter() - last_event >= PROGRESS_EVERY_S:  # steps dispatched, for the bar
+            last_event = time.perf_counter()
+            progress(phase=phase if timed else "warm-up", step=i + 1, steps=len(batches) if timed else warmup)
     backend.sync()
     timed_seconds = time.perf_counter() - t0 if len(batches) > warmup else 0.0
     busy = busy_entry(busy0, busy_snapshot())
@@ -247,8 +258,10 @@ def allreduce_share(backend, batches) -> float | None:
     return max(0.0, 1.0 - min(without) / min(with_sync))
 
 
-def evaluate(backend, batches) -> dict:
+def evaluate(backend, batches, progress=None, split=None) -> dict:
     """Perplexity over the whole split, and its throughput (after one untimed batch)."""
+    if progress:
+        progress(phase="evaluation", split=split, batches=len(batches))
     backend.reset_state()
     backend.to_floats([backend.eval_step(batches[0])])
     backend.reset_state()
@@ -337,7 +350,8 @@ def run(spec: RunSpec, progress: Progress, out: dict, whoami: dict) -> dict:
     job.backend.leave()
     summarise(passes, spec.warmup, out)
     for split in EVAL_SPLITS[spec.eval] if job.rank == 0 else ():
-        ev = evaluate(job.backend, job.batches(split, 0, False)[:spec.eval_batches])  # a prefix, for quick suites
+        ev = evaluate(job.backend, job.batches(split, 0, False)[:spec.eval_batches],  # a prefix, for quick suites
+                      job.progress, split)
         out[f"{split}_tokens"] = ev["tokens"]
         out[f"{split}_ppl"] = ev["ppl"]
         out.setdefault("eval_words_per_sec", ev["words_per_sec"])
@@ -425,7 +439,7 @@ def train_steps(job: Job, out: dict) -> dict:
         epoch += 1
     batches = batches[:warmup + spec.steps]
     out["cold_shapes"], warmed = shape_warmup(backend, batches, warmup,
-                                              lambda b: shard_batches([b], rank, workers)[0])
+                                              lambda b: shard_batches([b], rank, workers)[0], job.progress)
     mine = shard_batches(batches, rank, workers)
     timed = train_pass(backend, mine, job.cfg.lr, warmup, job.progress, seen_shapes=warmed)
     if workers > 1:

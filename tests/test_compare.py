@@ -223,7 +223,7 @@ def test_rule_does_not_cry_wolf_on_recorded_repeats():
     sessions, other work running): null comparisons flag <= 1%, slowdowns are found more
     often the larger they are. Seeded: the same records give the same rates."""
     records = load_records([REPEATS])
-    result = calibrate(records, draws=2000, seed=0)  # the README's table
+    result = calibrate(records, draws=2000, seed=0)  # the table in docs/regression.md
     assert result == calibrate(records, draws=2000, seed=0)
     assert all(sum(n.values()) >= 10 for n in result["sessions"].values())  # >= 10 runs per cell
     rate = {condition: sum(f for f, _ in counts) / sum(t for _, t in counts) for condition, counts in result["rows"]}

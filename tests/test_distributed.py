@@ -191,7 +191,7 @@ def test_the_report_computes_speedup_against_one_worker_with_the_same_threads():
     assert rows[2]["allreduce_share"] == pytest.approx(0.2) and rows[1]["speedup"] == pytest.approx(1.0)
     assert rows[2]["per_worker_batch"] == "10" and rows[2]["global_batch"] == 20
     blocks, files = build(records, [], Path("/nonexistent"))
-    assert ("h2", "Data-parallel scaling") in blocks and "scaling.png" in files
+    assert ("h2", "Data-parallel scaling") in blocks and "scaling.svg" in files
     alone = [_parallel_record(1500, 2, 1)]  # no 1-worker twin: no speedup, said so
     assert scaling_rows(alone)[0]["speedup"] is None
 

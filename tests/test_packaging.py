@@ -48,3 +48,24 @@ def test_wheel_install_has_the_suites_and_backends(tmp_path):
     assert {"default", "check", "gpu", "train"} <= set(got["known"]), got
     assert got["cells"] > 0
     assert {p.stem for p in (REPO / "backends").glob("*.py") if not p.stem.startswith("_")} <= set(got["backends"])
+
+
+def _runtime_requirements() -> list[str]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    return project["dependencies"]
+
+
+def test_every_declared_dependency_is_imported():
+    """A runtime dependency nobody imports only slows the install (tabulate was one): each
+    one's import name appears in an import statement of the harness or a backend."""
+    import re
+
+    sources = "\n".join(p.read_text() for p in [*REPO.glob("lmbench/*.py"), *REPO.glob("backends/*.py")])
+    imported = set(re.findall(r"^\s*(?:import|from)\s+([A-Za-z_]\w*)", sources, re.M))
+    names = {re.split(r"[<>=!~;\[ ]", req, maxsplit=1)[0].replace("-", "_") for req in _runtime_requirements()}
+    assert names, "no dependencies read from pyproject.toml"
+    assert sorted(names - imported) == []

@@ -217,7 +217,7 @@ def test_throughput_error_bars_are_the_spread_across_repeats(report, monkeypatch
     tmp, results = report
     df = frame(load_records([results], warn=lambda m: None), [results])
     figures = []
-    monkeypatch.setattr(report_plots, "_png", lambda fig: figures.append(fig) or b"")
+    monkeypatch.setattr(report_plots, "_image", lambda fig: figures.append(fig) or b"")
     caption, _ = report_plots.throughput(headline(df), report_plots._style())
     assert "min–max of the runs' words/s across repeats" in caption
     ax = figures[0].axes[0]
@@ -237,21 +237,42 @@ def test_throughput_error_bars_are_the_spread_across_repeats(report, monkeypatch
     assert colours["torch / packed (native)"] == colours["torch / padded"] != colours["paddle / lod (native)"]
 
 
-def test_plots_exist_and_are_pngs(written):
+def _is_svg(data: bytes) -> bool:
+    return data.lstrip().startswith(b"<?xml") and b"<svg" in data[:1000] and data.rstrip().endswith(b"</svg>")
+
+
+def test_plots_are_svg_files_that_report_md_links(written):
+    """Every plot is an SVG beside report.md, with its text kept as text (the legend is
+    searchable, not outlines), and report.md links each one."""
     out, _ = written
+    md = (out / "report.md").read_text()
     for name in ("throughput", "padding", "batch_size", "ppl_vs_time"):
-        data = (out / f"{name}.png").read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
+        data = (out / f"{name}.svg").read_bytes()
+        assert _is_svg(data) and len(data) > 5000, name
+        assert f"]({name}.svg)" in md, name
+    assert b"torch / packed (native)" in (out / "throughput.svg").read_bytes()  # a legend label, as text
+    assert not list(out.glob("*.png"))
+
+
+def test_the_same_records_give_the_same_plot_files(report, tmp_path):
+    """No date or random id in a plot: a committed plot can be checked against its records."""
+    _, results = report
+    for out in ("a", "b"):
+        with contextlib.redirect_stderr(io.StringIO()):
+            assert cli_main(["report", str(results), "--out", str(tmp_path / out)]) == 0
+    assert (tmp_path / "a" / "throughput.svg").read_bytes() == (tmp_path / "b" / "throughput.svg").read_bytes()
 
 
 def test_html_is_self_contained(written):
     out, _ = written
     page = (out / "report.html").read_text()
-    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    images = re.findall(r'src="data:image/svg\+xml;base64,([^"]+)"', page)
     assert len(images) == 4
-    assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" and len(base64.b64decode(i)) > 5000 for i in images)
-    # headline per preset and mode (2), details, published perplexity, failed runs
+    assert all(_is_svg(base64.b64decode(i)) and len(base64.b64decode(i)) > 5000 for i in images)
+    # headline per preset and mode (2), details, published perplexity, failed runs; each in a
+    # wrapper that scrolls sideways
     assert page.count("<table") == 5 and page.count("class='sortable headline'") == 2
+    assert page.count("<div class='scroll'><table") == 5
     assert not re.search(r'(src|href)="(?!data:)', page) and "<link" not in page  # nothing fetched from elsewhere
 
 
@@ -345,18 +366,25 @@ class Browser:
         self.proc.wait(timeout=30)
 
 
-@pytest.fixture
-def browser(tmp_path):
+@pytest.fixture(params=[1280, 800], ids=["1280px", "800px"])
+def browser(tmp_path, request):
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (apt-get install chromium; .ci/run installs it)")
-    b = Browser(tmp_path / "profile", 1280)
+    b = Browser(tmp_path / "profile", request.param)
+    b.width = request.param
     yield b
     b.close()
 
 
+# what sticks out of the window, but for what a scrolling wrapper holds (the wrapper itself counts)
 OVERFLOWING = """[...document.querySelectorAll('body *')].filter(e => {
-  const r = e.getBoundingClientRect(); return r.width > 0 && r.right > window.innerWidth + 0.5;
+  const r = e.getBoundingClientRect(), box = e.parentElement.closest('.scroll');
+  return r.width > 0 && r.right > window.innerWidth + 0.5 && !box;
 }).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))"""
+
+# each figure's shown width over its own: the scale its legend's LEGEND_PT is drawn at
+FIGURE_SCALES = """[...document.querySelectorAll('figure img')].map(i => i.getBoundingClientRect().width / i.naturalWidth)"""
+SCROLLING = """[...document.querySelectorAll('.scroll')].filter(d => d.scrollWidth > d.clientWidth + 0.5).length"""
 
 SORTED_BY = """(() => {{
   const table = document.querySelectorAll('table.headline')[{table}];
@@ -370,16 +398,21 @@ SORTED_BY = """(() => {{
 
 
 def test_html_renders_in_headless_chromium(written, browser):
-    """At 1280 px: no console error, nothing wider than the viewport, every plot decoded,
-    and clicking a header sorts the table (ascending, then descending)."""
+    """At 1280 and at 800 px: no console error, the page never wider than the window (a
+    wide table scrolls in its own wrapper: at 800 px the headline tables do), every plot
+    decoded with its legend drawn at 11 px or more, and clicking a header sorts the table
+    (ascending, then descending)."""
     out, _ = written
     browser.call("Page.navigate", url=(out / "report.html").as_uri())
     browser.wait_for("Page.loadEventFired")
     assert browser.errors() == []
     assert browser.eval("document.documentElement.scrollWidth <= window.innerWidth") is True
     assert browser.eval(OVERFLOWING) == []
+    assert (browser.eval(SCROLLING) > 0) is (browser.width == 800)
     images = browser.eval("[...document.images].map(i => [i.complete, i.naturalWidth])")
     assert len(images) == 4 and all(done and width > 500 for done, width in images), images
+    legend_px = [report_plots.LEGEND_PT * 4 / 3 * scale for scale in browser.eval(FIGURE_SCALES)]
+    assert len(legend_px) == 4 and min(legend_px) >= 11, legend_px
     up, down, state = browser.eval(SORTED_BY.format(table=0, header="Train words/s"))
     assert up == sorted(up) and down == sorted(up, reverse=True) and len(up) == 4 and state == "descending"
     assert down[0] == 2200  # paddle/lod bucketed, the fastest
@@ -525,12 +558,14 @@ def test_bare_report_reads_the_most_recent_suite_run_only(tmp_path, monkeypatch,
     newer.write_text(json.dumps(record("torch", "packed", words_per_sec=222, seed=2)) + "\n")
     os.utime(older, (1, 1))
     (tmp_path / "results" / "ab" / "x.jsonl").write_text(json.dumps(record(words_per_sec=333, seed=3)) + "\n")
+    # a single `lmbench run` saved after the suite is no suite run
+    (machine / "run-20261203T000000Z.jsonl").write_text(json.dumps(record(words_per_sec=444, seed=4)) + "\n")
     monkeypatch.chdir(tmp_path)
     assert cli_main(["report", "--out", "o"]) == 0
     md = (tmp_path / "o" / "report.md").read_text()
-    assert "222" in md and "111" not in md and "333" not in md and "1 run(s): 1 ok" in md
+    assert "222" in md and "111" not in md and "333" not in md and "444" not in md and "1 run(s): 1 ok" in md
     assert cli_main(["report", "--all", "--out", "o"]) == 0
-    assert "3 run(s): 3 ok" in (tmp_path / "o" / "report.md").read_text()
+    assert "4 run(s): 4 ok" in (tmp_path / "o" / "report.md").read_text()
 
 
 def test_a_bf16_run_is_measured_against_the_bf16_ceiling_and_an_impossible_peak_is_none(tmp_path):
@@ -544,3 +579,16 @@ def test_a_bf16_run_is_measured_against_the_bf16_ceiling_and_an_impossible_peak_
     peaks["torch"].update(gflops=500.0, theoretical_gflops=400.0)  # above what the cores can do
     (tmp_path / "peak.json").write_text(json.dumps(peaks))
     assert np.isnan(frame([fp32], [tmp_path]).ceiling_gflops[0])
+
+
+def test_a_run_without_per_step_samples_shows_no_step_time_spread(tmp_path):
+    """JAX (and TensorFlow on GPU) records no per-step times: the step-time cell says "–",
+    not an empty spread."""
+    r = record("jax", "padded", seed=11)
+    r["metrics"]["step_time_ms"] = {"median": None, "p10": None, "p90": None, "samples": []}
+    r["metrics"]["step_time_source"] = "none: asynchronous dispatch"
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps(r) + "\n" + json.dumps(record("torch", "packed", seed=12, words_per_sec=900, spread=0.0)) + "\n")
+    blocks, _ = build(load_records([path]), [path], tmp_path / "out")
+    col, rows = table_rows(to_markdown(blocks), "### small preset, sentence mode")
+    assert [row[col["Step time ms p50 [p10–p90]"]] for row in rows] == ["–", "100.0 [100.0–100.0]"]
