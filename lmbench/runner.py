@@ -221,12 +221,15 @@ def _combine_workers(metrics: dict, per_rank: list[dict]) -> None:
     dp["per_worker"] = [{"rank": m["data_parallel"]["rank"], "train_words_per_sec": m["train_words_per_sec"],
                          "train_seconds": m["train_seconds"], "timed_tokens": m["timed_tokens"],
                          "step_time_ms": {k: m["step_time_ms"][k] for k in ("median", "p10", "p90")},
-                         "allreduce_share": m["data_parallel"].get("allreduce_share")}
+                         "allreduce_share": m["data_parallel"].get("allreduce_share"),
+                         "first_time_shapes_timed": m.get("first_time_shapes_timed")}
                         for m in per_rank]
     shares = [w["allreduce_share"] for w in dp["per_worker"] if w["allreduce_share"] is not None]
     dp["allreduce_share"] = sum(shares) / len(shares) if shares else None
     metrics.update(train_words_per_sec=tokens / slowest if slowest else None, train_seconds=slowest,
-                   timed_tokens=tokens)
+                   timed_tokens=tokens,
+                   # any worker's cold step stalls every worker (a step is a collective)
+                   first_time_shapes_timed=sum(m.get("first_time_shapes_timed") or 0 for m in per_rank))
     metrics["achieved_flops_per_sec"] = (metrics["train_words_per_sec"] or 0) * metrics["flops_per_token"]
 
 

@@ -7,7 +7,8 @@ of several workers) and progress lines to PROGRESS; the parent turns that into t
 
 Data-parallel runs (`workers` > 1): every worker makes the same global batches and trains on
 its shard of each (lmbench.corpus.shard); shape warm-up, timed steps and the all-reduce A/B
-run the same steps on every worker, since each step is a collective. Rank 0 alone reports
+run the same steps on every worker, since each step is a collective (shape warm-up runs a
+global batch wherever any worker's shard has a shape new to that worker). Rank 0 alone reports
 progress and evaluates; the parent adds up the workers' throughput.
 
 Timing protocol:
@@ -25,7 +26,8 @@ Timing protocol:
   synchronous CPU, device events on GPU);
 - losses are read back every LOG_EVERY steps, as a hand-written loop that logs would;
 - throughput counts real target tokens only, never padding;
-- evaluation is timed separately, after one untimed warm-up batch.
+- evaluation is timed separately, after every batch shape it holds has run untimed (twice:
+  the first-time cost is kept apart as eval_cold_shapes, as training's cold_shapes).
 """
 from __future__ import annotations
 
@@ -112,32 +114,67 @@ def _check(losses: list[float], tokens: list[int], step0: int, lr: float, vocab_
                            f"the model diverged: lower --lr or --clip, or check --init-scale")
 
 
-def shape_warmup(backend, batches, warmup: int, local=lambda b: b) -> tuple[dict, set]:
+def _twice(backend, step) -> tuple[float, float]:
+    """ms of `step` run twice, each between device syncs: (first, again)."""
+    ms = []
+    for _ in range(2):
+        backend.sync()
+        t0 = time.perf_counter()
+        backend.to_floats([step()])
+        backend.sync()
+        ms.append((time.perf_counter() - t0) * 1e3)
+    return ms[0], ms[1]
+
+
+def _cold_summary(first: list[float], again: list[float], new: list[bool]) -> dict:
+    """The record's cold-shape figures: every untimed step's time, and the first-time cost
+    (first run minus second) over the steps whose shape was new to this worker."""
+    extra = [a - b for a, b, n in zip(first, again, new) if n]
+    return {"count": len(first), "new_shapes": len(extra), "seconds": (sum(first) + sum(again)) / 1e3,
+            "first_step_ms_median": _percentile([a for a, n in zip(first, new) if n], 50),
+            "extra_ms_median": _percentile(extra, 50), "extra_ms_total": sum(extra)}
+
+
+def new_shape_steps(batches, workers: int = 1, seen=None) -> list[list[bool]]:
+    """For each global batch, per worker, whether its shard's shape is one that worker has
+    not run before (`seen`: a set of shapes per worker, run already; updated in place)."""
+    from .corpus import shard_shapes
+
+    seen = seen if seen is not None else [set() for _ in range(workers)]
+    out = []
+    for b in batches:
+        shapes = shard_shapes(b, workers)
+        out.append([s not in mine for s, mine in zip(shapes, seen)])
+        for s, mine in zip(shapes, seen):
+            mine.add(s)
+    return out
+
+
+def shape_warmup(backend, batches, warmup: int, rank: int = 0, workers: int = 1) -> tuple[dict, set]:
     """Untimed steps at lr 0 (the full step's work, weights unchanged) on the first batch of
     every shape in batches[warmup:] that batches[:warmup] does not hold; each runs twice,
     so the first-time cost of a shape is its first step minus its second. Returns the
-    summary for the record and the shapes it ran. With data-parallel workers the choice is
-    made on the global batches, so every worker runs as many steps, each on `local(batch)`,
-    its shard."""
-    seen, ran = {b.inputs.shape for b in batches[:warmup]}, set()
-    first, again = [], []
-    for batch in batches[warmup:]:
-        if batch.inputs.shape in seen:
+    summary for the record and the shapes it ran.
+
+    With data-parallel workers each runs its shard of a global batch, and the shards of one
+    batch differ in shape (corpus.shard trims each to its own longest row). A step is a
+    collective, so every worker must run the same warm-up steps: the global batches at
+    which ANY worker meets a shard shape new to it (every worker can compute every shard's
+    shape, corpus.shard_shapes). So each worker has run every shape it will time."""
+    from .corpus import shard
+
+    seen = [set() for _ in range(workers)]
+    new_shape_steps(batches[:warmup], workers, seen)
+    first, again, new, ran = [], [], [], set()
+    for batch, news in zip(batches[warmup:], new_shape_steps(batches[warmup:], workers, seen)):
+        if not any(news):
             continue
-        seen.add(batch.inputs.shape)
-        batch = local(batch)
+        batch = shard(batch, rank, workers) if workers > 1 else batch
         ran.add(batch.inputs.shape)
-        for into in (first, again):
-            backend.sync()
-            t0 = time.perf_counter()
-            backend.to_floats([backend.train_step(batch, 0.0)])
-            backend.sync()
-            into.append((time.perf_counter() - t0) * 1e3)
+        a, b = _twice(backend, lambda: backend.train_step(batch, 0.0))
+        first.append(a), again.append(b), new.append(news[rank])
     backend.reset_state()  # stream mode: the lr-0 steps must not hand their state on
-    extra = [a - b for a, b in zip(first, again)]
-    return {"count": len(first), "seconds": (sum(first) + sum(again)) / 1e3,
-            "first_step_ms_median": _percentile(first, 50), "extra_ms_median": _percentile(extra, 50),
-            "extra_ms_total": sum(extra)}, ran
+    return _cold_summary(first, again, new), ran
 
 
 def train_pass(backend, batches, lr, warmup, progress, phase="train", step_offset=0, seen_shapes=None):
@@ -218,10 +255,19 @@ def allreduce_share(backend, batches) -> float | None:
     return max(0.0, 1.0 - min(without) / min(with_sync))
 
 
-def evaluate(backend, batches) -> dict:
-    """Perplexity over the whole split, and its throughput (after one untimed batch)."""
-    backend.reset_state()
-    backend.to_floats([backend.eval_step(batches[0])])
+def evaluate(backend, batches, warm: dict | None = None) -> dict:
+    """Perplexity over the whole split, and its throughput. Every batch shape is run before
+    the timed pass, untimed and twice (a compiled step compiles per shape: JAX, TensorFlow
+    --compile), its first-time cost kept apart as training's is. `warm`: {"seen": shapes
+    already run, "first"/"again": the warm-up steps' ms} carried across evaluations,
+    so that a training's repeated validations warm each shape once; updated in place."""
+    warm = warm if warm is not None else {"seen": set(), "first": [], "again": []}
+    for batch in batches:
+        if batch.inputs.shape not in warm["seen"]:
+            warm["seen"].add(batch.inputs.shape)
+            backend.reset_state()
+            a, b = _twice(backend, lambda: backend.eval_step(batch))
+            warm["first"].append(a), warm["again"].append(b)
     backend.reset_state()
     backend.sync()
     t0 = time.perf_counter()
@@ -231,8 +277,8 @@ def evaluate(backend, batches) -> dict:
     total = sum(backend.to_floats(handles))
     tokens = sum(b.num_targets for b in batches)
     backend.reset_state()
-    return dict(ppl=perplexity(total, tokens),
-                seconds=seconds, tokens=tokens, words_per_sec=tokens / seconds)
+    return dict(ppl=perplexity(total, tokens), seconds=seconds, tokens=tokens, words_per_sec=tokens / seconds,
+                cold_shapes=_cold_summary(warm["first"], warm["again"], [True] * len(warm["first"])))
 
 
 def _percentile(values, q):
@@ -269,6 +315,7 @@ class Job:
                    flops_per_token=flops_per_token(self.cfg))
         # strong scaling splits the preset's batch over the workers, weak gives each worker one
         self.global_batch = self.cfg.batch_size * (self.workers if spec.scaling == "weak" else 1)
+        self.eval_warm = {"seen": set(), "first": [], "again": []}  # the eval shapes run (lmbench.worker.evaluate)
 
     def batches(self, split: str, epoch: int, shuffle: bool = True):
         from .corpus import make_batches
@@ -293,11 +340,13 @@ def run(spec: RunSpec, progress: Progress, out: dict, whoami: dict) -> dict:
     job.backend.leave()
     summarise(passes, spec.warmup, out)
     for split in EVAL_SPLITS[spec.eval] if job.rank == 0 else ():
-        ev = evaluate(job.backend, job.batches(split, 0, False)[:spec.eval_batches])  # a prefix, for quick suites
+        # a prefix, for quick suites
+        ev = evaluate(job.backend, job.batches(split, 0, False)[:spec.eval_batches], job.eval_warm)
         out[f"{split}_tokens"] = ev["tokens"]
         out[f"{split}_ppl"] = ev["ppl"]
         out.setdefault("eval_words_per_sec", ev["words_per_sec"])
         out.setdefault("eval_seconds", ev["seconds"])
+        out["eval_cold_shapes"] = ev["cold_shapes"]  # of every evaluation so far (job.eval_warm)
     out["compile"] = job.backend.compile_report()  # what the compiler did, known only now
     mem = job.backend.peak_memory_bytes()
     out["peak_memory_bytes"] = mem if mem is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -349,7 +398,8 @@ def train_epochs(job: Job, out: dict, t_run: float) -> tuple[list[dict], float]:
         passes.append(p)
         entry = {"epoch": epoch + 1, "lr": lr, "train_ppl": perplexity(sum(p["losses"]), p["tokens"])}
         if "valid" in EVAL_SPLITS[spec.eval]:
-            entry["valid_ppl"] = evaluate(backend, job.batches("valid", 0, False)[:spec.eval_batches])["ppl"]
+            entry["valid_ppl"] = evaluate(backend, job.batches("valid", 0, False)[:spec.eval_batches],
+                                          job.eval_warm)["ppl"]
             if target and out["time_to_target_seconds"] is None and entry["valid_ppl"] < target:
                 out["time_to_target_seconds"] = time.perf_counter() - t_run
         entry["wall_seconds"] = time.perf_counter() - t_run
@@ -377,8 +427,7 @@ def train_steps(job: Job, out: dict) -> dict:
         dropped += sum(b.batch_size < workers for b in fresh)
         epoch += 1
     batches = batches[:warmup + spec.steps]
-    out["cold_shapes"], warmed = shape_warmup(backend, batches, warmup,
-                                              lambda b: shard_batches([b], rank, workers)[0])
+    out["cold_shapes"], warmed = shape_warmup(backend, batches, warmup, rank, workers)
     mine = shard_batches(batches, rank, workers)
     timed = train_pass(backend, mine, job.cfg.lr, warmup, job.progress, seen_shapes=warmed)
     if workers > 1:

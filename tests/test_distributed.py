@@ -234,3 +234,16 @@ def test_two_machines_on_localhost_make_one_job(backend):
     # each machine's record counts the whole job's tokens, of which it timed its own share
     assert dps[0]["job_timed_tokens"] == dps[1]["job_timed_tokens"] == sum(d["per_worker"][0]["timed_tokens"] for d in dps)
     assert "valid_ppl" in records[0]["metrics"] and "valid_ppl" not in records[1]["metrics"]
+
+
+@pytest.mark.slow
+def test_no_data_parallel_worker_times_a_shard_shape_for_the_first_time():
+    # sentence mode: every shard is trimmed to its own longest sentence, so the two workers
+    # meet shapes the global batches do not show (9 first-time shapes per record before)
+    spec = run_spec(make_config("tiny", mode="sentence"), "torch", steps=12, warmup=2, eval="none",
+                    workers=2, threads=2)
+    r = run_isolated(spec, timeout=300)
+    assert r["status"] == "ok", r.get("error")
+    m = r["metrics"]
+    assert m["first_time_shapes_timed"] == 0 and m["cold_shapes"]["count"] > 0
+    assert [w["first_time_shapes_timed"] for w in m["data_parallel"]["per_worker"]] == [0, 0]

@@ -4,14 +4,15 @@ A stand-in backend sleeps a known time per step (so the true throughput is known
 logs every step it is handed, so the tests can check what the timed window held."""
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
 import pytest
 
 from lmbench.backend import StepTimer
-from lmbench.corpus import Batch
-from lmbench.worker import shape_warmup, train_pass
+from lmbench.corpus import Batch, shard_batches
+from lmbench.worker import evaluate, shape_warmup, train_pass
 
 STEP_SECONDS = 0.02
 
@@ -114,3 +115,70 @@ def test_shape_warmup_leaves_no_first_time_shape_in_the_timed_window():
     assert summary["extra_ms_median"] == pytest.approx(4 * STEP_SECONDS * 1e3, rel=0.5)
     # and it no longer inflates the timed steps
     assert max(p["step_ms"]) < 3 * STEP_SECONDS * 1e3
+
+
+def test_every_data_parallel_worker_warms_up_its_own_shard_shapes_in_the_same_steps(monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "STEP_SECONDS", 0.001)
+    rng = np.random.default_rng(1)
+    # 5 rows over 2 workers: shards of 3 and 2 rows, each trimmed to its own longest row
+    batches = [batch(rng.integers(1, 25, size=5)) for _ in range(30)]
+    warmup, runs = 3, []
+    for rank in (0, 1):
+        backend = SleepingBackend()
+        summary, warmed = shape_warmup(backend, batches, warmup, rank, 2)
+        mine = shard_batches(batches, rank, 2)
+        p = train_pass(backend, mine, 1.0, warmup, quiet, seen_shapes=warmed)
+        runs.append((summary, p, backend.log))
+        # no timed step of this worker met a shape for the first time
+        assert p["first_time_shapes_timed"] == 0, rank
+        assert summary["new_shapes"] == len({b.inputs.shape for b in mine[warmup:]}
+                                            - {b.inputs.shape for b in mine[:warmup]})
+    # a warm-up step is a collective: both workers ran as many, more than either's own new shapes
+    (s0, _, log0), (s1, _, log1) = runs
+    assert s0["count"] == s1["count"] > max(s0["new_shapes"], s1["new_shapes"])
+    assert sum(1 for _, lr, _ in log0 if lr == 0.0) == sum(1 for _, lr, _ in log1 if lr == 0.0)
+
+
+class EvalDouble:
+    """eval_step sleeps COLD_S the first time it meets a shape (a compile), WARM_S after;
+    logs (shape, first time?) and returns a known NLL: 1 per real target."""
+    COLD_S, WARM_S = 0.02, 0.001
+
+    def __init__(self):
+        self.seen, self.log = set(), []
+
+    def eval_step(self, batch):
+        first = batch.inputs.shape not in self.seen
+        self.seen.add(batch.inputs.shape)
+        self.log.append((batch.inputs.shape, first))
+        time.sleep(self.COLD_S if first else self.WARM_S)
+        return float(batch.num_targets)
+
+    def to_floats(self, handles):
+        return [float(h) for h in handles]
+
+    def sync(self):
+        pass
+
+    def reset_state(self):
+        pass
+
+
+def test_evaluation_times_no_first_time_shape_and_keeps_the_cold_cost_apart():
+    batches = [batch([3, 5]), batch([7, 2]), batch([3, 4]), batch([1, 7]), batch([9, 9, 9])]
+    shapes = {b.inputs.shape for b in batches}  # (2,5) (2,7) (2,4) (3,9): batch 4 repeats (2,7)
+    backend, warm = EvalDouble(), {"seen": set(), "first": [], "again": []}
+    ev = evaluate(backend, batches, warm)
+    timed = backend.log[-len(batches):]
+    assert [s for s, _ in timed] == [b.inputs.shape for b in batches]
+    assert not any(first for _, first in timed)
+    cold = ev["cold_shapes"]
+    assert cold["count"] == cold["new_shapes"] == len(shapes) == 4
+    # every warm-up ran twice, untimed: a compile and a warm step per shape (sleep never undershoots)
+    assert cold["seconds"] >= len(shapes) * (EvalDouble.COLD_S + EvalDouble.WARM_S)
+    assert ev["tokens"] == sum(b.num_targets for b in batches)
+    assert ev["ppl"] == pytest.approx(np.e)  # 1 nat per target, from the timed pass alone
+    # a second evaluation (the next epoch's validation) warms nothing again
+    calls = len(backend.log)
+    evaluate(backend, batches, warm)
+    assert len(backend.log) - calls == len(batches)
