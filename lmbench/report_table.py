@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .backend import available_backends, backend_layouts
+from .backend import available_backends, backend_layouts, computes_padding
 from .peak import find_peaks
 from .results import variant
 from .runspec import EAGER, RunSpec, identity_text, record_identity, where
@@ -104,12 +104,22 @@ def frame(records: list[dict], search=()) -> pd.DataFrame:
             "variant": variant(r), "first_step_ms": m.get("first_step_ms", np.nan),
             "warmup_seconds": m.get("warmup_seconds", np.nan), "compile": m.get("compile"),
             "lstm_kernel": (r.get("environment") or {}).get("lstm_kernel"),
+            "lstm_computes_padding": _computes_padding(r),
         })
     df = pd.DataFrame(rows)
     for col in ("valid_ppl", "test_ppl", "eval_words_per_sec"):  # None -> NaN for medians
         if col in df:
             df[col] = pd.to_numeric(df[col], errors="coerce")
     return df
+
+
+def _computes_padding(r: dict) -> bool | None:
+    """Whether the run's LSTM ran over padded positions: the record's own answer, else (records
+    from before it was recorded) the backend's declaration for the layout and device."""
+    known = (r.get("environment") or {}).get("lstm_computes_padding")
+    if known is not None or r["backend"] not in available_backends():
+        return known
+    return computes_padding(r["backend"], r["layout"], r.get("device") or "cpu")
 
 
 # what a cell shows of its identity (one value per identity: taken from its first run)
@@ -122,7 +132,7 @@ def headline(df: pd.DataFrame) -> pd.DataFrame:
     the spread across them (min-max words/s, and every run's words/s for the noise test),
     and throughput relative to the fastest eager fp32 single-worker cell of the same preset,
     mode and machine."""
-    agg = {c: (c, "first") for c in CELL if c != "identity"}
+    agg = {c: (c, "first") for c in CELL + ["lstm_computes_padding"] if c != "identity"}
     agg.update({"runs": ("train_words_per_sec", "size"), "wps_min": ("train_words_per_sec", "min"),
                 "wps_max": ("train_words_per_sec", "max"), "wps_runs": ("train_words_per_sec", list),
                 "peak_memory_mib": ("peak_memory_mib", "max")})
@@ -187,6 +197,9 @@ DETAILS = [
     ("Device ceiling GFLOP/s", lambda r: r.ceiling_gflops, lambda r: _sig(r.ceiling_gflops)),
     ("Test ppl", lambda r: r.test_ppl, lambda r: _num(r.test_ppl, 2)),
     ("First-step extra ms (cold shape, p50)", lambda r: r.cold_shapes_ms, lambda r: _num(r.cold_shapes_ms, 1)),
+    ("LSTM runs over padding", lambda r: r.lstm_computes_padding,
+     lambda r: "–" if _missing(r.lstm_computes_padding) else ("yes" if r.lstm_computes_padding else "no")
+     + (" (GPU: from reading the kernels, not measured)" if r.device == "cuda" else "")),
 ]
 
 

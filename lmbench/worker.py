@@ -224,6 +224,7 @@ def train_pass(backend, batches, lr, warmup, progress, phase="train", step_offse
                 timed_seconds=timed_seconds, timed_tokens=timed_tokens,
                 step_ms=timer.samples_ms(), step_time_source=timer.source,
                 first_time_shapes_timed=first_time_timed, tokens=sum(b.num_targets for b in batches),
+                timed_padded_positions=sum(b.padded_positions for b in timed_batches),
                 padding_fraction=padding_fraction(timed_batches or batches))
 
 
@@ -294,7 +295,7 @@ class Job:
     """What one worker of a run works with: its spec, backend, rank and the batches it makes."""
 
     def __init__(self, spec: RunSpec, progress: Progress, out: dict, whoami: dict):
-        from .backend import load_backend
+        from .backend import compile_scope, load_backend
         from .corpus import load_corpus
         from .download import download_ptb
         from .weights import flops_per_token, init_weights, num_params
@@ -313,6 +314,10 @@ class Job:
         self.backend.set_weights(init_weights(self.cfg))
         out.update(device=device, environment=self.backend.environment(), num_params=num_params(self.cfg),
                    flops_per_token=flops_per_token(self.cfg))
+        # a fact of backend x layout x device (x variant): what the LSTM's work is (lstm_work)
+        out["environment"]["lstm_computes_padding"] = self.backend.lstm_computes_padding()
+        if spec.compile:  # what --compile hands the compiler differs by framework (the variant label says it)
+            out["environment"]["compile_scope"] = compile_scope(spec.backend)
         # strong scaling splits the preset's batch over the workers, weak gives each worker one
         self.global_batch = self.cfg.batch_size * (self.workers if spec.scaling == "weak" else 1)
         self.eval_warm = {"seen": set(), "first": [], "again": []}  # the eval shapes run (lmbench.worker.evaluate)
@@ -339,6 +344,7 @@ def run(spec: RunSpec, progress: Progress, out: dict, whoami: dict) -> dict:
         passes = [train_steps(job, out)]
     job.backend.leave()
     summarise(passes, spec.warmup, out)
+    out["work"] = lstm_work(out, out["environment"]["lstm_computes_padding"])
     for split in EVAL_SPLITS[spec.eval] if job.rank == 0 else ():
         # a prefix, for quick suites
         ev = evaluate(job.backend, job.batches(split, 0, False)[:spec.eval_batches], job.eval_warm)
@@ -436,12 +442,39 @@ def train_steps(job: Job, out: dict) -> dict:
             "workers": workers, "nodes": spec.nodes, "rank": rank, "scaling": spec.scaling,
             # every worker's real tokens: the shards of a batch partition its rows
             "job_timed_tokens": sum(b.num_targets for b in batches[warmup:]),
+            # and every worker's padded positions: each shard's rows x its own longest row
+            "job_timed_padded_positions": job_padded_positions(batches[warmup:], workers),
             "global_batch_size": g, "per_worker_batch_size": [g // workers + (r < g % workers) for r in range(workers)],
             "threads_per_worker": spec.threads_per_worker, "batches_dropped": dropped,
             "allreduce_share": allreduce_share(backend, mine[warmup:]),
             "allreduce_share_method": f"A/B: {ALLREDUCE_AB_STEPS} steps at lr 0 with and without the "
                                       f"gradient all-reduce, best of 2 each: 1 - t_without / t_with"}
     return timed
+
+
+def job_padded_positions(batches, workers: int) -> int:
+    """Padded positions all workers' shards of `batches` hold. Fewer than the batches' own when
+    workers > 1: corpus.shard trims each shard to its own longest row, so a shard of short
+    rows carries less padding than the global batch had."""
+    from .corpus import shard_shapes
+
+    return sum(b * t for batch in batches for b, t in shard_shapes(batch, workers))
+
+
+def lstm_work(metrics: dict, computes_padding: bool | None) -> dict:
+    """The work of one timed (global) step, all workers': the padded positions and the real
+    tokens, and what the LSTM ran over -- the padded positions where it computes padding
+    (lmbench.backend COMPUTES_PADDING), else the real tokens; None where undeclared. Two runs
+    did equal work per real token when their lstm_positions_per_token agree."""
+    steps = (metrics.get("steps") or 0) - (metrics.get("warmup_steps") or 0)
+    padded, real = metrics.get("timed_padded_positions"), metrics.get("timed_tokens")
+    if steps <= 0 or not padded or not real:
+        return {"lstm_computes_padding": computes_padding}
+    lstm = None if computes_padding is None else padded if computes_padding else real
+    return {"padded_positions_per_step": padded / steps, "real_tokens_per_step": real / steps,
+            "lstm_computes_padding": computes_padding,
+            "lstm_positions_per_step": None if lstm is None else lstm / steps,
+            "lstm_positions_per_token": None if lstm is None else lstm / real}
 
 
 def summarise(passes: list[dict], warmup: int, out: dict) -> None:
@@ -459,6 +492,7 @@ def summarise(passes: list[dict], warmup: int, out: dict) -> None:
         steps=len(all_losses),
         tokens=sum(p["tokens"] for p in passes),
         timed_tokens=timed_tokens,
+        timed_padded_positions=sum(p["timed_padded_positions"] for p in passes),
         padding_fraction=sum(p["padding_fraction"] for p in passes) / len(passes),
         step_time_source=passes[0]["step_time_source"],
         first_time_shapes_timed=sum(p["first_time_shapes_timed"] for p in passes),

@@ -167,12 +167,35 @@ def test_verify_workers_catches_each_injected_bug(capsys):
         assert "FAIL" in out and "trained_weights[" in out, mutant
 
 
-def _parallel_record(words_per_sec, workers, seed, threads=2, share=0.2):
+def test_n_workers_compute_fewer_padded_positions_than_one_on_the_same_batches():
+    from lmbench.corpus import shard_shapes
+    from lmbench.worker import job_padded_positions, lstm_work
+
+    batches = [batch([5, 1, 1, 1]), batch([2, 2, 3, 3])]
+    # one worker: 4 x 5 + 4 x 3; two: [5, 1] -> 2 x 5, [1, 1] -> 2 x 1, [2, 2] -> 2 x 2, [3, 3] -> 2 x 3
+    assert job_padded_positions(batches, 1) == 32 and job_padded_positions(batches, 2) == 22
+    for b in batches:  # each worker can tell every shard's shape without making it
+        assert shard_shapes(b, 2) == [shard(b, r, 2).inputs.shape for r in (0, 1)]
+    real = sum(b.num_targets for b in batches)  # 18 either way: the shards partition the rows
+    one = {"steps": 3, "warmup_steps": 1, "timed_tokens": real, "timed_padded_positions": 32}
+    two = {**one, "timed_padded_positions": 22}
+    padded1, padded2 = lstm_work(one, True), lstm_work(two, True)
+    assert padded1["lstm_positions_per_step"] == 16 and padded2["lstm_positions_per_step"] == 11
+    assert padded2["lstm_positions_per_token"] / padded1["lstm_positions_per_token"] == pytest.approx(22 / 32)
+    # a layout whose LSTM skips padding does the same work with any number of workers
+    assert lstm_work(one, False)["lstm_positions_per_step"] == lstm_work(two, False)["lstm_positions_per_step"] == 9
+    assert lstm_work(one, None)["lstm_positions_per_step"] is None  # undeclared: unknown, not guessed
+
+
+def _parallel_record(words_per_sec, workers, seed, threads=2, share=0.2, positions_per_token=None,
+                     compile=False):
     from tests.records import record
 
     r = record(words_per_sec=words_per_sec, seed=seed)
-    r["run"].update(workers=workers, scaling="strong")
+    r["run"].update(workers=workers, scaling="strong", compile=compile, threads=threads)
     r["threads"] = threads
+    if positions_per_token:
+        r["metrics"]["work"] = {"lstm_positions_per_token": positions_per_token}
     if workers > 1:
         r["metrics"]["data_parallel"] = {"workers": workers, "global_batch_size": 20, "allreduce_share": share,
                                          "per_worker_batch_size": [20 // workers] * workers}
@@ -194,6 +217,35 @@ def test_the_report_computes_speedup_against_one_worker_with_the_same_threads():
     assert ("h2", "Data-parallel scaling") in blocks and "scaling.png" in files
     alone = [_parallel_record(1500, 2, 1)]  # no 1-worker twin: no speedup, said so
     assert scaling_rows(alone)[0]["speedup"] is None
+
+
+def test_the_report_sets_the_work_ratio_and_the_equal_work_efficiency_beside_the_efficiency():
+    from lmbench.report_scaling import scaling_rows, section
+
+    # 2 workers computed 0.9x the positions per real token of 1 worker: 1.6x words/s is 1.44x the work
+    records = [_parallel_record(1000, 1, 0, positions_per_token=1.25),
+               _parallel_record(1600, 2, 1, positions_per_token=1.125)]
+    two = next(r for r in scaling_rows(records) if r["workers"] == 2)
+    assert two["efficiency"] == pytest.approx(0.8) and two["work_ratio"] == pytest.approx(0.9)
+    assert two["equal_work_efficiency"] == pytest.approx(0.72)
+    (_, _), (_, headers, rows, _), (_, note) = section(records)[0][:3]
+    assert "Work ratio (N ÷ 1)" in headers and "Equal-work efficiency" in headers
+    assert [text for _, text in rows[-1][-3:-1]] == ["0.900", "72%"]
+    assert "Quote the equal-work efficiency" in note
+    # records that do not count their work (written before lmbench recorded it): no ratio, no guess
+    old = [_parallel_record(1000, 1, 0), _parallel_record(1600, 2, 1)]
+    assert next(r for r in scaling_rows(old) if r["workers"] == 2)["equal_work_efficiency"] is None
+
+
+def test_a_compiled_one_worker_run_is_not_the_baseline_of_an_eager_two_worker_run():
+    from lmbench.report_scaling import scaling_rows
+
+    compiled_one = _parallel_record(800, 1, 0, compile=True)
+    eager_two = _parallel_record(1600, 2, 1)
+    assert next(r for r in scaling_rows([compiled_one, eager_two]) if r["workers"] == 2)["speedup"] is None
+    eager_one = _parallel_record(1000, 1, 2)
+    rows = scaling_rows([compiled_one, eager_two, eager_one])
+    assert next(r for r in rows if r["workers"] == 2)["speedup"] == pytest.approx(1.6)
 
 
 def test_runs_with_different_workers_are_different_cells_and_old_records_match_new_ones():
@@ -247,3 +299,8 @@ def test_no_data_parallel_worker_times_a_shard_shape_for_the_first_time():
     m = r["metrics"]
     assert m["first_time_shapes_timed"] == 0 and m["cold_shapes"]["count"] > 0
     assert [w["first_time_shapes_timed"] for w in m["data_parallel"]["per_worker"]] == [0, 0]
+    # the job's work per step, all workers': packed input runs the LSTM over real tokens only
+    work = m["work"]
+    assert r["environment"]["lstm_computes_padding"] is False and work["lstm_computes_padding"] is False
+    assert work["lstm_positions_per_step"] == work["real_tokens_per_step"] == m["timed_tokens"] / 12
+    assert work["padded_positions_per_step"] == m["timed_padded_positions"] / 12 > work["real_tokens_per_step"]

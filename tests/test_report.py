@@ -531,3 +531,19 @@ def test_bare_report_reads_the_most_recent_suite_run_only(tmp_path, monkeypatch,
     assert "222" in md and "111" not in md and "333" not in md and "1 run(s): 1 ok" in md
     assert cli_main(["report", "--all", "--out", "o"]) == 0
     assert "3 run(s): 3 ok" in (tmp_path / "o" / "report.md").read_text()
+
+
+def test_the_details_say_per_backend_layout_and_device_whether_the_lstm_ran_over_padding():
+    from lmbench.report_table import DETAILS, cells
+
+    packed = record("torch", "packed", seed=1)  # an older record: the backend's declaration answers
+    padded = record("torch", "padded", seed=2)
+    padded["environment"]["lstm_computes_padding"] = True
+    gpu = record("tensorflow", "padded", seed=3)
+    gpu.update(device="cuda")
+    gpu["environment"]["lstm_computes_padding"] = False  # Keras hands cuDNN the mask's lengths
+    headers, rows = cells(headline(frame([packed, padded, gpu])), DETAILS)
+    column = headers.index("LSTM runs over padding")
+    said = {(row[0][1], row[1][1]): row[column][1] for row in rows}
+    assert said == {("torch", "packed"): "no", ("torch", "padded"): "yes",
+                    ("tensorflow", "padded"): "no (GPU: from reading the kernels, not measured)"}
