@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from . import env
@@ -118,6 +119,7 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
         + f"; records go to {results_file}")
     failed = finished = 0
     bar = None
+    t_suite, peak_seconds, recorded = time.perf_counter(), None, []  # for the harness-efficiency lines
     occurrences: dict[tuple, int] = {}
     stop = signals_as_interrupt()  # SIGTERM and SIGHUP are handled like Ctrl-C, in every phase
     stop.__enter__()
@@ -130,7 +132,9 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
             if missing:
                 say(f"measuring the float32 GEMM peak once for this machine: {', '.join(missing)} "
                     f"(`lmbench peak` re-measures)")
+                t_peak = time.perf_counter()
                 measure_peaks(missing, results_dir, device, say=say)
+                peak_seconds = time.perf_counter() - t_peak
         bar = tqdm(total=len(todo), unit="run", file=out, dynamic_ncols=True)
         for cell, spec in todo:
             if spec.epochs:
@@ -147,7 +151,13 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
                     bar.set_postfix_str(f"{event['phase']} {event['step']}/{event['steps']} "
                                         f"{event['words_per_sec']:,.0f} words/s")
             load = os.getloadavg()[0]
+            t_run = time.perf_counter()
             record = run_isolated(spec, timeout=cell.get("timeout"), on_progress=progress)
+            # the bench's clock around the run (lmbench.efficiency); the peak on the first run's record
+            record["bench"] = {"run_seconds": round(time.perf_counter() - t_run, 3)}
+            if peak_seconds is not None:
+                record["bench"]["peak_seconds"], peak_seconds = round(peak_seconds, 3), None
+            recorded.append(record)
             record["suite"] = str(suite)
             record["load_average"] = round(load, 2)  # other work on the machine when the run started
             try:
@@ -179,6 +189,12 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
         if bar is not None:
             bar.close()
         stop.__exit__(None, None, None)
+    suite_seconds = time.perf_counter() - t_suite
+    if recorded:
+        from .efficiency import breakdown, lines
+
+        for line in lines(next(iter(breakdown(recorded).values())), suite_seconds):
+            say(line)
     if report and results_file.exists():
         from .report import write_report
 

@@ -105,12 +105,19 @@ def frame(records: list[dict], search=()) -> pd.DataFrame:
             "warmup_seconds": m.get("warmup_seconds", np.nan), "compile": m.get("compile"),
             "lstm_kernel": (r.get("environment") or {}).get("lstm_kernel"),
             "lstm_computes_padding": _computes_padding(r),
+            # a --steps run's projection of a first epoch with every compile in it (lmbench.worker)
+            "first_epoch_seconds": _number((m.get("first_epoch") or {}).get("seconds")),
+            "first_epoch_wps": _number((m.get("first_epoch") or {}).get("words_per_sec")),
         })
     df = pd.DataFrame(rows)
     for col in ("valid_ppl", "test_ppl", "eval_words_per_sec"):  # None -> NaN for medians
         if col in df:
             df[col] = pd.to_numeric(df[col], errors="coerce")
     return df
+
+
+def _number(x) -> float:
+    return np.nan if x is None else x
 
 
 def _computes_padding(r: dict) -> bool | None:
@@ -138,7 +145,8 @@ def headline(df: pd.DataFrame) -> pd.DataFrame:
                 "peak_memory_mib": ("peak_memory_mib", "max")})
     for col in ("train_words_per_sec", "step_ms_p10", "step_ms_median", "step_ms_p90", "us_per_token",
                 "eval_words_per_sec", "valid_ppl", "test_ppl", "padding_fraction", "achieved_gflops",
-                "own_gemm_gflops", "ceiling_gflops", "pct_of_ceiling", "cold_shapes_ms"):
+                "own_gemm_gflops", "ceiling_gflops", "pct_of_ceiling", "cold_shapes_ms", "first_epoch_seconds",
+                "first_epoch_wps"):
         agg[col] = (col, "median")
     t = df.groupby("identity", sort=False, dropna=False).agg(**agg).reset_index()
     plain = (t.variant == EAGER) & (t.workers == 1)
@@ -196,6 +204,10 @@ DETAILS = [
     ("Own GEMM GFLOP/s", lambda r: r.own_gemm_gflops, lambda r: _sig(r.own_gemm_gflops)),
     ("Device ceiling GFLOP/s", lambda r: r.ceiling_gflops, lambda r: _sig(r.ceiling_gflops)),
     ("Test ppl", lambda r: r.test_ppl, lambda r: _num(r.test_ppl, 2)),
+    ("Steady-state train words/s", lambda r: r.train_words_per_sec, lambda r: _num(r.train_words_per_sec)),
+    ("First epoch words/s incl. every compile (projected)", lambda r: r.first_epoch_wps,
+     lambda r: _num(r.first_epoch_wps)),
+    ("First epoch s (projected)", lambda r: r.first_epoch_seconds, lambda r: _num(r.first_epoch_seconds)),
     ("First-step extra ms (cold shape, p50)", lambda r: r.cold_shapes_ms, lambda r: _num(r.cold_shapes_ms, 1)),
     ("LSTM runs over padding", lambda r: r.lstm_computes_padding,
      lambda r: "–" if _missing(r.lstm_computes_padding) else ("yes" if r.lstm_computes_padding else "no")

@@ -231,9 +231,11 @@ def _combine_workers(metrics: dict, per_rank: list[dict]) -> None:
                    # any worker's cold step stalls every worker (a step is a collective)
                    first_time_shapes_timed=sum(m.get("first_time_shapes_timed") or 0 for m in per_rank),
                    timed_padded_positions=dp.get("job_timed_padded_positions"))
-    from .worker import lstm_work  # imports no framework
+    from .worker import first_epoch_projection, lstm_work  # imports no framework
 
     metrics["work"] = lstm_work(metrics, (metrics.get("work") or {}).get("lstm_computes_padding"))
+    if "first_epoch" in metrics:  # again, at the whole job's words/s
+        metrics["first_epoch"] = first_epoch_projection(metrics)
     metrics["achieved_flops_per_sec"] = (metrics["train_words_per_sec"] or 0) * metrics["flops_per_token"]
 
 

@@ -345,6 +345,8 @@ def run(spec: RunSpec, progress: Progress, out: dict, whoami: dict) -> dict:
     job.backend.leave()
     summarise(passes, spec.warmup, out)
     out["work"] = lstm_work(out, out["environment"]["lstm_computes_padding"])
+    if "first_epoch" in out:
+        out["first_epoch"] = first_epoch_projection(out)
     for split in EVAL_SPLITS[spec.eval] if job.rank == 0 else ():
         # a prefix, for quick suites
         ev = evaluate(job.backend, job.batches(split, 0, False)[:spec.eval_batches], job.eval_warm)
@@ -429,7 +431,11 @@ def train_steps(job: Job, out: dict) -> dict:
     batches, epoch, dropped = [], 0, 0
     while len(batches) < warmup + spec.steps:
         fresh = job.batches("train", epoch)
-        batches += [b for b in fresh if b.batch_size >= workers]  # see corpus.shard
+        kept = [b for b in fresh if b.batch_size >= workers]  # see corpus.shard
+        if epoch == 0:  # what one epoch of training holds, for the first-epoch projection
+            out["first_epoch"] = {"tokens": sum(b.num_targets for b in kept), "steps": len(kept),
+                                  "cold_steps": sum(any(n) for n in new_shape_steps(kept, workers))}
+        batches += kept
         dropped += sum(b.batch_size < workers for b in fresh)
         epoch += 1
     batches = batches[:warmup + spec.steps]
@@ -475,6 +481,25 @@ def lstm_work(metrics: dict, computes_padding: bool | None) -> dict:
             "lstm_computes_padding": computes_padding,
             "lstm_positions_per_step": None if lstm is None else lstm / steps,
             "lstm_positions_per_token": None if lstm is None else lstm / real}
+
+
+def first_epoch_projection(metrics: dict) -> dict:
+    """The wall time a first epoch of training would take with every compile in it, projected
+    from a --steps run: steady-state seconds per real token x the epoch's real tokens, plus the
+    first-time cost (cold_shapes' median extra) of every other step that meets a new shape,
+    plus the first step. A steady-state words/s answers "how fast once warm"; this answers
+    "how long does training take" for a framework that compiles per shape (JAX, TF XLA)."""
+    e = dict(metrics["first_epoch"])
+    wps, cold = metrics.get("train_words_per_sec"), metrics.get("cold_shapes") or {}
+    first_ms = metrics.get("first_step_ms")
+    extra_ms = max(0.0, cold.get("extra_ms_median") or 0.0)
+    if not wps or first_ms is None:
+        return {**e, "seconds": None}
+    compiles = max(0, e["cold_steps"] - 1) * extra_ms / 1e3  # the first step pays its own
+    seconds = e["tokens"] / wps + compiles + first_ms / 1e3
+    return {**e, "seconds": seconds, "cold_seconds": compiles, "words_per_sec": e["tokens"] / seconds,
+            "how": "projected: epoch tokens / steady words/s + (new-shape steps - 1) x median cold-shape extra "
+                   "+ first step"}
 
 
 def summarise(passes: list[dict], warmup: int, out: dict) -> None:

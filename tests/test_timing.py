@@ -182,3 +182,32 @@ def test_evaluation_times_no_first_time_shape_and_keeps_the_cold_cost_apart():
     calls = len(backend.log)
     evaluate(backend, batches, warm)
     assert len(backend.log) - calls == len(batches)
+
+
+def test_a_framework_fastest_once_warm_can_take_longer_over_a_first_epoch():
+    from lmbench.worker import first_epoch_projection
+
+    epoch = {"tokens": 900_000, "steps": 2_000, "cold_steps": 61}  # 61 steps meet a new shape
+    # compiles per shape (~0.9 s each) but is faster once warm
+    compiling = first_epoch_projection({"first_epoch": epoch, "train_words_per_sec": 3_000.0,
+                                        "cold_shapes": {"extra_ms_median": 900.0}, "first_step_ms": 4_000.0})
+    # slower once warm, a new shape costs it 5 ms
+    eager = first_epoch_projection({"first_epoch": epoch, "train_words_per_sec": 2_800.0,
+                                    "cold_shapes": {"extra_ms_median": 5.0}, "first_step_ms": 100.0})
+    assert compiling["seconds"] == pytest.approx(300 + 60 * 0.9 + 4)  # the first step pays its own compile
+    assert eager["seconds"] == pytest.approx(900_000 / 2_800 + 60 * 0.005 + 0.1)
+    assert compiling["words_per_sec"] < eager["words_per_sec"]
+    assert compiling["how"].startswith("projected")
+    # a cold shape that measured cheaper than a warm one (noise) adds nothing, never subtracts
+    noisy = first_epoch_projection({"first_epoch": epoch, "train_words_per_sec": 3_000.0,
+                                    "cold_shapes": {"extra_ms_median": -2.0}, "first_step_ms": 0.0})
+    assert noisy["seconds"] == pytest.approx(300)
+
+
+def test_the_first_epoch_counts_every_step_where_any_worker_meets_a_new_shape():
+    from lmbench.worker import new_shape_steps
+
+    batches = [batch([3, 3]), batch([3, 3]), batch([3, 1]), batch([1, 3]), batch([3, 1])]
+    # one worker sees (2, 3) only; two see (1, 3), then (1, 1) at step 2 and (1, 3)/(1, 1) swapped at 3
+    assert sum(any(n) for n in new_shape_steps(batches, 1)) == 1
+    assert [any(n) for n in new_shape_steps(batches, 2)] == [True, False, True, True, False]
