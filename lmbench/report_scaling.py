@@ -52,6 +52,8 @@ def scaling_rows(records: list[dict]) -> list[dict]:
         ratio = work / base_work if work and base_work else None
         shares = [r["metrics"]["data_parallel"]["allreduce_share"] for r in rs
                   if (r["metrics"].get("data_parallel") or {}).get("allreduce_share") is not None]
+        imbalance = [r["metrics"]["data_parallel"]["imbalance"] for r in rs
+                     if (r["metrics"].get("data_parallel") or {}).get("imbalance") is not None]
         backend, layout, preset, mode, batching, batch, steps, scaling, threads, device, _ = cell
         rows.append({"backend": backend, "layout": layout, "preset": preset, "mode": mode, "batching": batching,
                      "scaling": scaling, "workers": workers, "threads": threads,
@@ -62,6 +64,7 @@ def scaling_rows(records: list[dict]) -> list[dict]:
                      "work_ratio": ratio,
                      "equal_work_efficiency": wps / base / workers * ratio if base and ratio else None,
                      "allreduce_share": statistics.median(shares) if shares else None,
+                     "imbalance": statistics.median(imbalance) if imbalance else None,
                      "engine": ((rs[0].get("environment") or {}).get("data_parallel") or {}).get("engine")})
     return rows
 
@@ -84,7 +87,7 @@ def section(records: list[dict]) -> tuple[list, dict[str, bytes]]:
         return [], {}
     headers = ["Framework / layout", "Mode", "Scaling", "Workers", "Threads", "Batch per worker / global",
                "Train words/s", "Speedup", "Efficiency", "Work ratio (N ÷ 1)", "Equal-work efficiency",
-               "All-reduce share"]
+               "All-reduce share", "Worker imbalance"]
     table = [[(f"{r['backend']}/{r['layout']}", f"{r['backend']}/{r['layout']}"),
               (r["mode"], f"{r['preset']} {r['mode']}" + (f"/{r['batching']}" if r["batching"] != "-" else "")),
               (r["scaling"], r["scaling"]), (r["workers"], str(r["workers"])),
@@ -95,7 +98,8 @@ def section(records: list[dict]) -> tuple[list, dict[str, bytes]]:
               (r["efficiency"], _fmt(r["efficiency"], ".0%")),
               (r["work_ratio"], _fmt(r["work_ratio"], ".3f")),
               (r["equal_work_efficiency"], _fmt(r["equal_work_efficiency"], ".0%")),
-              (r["allreduce_share"], _fmt(r["allreduce_share"], ".0%"))] for r in rows]
+              (r["allreduce_share"], _fmt(r["allreduce_share"], ".0%")),
+              (r["imbalance"], _fmt(r["imbalance"], ".0%"))] for r in rows]
     engines = sorted({f"{r['backend']}: {r['engine']}" for r in rows if r["engine"]})
     blocks = [("h2", "Data-parallel scaling"),
               ("table", headers, table, "sortable scaling"),
@@ -103,7 +107,9 @@ def section(records: list[dict]) -> tuple[list, dict[str, bytes]]:
                     "region) ÷ the same cell run by 1 worker with the same total threads; efficiency = "
                     "speedup ÷ workers. Strong scaling splits the preset's batch over the workers, weak "
                     "gives each a whole one. All-reduce share: 1 − step time without the gradient all-reduce "
-                    "÷ with it, same steps at lr 0 (time the engine overlaps with backward is not counted). "
+                    "÷ with it, same steps at lr 0, each leg timed by its slowest worker (time the engine "
+                    "overlaps with backward is not counted); worker imbalance: the slowest worker's steps "
+                    "without the all-reduce ÷ the fastest's − 1, the wait the share no longer counts. "
                     "Work ratio: positions the LSTM computed per real token with N workers ÷ with 1 (below 1 "
                     "where each worker's shard is trimmed to its own longest sentence and the layout's LSTM "
                     "runs over padding: N workers then do less work than 1); equal-work efficiency = "

@@ -224,8 +224,16 @@ def _combine_workers(metrics: dict, per_rank: list[dict]) -> None:
                          "allreduce_share": m["data_parallel"].get("allreduce_share"),
                          "first_time_shapes_timed": m.get("first_time_shapes_timed")}
                         for m in per_rank]
-    shares = [w["allreduce_share"] for w in dp["per_worker"] if w["allreduce_share"] is not None]
-    dp["allreduce_share"] = sum(shares) / len(shares) if shares else None
+    # each A/B leg timed alike, by its slowest worker: a faster worker's own share would count
+    # its wait for the slower one as all-reduce; that wait is the imbalance, kept apart
+    legs = [m["data_parallel"].get("allreduce_ab") for m in per_rank]
+    if legs and all(legs):
+        with_s, without = max(x["with_seconds"] for x in legs), [x["without_seconds"] for x in legs]
+        dp["allreduce_share"] = max(0.0, 1.0 - max(without) / with_s)
+        dp["imbalance"] = max(without) / min(without) - 1.0
+    else:  # records before the legs were kept, or an engine that cannot skip the all-reduce
+        shares = [w["allreduce_share"] for w in dp["per_worker"] if w["allreduce_share"] is not None]
+        dp["allreduce_share"] = sum(shares) / len(shares) if shares else None
     metrics.update(train_words_per_sec=tokens / slowest if slowest else None, train_seconds=slowest,
                    timed_tokens=tokens,
                    # any worker's cold step stalls every worker (a step is a collective)

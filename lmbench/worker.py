@@ -231,11 +231,16 @@ def train_pass(backend, batches, lr, warmup, progress, phase="train", step_offse
 ALLREDUCE_AB_STEPS = 10
 
 
-def allreduce_share(backend, batches) -> float | None:
+def allreduce_share(backend, batches) -> dict | None:
     """The share of a step the gradient all-reduce costs, by A/B: the same steps (lr 0,
     weights unchanged) with and without the engine's all-reduce (backend.skip_gradient_sync),
     best of two rounds each; None where the backend cannot skip it. Exposed time only: what
-    the engine overlaps with the backward pass costs nothing here."""
+    the engine overlaps with the backward pass costs nothing here.
+
+    Returns this worker's legs ({"with_seconds", "without_seconds", "share"}). Its own share
+    counts as all-reduce the time it waits for a slower worker (the synchronised leg waits,
+    the other does not), so the run's share is made from every worker's legs alike, each
+    leg's time being its slowest worker's (lmbench.runner._combine_workers)."""
     if backend.skip_gradient_sync() is None:
         return None
     sample = batches[:ALLREDUCE_AB_STEPS]
@@ -253,7 +258,8 @@ def allreduce_share(backend, batches) -> float | None:
         with_sync.append(seconds(False))
         without.append(seconds(True))
     backend.reset_state()
-    return max(0.0, 1.0 - min(without) / min(with_sync))
+    return {"with_seconds": min(with_sync), "without_seconds": min(without),
+            "share": max(0.0, 1.0 - min(without) / min(with_sync))}
 
 
 def evaluate(backend, batches, warm: dict | None = None) -> dict:
@@ -452,9 +458,13 @@ def train_steps(job: Job, out: dict) -> dict:
             "job_timed_padded_positions": job_padded_positions(batches[warmup:], workers),
             "global_batch_size": g, "per_worker_batch_size": [g // workers + (r < g % workers) for r in range(workers)],
             "threads_per_worker": spec.threads_per_worker, "batches_dropped": dropped,
-            "allreduce_share": allreduce_share(backend, mine[warmup:]),
+            "allreduce_ab": allreduce_share(backend, mine[warmup:]),
             "allreduce_share_method": f"A/B: {ALLREDUCE_AB_STEPS} steps at lr 0 with and without the "
-                                      f"gradient all-reduce, best of 2 each: 1 - t_without / t_with"}
+                                      f"gradient all-reduce, best of 2 each, each leg timed by its slowest "
+                                      f"worker: 1 - max(t_without) / max(t_with); imbalance = "
+                                      f"max(t_without) / min(t_without) - 1"}
+        ab = out["data_parallel"]["allreduce_ab"]
+        out["data_parallel"]["allreduce_share"] = ab["share"] if ab else None  # this worker's, until combined
     return timed
 
 

@@ -115,7 +115,7 @@ def test_a_two_worker_run_records_the_whole_job(backend):
     assert m["timed_tokens"] == sum(w["timed_tokens"] for w in dp["per_worker"])
     assert m["train_seconds"] == max(w["train_seconds"] for w in dp["per_worker"])
     assert m["train_words_per_sec"] == pytest.approx(m["timed_tokens"] / m["train_seconds"])
-    assert 0.0 <= dp["allreduce_share"] < 1.0
+    assert 0.0 <= dp["allreduce_share"] < 1.0 and dp["imbalance"] >= 0.0
     assert r["environment"]["data_parallel"]["workers"] == 2 and r["environment"]["data_parallel"]["collectives"]
     assert m["valid_ppl"] > 1  # rank 0 evaluated
 
@@ -230,7 +230,8 @@ def test_the_report_sets_the_work_ratio_and_the_equal_work_efficiency_beside_the
     assert two["equal_work_efficiency"] == pytest.approx(0.72)
     (_, _), (_, headers, rows, _), (_, note) = section(records)[0][:3]
     assert "Work ratio (N ÷ 1)" in headers and "Equal-work efficiency" in headers
-    assert [text for _, text in rows[-1][-3:-1]] == ["0.900", "72%"]
+    last = {h: text for h, (_, text) in zip(headers, rows[-1])}
+    assert (last["Work ratio (N ÷ 1)"], last["Equal-work efficiency"]) == ("0.900", "72%")
     assert "Quote the equal-work efficiency" in note
     # records that do not count their work (written before lmbench recorded it): no ratio, no guess
     old = [_parallel_record(1000, 1, 0), _parallel_record(1600, 2, 1)]
@@ -246,6 +247,26 @@ def test_a_compiled_one_worker_run_is_not_the_baseline_of_an_eager_two_worker_ru
     eager_one = _parallel_record(1000, 1, 2)
     rows = scaling_rows([compiled_one, eager_two, eager_one])
     assert next(r for r in rows if r["workers"] == 2)["speedup"] == pytest.approx(1.6)
+
+
+def test_the_allreduce_share_times_both_legs_by_the_slowest_worker_and_keeps_the_wait_apart():
+    from lmbench.runner import _combine_workers
+
+    def worker(rank, without):  # the same synchronised leg on both; rank 1 computes faster alone
+        legs = {"with_seconds": 1.0, "without_seconds": without, "share": 1.0 - without}
+        return {"train_seconds": 2.0, "train_words_per_sec": 500.0, "timed_tokens": 1000, "flops_per_token": 1.0,
+                "step_time_ms": {"median": 1.0, "p10": 1.0, "p90": 1.0}, "first_time_shapes_timed": 0,
+                "data_parallel": {"rank": rank, "job_timed_tokens": 2000, "allreduce_ab": legs,
+                                  "allreduce_share": legs["share"]}}
+
+    per_rank = [worker(0, 0.77), worker(1, 0.68)]
+    metrics = {**per_rank[0], "data_parallel": dict(per_rank[0]["data_parallel"])}
+    _combine_workers(metrics, per_rank)
+    dp = metrics["data_parallel"]
+    # each worker's own share: 23% and 32%; rank 1's counts its 0.09 s wait for rank 0 as all-reduce
+    assert [w["allreduce_share"] for w in dp["per_worker"]] == pytest.approx([0.23, 0.32])
+    assert dp["allreduce_share"] == pytest.approx(0.23)  # not their mean, 0.275
+    assert dp["imbalance"] == pytest.approx(0.77 / 0.68 - 1)
 
 
 def test_runs_with_different_workers_are_different_cells_and_old_records_match_new_ones():
