@@ -45,6 +45,9 @@ from lmbench.corpus import PAD_ID
 from lmbench.env import bf16_hardware
 
 LAYOUTS = ("padded",)
+# does the LSTM run over padded positions (lmbench.backend)? The lax.scan runs every row
+# over all T steps and holds (h, c) at padded positions, on every device
+COMPUTES_PADDING = {"padded": {"cpu": True, "cuda": True}}
 # XLA reads no thread variable: the harness sets this one before the import, and the
 # import narrows the CPU affinity to that many CPUs (_limit_threads)
 THREAD_ENV = {"LMBENCH_XLA_CPU_THREADS": "{threads}"}

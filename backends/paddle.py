@@ -55,6 +55,14 @@ from paddle.jit.sot.utils.info_collector import InfoCollector, InfoType
 from lmbench.backend import Backend as BaseBackend, BackendUnavailable, VariantSkipped
 
 LAYOUTS = ("lod", "lod-padded", "padded")
+# does the LSTM run over padded positions (lmbench.backend)? lod never forms one; the padded
+# layouts pass sequence_length, which the CPU rnn kernel only masks with (every row, all T
+# steps) while cuDNN skips the padded steps (read from Paddle's rnn kernels, not measured here)
+# --compile: to_static translates the model (forward, and the backward derived from it);
+# gradient clipping and the SGD update stay eager
+COMPILE_SCOPE = "whole model"
+COMPUTES_PADDING = {"lod": {"cpu": False, "cuda": False}, "lod-padded": {"cpu": True, "cuda": False},
+                    "padded": {"cpu": True, "cuda": False}}
 # set before the import (lmbench.worker.set_thread_env); OMP/MKL threads are set for every framework
 THREAD_ENV = {"GLOG_minloglevel": "2"}
 # --workers N: paddle.distributed.launch starts the workers ("{python}" is the command it runs;
@@ -384,6 +392,7 @@ class Backend(BaseBackend):
         breaks = [str(i.reason).strip().splitlines()[-1].strip() for i in info.get("BreakGraphReasonInfo", [])]
         InfoCollector().clear()  # read once; else SOT prints it all at exit
         return {"compiler": "paddle.jit.to_static (SOT bytecode translation -> PIR static program)",
+                "scope": COMPILE_SCOPE,
                 "backend": "CINN" if self.cinn else
                 f"static graph executor, PHI kernels (no CINN: is_compiled_with_cinn()="
                 f"{paddle.is_compiled_with_cinn()}, and to_static uses CINN on CUDA only)",

@@ -42,6 +42,16 @@ from lmbench.backend import Backend as BaseBackend, BackendUnavailable, StepTime
 from lmbench.env import bf16_hardware
 
 LAYOUTS = ("padded", "padded-gather", "dynamic_rnn")
+# does the LSTM run over padded positions (lmbench.backend)? On the CPU the Keras LSTM is a
+# tf.while_loop over all T steps that applies the mask with tf.where. On a GPU, Keras hands a
+# right-padded mask to cuDNN as sequence lengths and cuDNN skips the padded steps (read from
+# keras/src/backend/tensorflow/rnn.py, not measured here). dynamic_rnn runs every row's cell
+# for every step up to the batch's longest and copies state through (legacy cells: no cuDNN).
+# --compile on a GPU takes the generic loop again (Backend.lstm_computes_padding).
+# --compile: XLA compiles the whole train step (forward, backward, clipping, update)
+COMPILE_SCOPE = "whole step"
+COMPUTES_PADDING = {"padded": {"cpu": True, "cuda": False}, "padded-gather": {"cpu": True, "cuda": False},
+                    "dynamic_rnn": {"cpu": True, "cuda": True}}
 LAYOUT_ENV = {"dynamic_rnn": {"TF_USE_LEGACY_KERAS": "1"}}
 # set before the import (lmbench.worker.set_thread_env); "{threads}" is the thread budget
 THREAD_ENV = {"TF_NUM_INTRAOP_THREADS": "{threads}", "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -351,6 +361,13 @@ class Backend(BaseBackend):
             raise RuntimeError(f"tensorflow: joined {_STRATEGY[0].num_replicas_in_sync} replicas, expected {workers}")
         return rank
 
+    def lstm_computes_padding(self):
+        # the declared table is eager fp32's; on a GPU a Keras layout skips padded steps only
+        # where it runs cuDNN (not under --compile or bf16: the generic loop, see _variant_settings)
+        if self.device == "cuda" and self.layout != "dynamic_rnn":
+            return not self.use_cudnn
+        return super().lstm_computes_padding()
+
     def skip_gradient_sync(self):
         if self._strategy is None:
             return None
@@ -540,7 +557,7 @@ class Backend(BaseBackend):
         steps = {"train": self._train, "eval": self._eval, "loss_and_grads": self._grads}
         lstm = ("tf.compat.v1 dynamic_rnn while_loop, compiled whole by XLA" if self.layout == "dynamic_rnn"
                 else "keras generic tf.while_loop (mask applied with tf.where), compiled whole by XLA")
-        return {"compiler": "XLA (tf.function jit_compile=True)",
+        return {"compiler": "XLA (tf.function jit_compile=True)", "scope": COMPILE_SCOPE,
                 "traces": sum(f.experimental_get_tracing_count() for f in steps.values()),
                 "xla_executables": sum(shapes.values()), "input_shapes": shapes,
                 "recompiles": sum(n - 1 for n in shapes.values()),

@@ -39,6 +39,12 @@ from lmbench.backend import Backend as BaseBackend, BackendUnavailable, VariantS
 from lmbench.corpus import PAD_ID
 
 LAYOUTS = ("packed", "padded", "padded-gather")
+# does the LSTM run over padded positions (lmbench.backend)? packed input holds real tokens
+# only, on the CPU and in cuDNN alike; both padded layouts run it over the whole [B, T]
+# --compile hands torch.compile the parts around the LSTM only (see Variants above)
+COMPILE_SCOPE = "embedding+head"
+COMPUTES_PADDING = {"packed": {"cpu": False, "cuda": False}, "padded": {"cpu": True, "cuda": True},
+                    "padded-gather": {"cpu": True, "cuda": True}}
 # --workers N: torchrun starts the workers (lmbench.launch appends "lmbench.worker ARGS");
 # DistributedDataParallel over gloo on the CPU, NCCL on GPUs (one GPU per worker)
 DATA_PARALLEL = {"launcher": ["-m", "torch.distributed.run", "--standalone", "--nnodes=1",
@@ -252,7 +258,7 @@ class Backend(BaseBackend):
 
         entries = {part: len(_debug_get_cache_entry_list(getattr(LSTMLM, part)))
                    for part in ("embed", "head")}  # one cache entry per compiled version
-        return {"compiler": "torch.compile (inductor)",
+        return {"compiler": "torch.compile (inductor)", "scope": COMPILE_SCOPE,
                 "compiled": "embedding, decoder, cross entropy",
                 "graphs": counters["stats"]["unique_graphs"],
                 "graph_breaks": sum(counters["graph_break"].values()),

@@ -4,10 +4,18 @@ A backend is one module `backends/<name>.py` (installed as `lmbench.backends.<na
 that declares, at module level,
 
     LAYOUTS = ("native-layout", "other-layout", ...)   # first one is the default
+    COMPUTES_PADDING = {"native-layout": {"cpu": False, "cuda": False}, ...}  # see below
+    COMPILE_SCOPE = "whole step"                        # optional: what --compile compiles
     LAYOUT_ENV = {"other-layout": {"VAR": "value"}}     # optional: set before the import
     THREAD_ENV = {"VAR": "{threads}", "LOG_VAR": "2"}   # optional: set before the import
     DATA_PARALLEL = {"launcher": [...], "engine": "..."}  # optional: see lmbench.launch
     class Backend(lmbench.backend.Backend): ...
+
+COMPUTES_PADDING says, per layout and device, whether the LSTM runs over a batch's padded
+positions (a padded position then costs what a real one does) or over its real tokens only;
+the harness records it with every run (environment["lstm_computes_padding"]) and counts the
+work the LSTM did from it. A backend whose answer depends on more (a variant) overrides
+Backend.lstm_computes_padding.
 
 and may import its framework at the top: the harness imports a backend module only
 inside the child process that runs it (see `lmbench.worker`), after the thread
@@ -172,6 +180,13 @@ class Backend(abc.ABC):
         it clips by the norm of the reduced gradient."""
         raise BackendUnavailable(f"{cls.name} has no data-parallel support: run it with --workers 1")
 
+    def lstm_computes_padding(self) -> bool | None:
+        """Whether the LSTM runs over padded positions in this layout on this device: the
+        backend module's COMPUTES_PADDING[layout][device]; None where it declares none."""
+        modules = (sys.modules.get(c.__module__) for c in type(self).__mro__)
+        table = next((m.COMPUTES_PADDING for m in modules if hasattr(m, "COMPUTES_PADDING")), {})
+        return table.get(self.layout, {}).get(self.device)
+
     def skip_gradient_sync(self):
         """A context manager under which train_step does the same work without the gradient
         all-reduce (for an A/B estimate of its share of the step); None if unsupported."""
@@ -296,6 +311,21 @@ def layout_env(name: str, layout: str) -> dict[str, str]:
 def thread_env(name: str, threads: int) -> dict[str, str]:
     """A backend's THREAD_ENV (variables its framework reads at import), "{threads}" filled in."""
     return {var: str(value).format(threads=threads) for var, value in _module_constant(name, "THREAD_ENV", {}).items()}
+
+
+def computes_padding(name: str, layout: str, device: str) -> bool | None:
+    """A backend's declared COMPUTES_PADDING[layout][device] (read from source), or None."""
+    return _module_constant(name, "COMPUTES_PADDING", {}).get(layout, {}).get(device)
+
+
+def compile_scope(name: str) -> str | None:
+    """What a backend's --compile hands to its compiler ("embedding+head", "whole step"): its
+    COMPILE_SCOPE, read from source; None where it declares none (or the backend is unknown
+    here, as an old record's may be)."""
+    try:
+        return _module_constant(name, "COMPILE_SCOPE", "") or None
+    except BackendUnavailable:
+        return None
 
 
 def data_parallel(name: str) -> dict | None:

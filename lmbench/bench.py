@@ -141,6 +141,7 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
     failed = finished = 0
     not_started: list = []
     bar = None
+    t_suite, peak_seconds, recorded = time.perf_counter(), None, []  # for the harness-efficiency lines
     occurrences: dict[tuple, int] = {}
     stop = signals_as_interrupt()  # SIGTERM and SIGHUP are handled like Ctrl-C, in every phase
     stop.__enter__()
@@ -155,7 +156,9 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
             if missing:
                 say(f"measuring the float32 GEMM peak once for this machine: {', '.join(missing)} "
                     f"(`lmbench peak` re-measures)")
+                t_peak = time.perf_counter()
                 measure_peaks(missing, results_dir, device, say=say)
+                peak_seconds = time.perf_counter() - t_peak
         bar = tqdm(total=len(todo), unit="run", file=out, dynamic_ncols=True)
         for i, (cell, spec) in enumerate(todo):
             left = None if ends is None else ends - time.monotonic()
@@ -181,7 +184,13 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
             before = timing_lock.warning()
             timeout = cell.get("timeout")
             capped = left is not None and (timeout is None or left < timeout)  # the deadline comes first
+            t_run = time.perf_counter()
             record = run_isolated(spec, timeout=left if capped else timeout, on_progress=progress)
+            # the bench's clock around the run (lmbench.efficiency); the peak on the first run's record
+            record["bench"] = {"run_seconds": round(time.perf_counter() - t_run, 3)}
+            if peak_seconds is not None:
+                record["bench"]["peak_seconds"], peak_seconds = round(peak_seconds, 3), None
+            recorded.append(record)
             if capped and record.get("error_kind") == "timeout":
                 record.update(error_kind="deadline",
                               error=f"stopped at the --deadline, {deadline:g} s after the suite began "
@@ -221,6 +230,12 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
             bar.close()
         announced.__exit__(None, None, None)
         stop.__exit__(None, None, None)
+    suite_seconds = time.perf_counter() - t_suite
+    if recorded:
+        from .efficiency import breakdown, lines
+
+        for line in lines(next(iter(breakdown(recorded).values())), suite_seconds):
+            say(line)
     if report and results_file.exists():
         from .report import write_report
 

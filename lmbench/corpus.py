@@ -246,6 +246,15 @@ def shard(batch: Batch, rank: int, workers: int) -> Batch:
                  batch.carry_state, loss_sequences=batch.loss_sequences)
 
 
+def shard_shapes(batch: Batch, workers: int) -> list[tuple[int, int]]:
+    """The [B, T] shape of every worker's shard of `batch` (what `shard` would make, without
+    copying a row): each worker can tell what every other one will run."""
+    if workers == 1:
+        return [tuple(batch.inputs.shape)]
+    return [(len(rows), int(batch.lengths[rows].max()) if len(rows) else 0)
+            for rows in np.array_split(np.arange(batch.batch_size), workers)]
+
+
 def shard_batches(batches: list[Batch], rank: int, workers: int) -> list[Batch]:
     """Worker `rank`'s shards of `batches`, dropping the batches (in practice only an epoch's
     last, short one) with fewer sequences than workers; every worker drops the same ones."""

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .efficiency import section as efficiency_section
 from .report_findings import findings, verify_verdicts
 from .report_plots import FORMAT, plots
 from .report_render import to_html, to_markdown
@@ -149,8 +150,17 @@ def build(records: list[dict], paths: list[Path], out_dir: Path) -> tuple[list, 
         blocks.append(("p", _utilisation_note(df)))
         headers, rows = cells(t, [("Preset", lambda r: r.preset, lambda r: r.preset),
                                   ("Mode", lambda r: r.mode, lambda r: r.mode)] + DETAILS)
-        blocks.append(("details", "Details: FLOP/s, GEMM rates, test perplexity, cold-shape cost",
-                       [("table", headers, rows, "sortable details")]))
+        blocks.append(("details", "Details: FLOP/s, GEMM rates, test perplexity, first epoch, cold-shape cost",
+                       [("table", headers, rows, "sortable details"),
+                        ("p", "First epoch (projected, not measured): the time one epoch of training would "
+                              "take with every first-time cost in it -- the epoch's real tokens at the "
+                              "steady-state words/s, plus the median cold-shape extra for each other step "
+                              "that meets a new batch shape (a compile per shape, for JAX and TensorFlow "
+                              "--compile), plus the first step. Steady-state words/s answers how fast once "
+                              "warm; the first-epoch figure, how long a short training takes. LSTM runs "
+                              "over padding: whether the layout's LSTM computes padded positions on that "
+                              "device (declared per backend; the GPU entries are read from the kernels, "
+                              "not measured).")]))
         blocks += variants_table(df, records)
         blocks += _published(df)
         made = plots(df, t)
@@ -164,6 +174,7 @@ def build(records: list[dict], paths: list[Path], out_dir: Path) -> tuple[list, 
     scaling_blocks, scaling_files = scaling_section(records)
     blocks += scaling_blocks
     files.update(scaling_files)
+    blocks += efficiency_section(records)
     blocks += _history(paths, out_dir)
     blocks += [("h2", "Environment"), ("ul", environment(records))]
     blocks += _not_ok(records)

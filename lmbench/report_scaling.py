@@ -4,6 +4,13 @@ Speedup(N) = words/s with N workers / words/s of the same cell run by 1 worker w
 same total threads (N workers get threads / N each, so the thread budget is the
 machine's either way); efficiency = speedup / N. Medians over repeats. A cell with no
 1-worker twin at the same thread count gets no speedup (the table says "no 1-worker run").
+
+Equal work: N workers need not do the work 1 worker does. corpus.shard trims each shard to
+its own longest row, so a layout whose LSTM runs over padded positions computes fewer of
+them with N workers (0.91x with 2, 0.81x with 4 on the small preset's random batches).
+The work ratio = the LSTM's positions per real token with N workers / with 1 (records'
+metrics["work"], lmbench.worker.lstm_work), and the equal-work efficiency = efficiency x
+work ratio: the scaling of positions computed per second rather than of words per second.
 """
 from __future__ import annotations
 
@@ -40,8 +47,13 @@ def scaling_rows(records: list[dict]) -> list[dict]:
         one = next((rs for (c, w), rs in runs.items() if w == 1 and c[-1] == cell[-1]), None)
         base = statistics.median(r["metrics"]["train_words_per_sec"] for r in one) if one else None
         dp = rs[0]["metrics"].get("data_parallel") or {}
+        work = _work(rs)
+        base_work = _work(one) if one else None
+        ratio = work / base_work if work and base_work else None
         shares = [r["metrics"]["data_parallel"]["allreduce_share"] for r in rs
                   if (r["metrics"].get("data_parallel") or {}).get("allreduce_share") is not None]
+        imbalance = [r["metrics"]["data_parallel"]["imbalance"] for r in rs
+                     if (r["metrics"].get("data_parallel") or {}).get("imbalance") is not None]
         backend, layout, preset, mode, batching, batch, steps, scaling, threads, device, _ = cell
         rows.append({"backend": backend, "layout": layout, "preset": preset, "mode": mode, "batching": batching,
                      "scaling": scaling, "workers": workers, "threads": threads,
@@ -49,9 +61,19 @@ def scaling_rows(records: list[dict]) -> list[dict]:
                      "global_batch": dp.get("global_batch_size", batch), "words_per_sec": wps, "runs": len(rs),
                      "speedup": wps / base if base else None,
                      "efficiency": wps / base / workers if base else None,
+                     "work_ratio": ratio,
+                     "equal_work_efficiency": wps / base / workers * ratio if base and ratio else None,
                      "allreduce_share": statistics.median(shares) if shares else None,
+                     "imbalance": statistics.median(imbalance) if imbalance else None,
                      "engine": ((rs[0].get("environment") or {}).get("data_parallel") or {}).get("engine")})
     return rows
+
+
+def _work(runs: list[dict]) -> float | None:
+    """Median positions the LSTM computed per real token over `runs` (None where unknown)."""
+    values = [((r["metrics"].get("work") or {}).get("lstm_positions_per_token")) for r in runs]
+    values = [v for v in values if v]
+    return statistics.median(values) if values else None
 
 
 def _fmt(x, spec, missing="–"):
@@ -64,7 +86,8 @@ def section(records: list[dict]) -> tuple[list, dict[str, bytes]]:
     if not rows:
         return [], {}
     headers = ["Framework / layout", "Mode", "Scaling", "Workers", "Threads", "Batch per worker / global",
-               "Train words/s", "Speedup", "Efficiency", "All-reduce share"]
+               "Train words/s", "Speedup", "Efficiency", "Work ratio (N ÷ 1)", "Equal-work efficiency",
+               "All-reduce share", "Worker imbalance"]
     table = [[(f"{r['backend']}/{r['layout']}", f"{r['backend']}/{r['layout']}"),
               (r["mode"], f"{r['preset']} {r['mode']}" + (f"/{r['batching']}" if r["batching"] != "-" else "")),
               (r["scaling"], r["scaling"]), (r["workers"], str(r["workers"])),
@@ -73,7 +96,10 @@ def section(records: list[dict]) -> tuple[list, dict[str, bytes]]:
               (r["words_per_sec"], f"{r['words_per_sec']:,.0f}"),
               (r["speedup"], _fmt(r["speedup"], ".2f", "no 1-worker run")),
               (r["efficiency"], _fmt(r["efficiency"], ".0%")),
-              (r["allreduce_share"], _fmt(r["allreduce_share"], ".0%"))] for r in rows]
+              (r["work_ratio"], _fmt(r["work_ratio"], ".3f")),
+              (r["equal_work_efficiency"], _fmt(r["equal_work_efficiency"], ".0%")),
+              (r["allreduce_share"], _fmt(r["allreduce_share"], ".0%")),
+              (r["imbalance"], _fmt(r["imbalance"], ".0%"))] for r in rows]
     engines = sorted({f"{r['backend']}: {r['engine']}" for r in rows if r["engine"]})
     blocks = [("h2", "Data-parallel scaling"),
               ("table", headers, table, "sortable scaling"),
@@ -81,7 +107,15 @@ def section(records: list[dict]) -> tuple[list, dict[str, bytes]]:
                     "region) ÷ the same cell run by 1 worker with the same total threads; efficiency = "
                     "speedup ÷ workers. Strong scaling splits the preset's batch over the workers, weak "
                     "gives each a whole one. All-reduce share: 1 − step time without the gradient all-reduce "
-                    "÷ with it, same steps at lr 0 (time the engine overlaps with backward is not counted). "
+                    "÷ with it, same steps at lr 0, each leg timed by its slowest worker (time the engine "
+                    "overlaps with backward is not counted); worker imbalance: the slowest worker's steps "
+                    "without the all-reduce ÷ the fastest's − 1, the wait the share no longer counts. "
+                    "Work ratio: positions the LSTM computed per real token with N workers ÷ with 1 (below 1 "
+                    "where each worker's shard is trimmed to its own longest sentence and the layout's LSTM "
+                    "runs over padding: N workers then do less work than 1); equal-work efficiency = "
+                    "efficiency × work ratio. Quote the equal-work efficiency for how well a framework scales "
+                    "(it does not credit the padding the shards leave out, which differs by layout); the "
+                    "speedup is how much sooner this training ends. "
                     "Engines: " + "; ".join(engines) + ".")]
     image = _plot(rows)
     files = {}

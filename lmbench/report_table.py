@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .backend import available_backends, backend_layouts
+from .backend import available_backends, backend_layouts, computes_padding
 from .env import record_machine_key
 from .peak import ceiling_for, find_peaks
 from .results import variant
@@ -128,12 +128,29 @@ def frame(records: list[dict], search=()) -> pd.DataFrame:
             "variant": variant(r), "first_step_ms": m.get("first_step_ms", np.nan),
             "warmup_seconds": m.get("warmup_seconds", np.nan), "compile": m.get("compile"),
             "lstm_kernel": (r.get("environment") or {}).get("lstm_kernel"),
+            "lstm_computes_padding": _computes_padding(r),
+            # a --steps run's projection of a first epoch with every compile in it (lmbench.worker)
+            "first_epoch_seconds": _number((m.get("first_epoch") or {}).get("seconds")),
+            "first_epoch_wps": _number((m.get("first_epoch") or {}).get("words_per_sec")),
         })
     df = pd.DataFrame(rows)
     for col in ("valid_ppl", "test_ppl", "eval_words_per_sec"):  # None -> NaN for medians
         if col in df:
             df[col] = pd.to_numeric(df[col], errors="coerce")
     return df
+
+
+def _number(x) -> float:
+    return np.nan if x is None else x
+
+
+def _computes_padding(r: dict) -> bool | None:
+    """Whether the run's LSTM ran over padded positions: the record's own answer, else (records
+    from before it was recorded) the backend's declaration for the layout and device."""
+    known = (r.get("environment") or {}).get("lstm_computes_padding")
+    if known is not None or r["backend"] not in available_backends():
+        return known
+    return computes_padding(r["backend"], r["layout"], r.get("device") or "cpu")
 
 
 # what a cell shows of its identity (one value per identity: taken from its first run)
@@ -146,14 +163,15 @@ def headline(df: pd.DataFrame) -> pd.DataFrame:
     the spread across them (min-max words/s, and every run's words/s for the noise test),
     and throughput relative to the fastest eager fp32 single-worker cell of the same preset,
     mode and machine."""
-    agg = {c: (c, "first") for c in CELL if c != "identity"}
+    agg = {c: (c, "first") for c in CELL + ["lstm_computes_padding"] if c != "identity"}
     agg.update({"runs": ("train_words_per_sec", "size"), "wps_min": ("train_words_per_sec", "min"),
                 "wps_max": ("train_words_per_sec", "max"), "wps_runs": ("train_words_per_sec", list),
                 "peak_memory_mib": ("peak_memory_mib", "max"),
                 "busy_runs": ("busy", lambda x: sum(v is True for v in x))})
     for col in ("train_words_per_sec", "step_ms_p10", "step_ms_median", "step_ms_p90", "us_per_token",
                 "eval_words_per_sec", "valid_ppl", "test_ppl", "padding_fraction", "achieved_gflops",
-                "own_gemm_gflops", "ceiling_gflops", "pct_of_ceiling", "cold_shapes_ms"):
+                "own_gemm_gflops", "ceiling_gflops", "pct_of_ceiling", "cold_shapes_ms", "first_epoch_seconds",
+                "first_epoch_wps"):
         agg[col] = (col, "median")
     t = df.groupby("identity", sort=False, dropna=False).agg(**agg).reset_index()
     plain = (t.variant == EAGER) & (t.workers == 1)
@@ -214,7 +232,14 @@ DETAILS = [
     ("Own GEMM GFLOP/s", lambda r: r.own_gemm_gflops, lambda r: _sig(r.own_gemm_gflops)),
     ("Device ceiling GFLOP/s", lambda r: r.ceiling_gflops, lambda r: _sig(r.ceiling_gflops)),
     ("Test ppl", lambda r: r.test_ppl, lambda r: _num(r.test_ppl, 2)),
+    ("Steady-state train words/s", lambda r: r.train_words_per_sec, lambda r: _num(r.train_words_per_sec)),
+    ("First epoch words/s incl. every compile (projected)", lambda r: r.first_epoch_wps,
+     lambda r: _num(r.first_epoch_wps)),
+    ("First epoch s (projected)", lambda r: r.first_epoch_seconds, lambda r: _num(r.first_epoch_seconds)),
     ("First-step extra ms (cold shape, p50)", lambda r: r.cold_shapes_ms, lambda r: _num(r.cold_shapes_ms, 1)),
+    ("LSTM runs over padding", lambda r: r.lstm_computes_padding,
+     lambda r: "–" if _missing(r.lstm_computes_padding) else ("yes" if r.lstm_computes_padding else "no")
+     + (" (GPU: from reading the kernels, not measured)" if r.device == "cuda" else "")),
 ]
 
 

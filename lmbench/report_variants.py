@@ -96,7 +96,10 @@ def variants_table(df: pd.DataFrame, records: list[dict]) -> list:
             "length). First step: the untimed first step, where tracing and compiling happen; warm-up: all "
             "untimed warm-up steps; cold-shape extra: what a new batch shape costs the first time (a "
             "recompile, for a compiled step); steady step: the timed steps' median. Recompiles and graphs as "
-            "the framework's compiler counted them. Speedups compare runs in separate processes: on a shared "
+            "the framework's compiler counted them. A compile variant names what was compiled, which differs by "
+            "framework (torch: the embedding and the head, Dynamo does not trace nn.LSTM; TensorFlow XLA: the "
+            "whole step; Paddle to_static: the whole model, clipping and update eager): compare such speedups "
+            "knowing the scope. Speedups compare runs in separate processes: on a shared "
             "machine they are only as steady as the machine was (each record keeps its load average). "
             + (f"CPU: {hw}; bf16 speed claims hold only where the CPU has it." if hw else ""))
     return [("h2", "Variants: compiled and reduced precision"), ("table", headers, rows, "sortable variants"),

@@ -165,9 +165,15 @@ def load_records(paths, warn=print, future_is_error: bool = False) -> list[dict]
 
 
 def variant(record: dict) -> str:
-    """The run variant: "eager fp32" (the default), "compile", "bf16", "compile bf16", ..."""
+    """The run variant: "eager fp32" (the default), "compile: embedding+head", "bf16", ...; the
+    compile scope the record names, else the one its backend declares (older records)."""
+    from .backend import compile_scope
+
     run = record.get("run") or {}
-    return variant_label(bool(run.get("compile")), run.get("precision") or "fp32")
+    scope = None
+    if run.get("compile"):
+        scope = (record.get("environment") or {}).get("compile_scope") or compile_scope(str(record.get("backend")))
+    return variant_label(bool(run.get("compile")), run.get("precision") or "fp32", scope)
 
 
 def label(record: dict) -> str:

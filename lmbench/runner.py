@@ -224,12 +224,29 @@ def _combine_workers(metrics: dict, per_rank: list[dict]) -> None:
     dp["per_worker"] = [{"rank": m["data_parallel"]["rank"], "train_words_per_sec": m["train_words_per_sec"],
                          "train_seconds": m["train_seconds"], "timed_tokens": m["timed_tokens"],
                          "step_time_ms": {k: m["step_time_ms"][k] for k in ("median", "p10", "p90")},
-                         "allreduce_share": m["data_parallel"].get("allreduce_share")}
+                         "allreduce_share": m["data_parallel"].get("allreduce_share"),
+                         "first_time_shapes_timed": m.get("first_time_shapes_timed")}
                         for m in per_rank]
-    shares = [w["allreduce_share"] for w in dp["per_worker"] if w["allreduce_share"] is not None]
-    dp["allreduce_share"] = sum(shares) / len(shares) if shares else None
+    # each A/B leg timed alike, by its slowest worker: a faster worker's own share would count
+    # its wait for the slower one as all-reduce; that wait is the imbalance, kept apart
+    legs = [m["data_parallel"].get("allreduce_ab") for m in per_rank]
+    if legs and all(legs):
+        with_s, without = max(x["with_seconds"] for x in legs), [x["without_seconds"] for x in legs]
+        dp["allreduce_share"] = max(0.0, 1.0 - max(without) / with_s)
+        dp["imbalance"] = max(without) / min(without) - 1.0
+    else:  # records before the legs were kept, or an engine that cannot skip the all-reduce
+        shares = [w["allreduce_share"] for w in dp["per_worker"] if w["allreduce_share"] is not None]
+        dp["allreduce_share"] = sum(shares) / len(shares) if shares else None
     metrics.update(train_words_per_sec=tokens / slowest if slowest else None, train_seconds=slowest,
-                   timed_tokens=tokens)
+                   timed_tokens=tokens,
+                   # any worker's cold step stalls every worker (a step is a collective)
+                   first_time_shapes_timed=sum(m.get("first_time_shapes_timed") or 0 for m in per_rank),
+                   timed_padded_positions=dp.get("job_timed_padded_positions"))
+    from .worker import first_epoch_projection, lstm_work  # imports no framework
+
+    metrics["work"] = lstm_work(metrics, (metrics.get("work") or {}).get("lstm_computes_padding"))
+    if "first_epoch" in metrics:  # again, at the whole job's words/s
+        metrics["first_epoch"] = first_epoch_projection(metrics)
     metrics["achieved_flops_per_sec"] = (metrics["train_words_per_sec"] or 0) * metrics["flops_per_token"]
 
 

@@ -33,8 +33,13 @@ DEFAULT_STEPS = 200  # timed steps of a run given neither steps nor epochs
 EAGER = "eager fp32"  # the variant label of a run with neither --compile nor reduced precision
 
 
-def variant_label(compile: bool, precision: str) -> str:
-    """ "eager fp32" (the default), "compile", "bf16", "compile bf16", ..."""
+def variant_label(compile: bool, precision: str, scope: str | None = None) -> str:
+    """ "eager fp32" (the default), "compile", "bf16", "compile bf16", ...; with the compile
+    scope a backend declares (lmbench.backend.compile_scope), "compile: embedding+head",
+    "compile: whole step, bf16": what was compiled differs by framework, and a reader must
+    not take one for the other."""
+    if compile and scope:
+        return ", ".join([f"compile: {scope}"] + [precision] * (precision != "fp32"))
     return " ".join(["compile"] * bool(compile) + [precision] * (precision != "fp32")) or EAGER
 
 
@@ -197,7 +202,9 @@ class RunSpec:
 
     @property
     def variant(self) -> str:
-        return variant_label(self.compile, self.precision)
+        from .backend import compile_scope
+
+        return variant_label(self.compile, self.precision, compile_scope(self.backend) if self.compile else None)
 
     @property
     def label(self) -> str:

@@ -7,7 +7,8 @@ of several workers) and progress lines to PROGRESS; the parent turns that into t
 
 Data-parallel runs (`workers` > 1): every worker makes the same global batches and trains on
 its shard of each (lmbench.corpus.shard); shape warm-up, timed steps and the all-reduce A/B
-run the same steps on every worker, since each step is a collective. Rank 0 alone reports
+run the same steps on every worker, since each step is a collective (shape warm-up runs a
+global batch wherever any worker's shard has a shape new to that worker). Rank 0 alone reports
 progress and evaluates; the parent adds up the workers' throughput.
 
 Timing protocol:
@@ -25,7 +26,8 @@ Timing protocol:
   synchronous CPU, device events on GPU);
 - losses are read back every LOG_EVERY steps, as a hand-written loop that logs would;
 - throughput counts real target tokens only, never padding;
-- evaluation is timed separately, after one untimed warm-up batch.
+- evaluation is timed separately, after every batch shape it holds has run untimed (twice:
+  the first-time cost is kept apart as eval_cold_shapes, as training's cold_shapes).
 """
 from __future__ import annotations
 
@@ -138,37 +140,72 @@ def _check(losses: list[float], tokens: list[int], step0: int, lr: float, vocab_
                            f"the model diverged: lower --lr or --clip, or check --init-scale")
 
 
-def shape_warmup(backend, batches, warmup: int, local=lambda b: b, progress=None) -> tuple[dict, set]:
+def _twice(backend, step) -> tuple[float, float]:
+    """ms of `step` run twice, each between device syncs: (first, again)."""
+    ms = []
+    for _ in range(2):
+        backend.sync()
+        t0 = time.perf_counter()
+        backend.to_floats([step()])
+        backend.sync()
+        ms.append((time.perf_counter() - t0) * 1e3)
+    return ms[0], ms[1]
+
+
+def _cold_summary(first: list[float], again: list[float], new: list[bool]) -> dict:
+    """The record's cold-shape figures: every untimed step's time, and the first-time cost
+    (first run minus second) over the steps whose shape was new to this worker."""
+    extra = [a - b for a, b, n in zip(first, again, new) if n]
+    return {"count": len(first), "new_shapes": len(extra), "seconds": (sum(first) + sum(again)) / 1e3,
+            "first_step_ms_median": _percentile([a for a, n in zip(first, new) if n], 50),
+            "extra_ms_median": _percentile(extra, 50), "extra_ms_total": sum(extra)}
+
+
+def new_shape_steps(batches, workers: int = 1, seen=None) -> list[list[bool]]:
+    """For each global batch, per worker, whether its shard's shape is one that worker has
+    not run before (`seen`: a set of shapes per worker, run already; updated in place)."""
+    from .corpus import shard_shapes
+
+    seen = seen if seen is not None else [set() for _ in range(workers)]
+    out = []
+    for b in batches:
+        shapes = shard_shapes(b, workers)
+        out.append([s not in mine for s, mine in zip(shapes, seen)])
+        for s, mine in zip(shapes, seen):
+            mine.add(s)
+    return out
+
+
+def shape_warmup(backend, batches, warmup: int, rank: int = 0, workers: int = 1,
+                 progress=None) -> tuple[dict, set]:
     """Untimed steps at lr 0 (the full step's work, weights unchanged) on the first batch of
     every shape in batches[warmup:] that batches[:warmup] does not hold; each runs twice,
     so the first-time cost of a shape is its first step minus its second. Returns the
-    summary for the record and the shapes it ran. With data-parallel workers the choice is
-    made on the global batches, so every worker runs as many steps, each on `local(batch)`,
-    its shard."""
-    seen, ran = {b.inputs.shape for b in batches[:warmup]}, set()
-    first, again = [], []
-    total = len({b.inputs.shape for b in batches[warmup:]} - seen)
-    if progress and total:
-        progress(phase="cold shapes", step=0, steps=total)
-    for batch in batches[warmup:]:
-        if batch.inputs.shape in seen:
-            continue
-        seen.add(batch.inputs.shape)
-        batch = local(batch)
+    summary for the record and the shapes it ran.
+
+    With data-parallel workers each runs its shard of a global batch, and the shards of one
+    batch differ in shape (corpus.shard trims each to its own longest row). A step is a
+    collective, so every worker must run the same warm-up steps: the global batches at
+    which ANY worker meets a shard shape new to it (every worker can compute every shard's
+    shape, corpus.shard_shapes). So each worker has run every shape it will time."""
+    from .corpus import shard
+
+    seen = [set() for _ in range(workers)]
+    new_shape_steps(batches[:warmup], workers, seen)
+    first, again, new, ran = [], [], [], set()
+    todo = [(batch, news) for batch, news in zip(batches[warmup:], new_shape_steps(batches[warmup:], workers, seen))
+            if any(news)]
+    if progress and todo:
+        progress(phase="cold shapes", step=0, steps=len(todo))
+    for batch, news in todo:
+        batch = shard(batch, rank, workers) if workers > 1 else batch
         ran.add(batch.inputs.shape)
-        for into in (first, again):
-            backend.sync()
-            t0 = time.perf_counter()
-            backend.to_floats([backend.train_step(batch, 0.0)])
-            backend.sync()
-            into.append((time.perf_counter() - t0) * 1e3)
+        a, b = _twice(backend, lambda: backend.train_step(batch, 0.0))
+        first.append(a), again.append(b), new.append(news[rank])
         if progress:
-            progress(phase="cold shapes", step=len(first), steps=total)
+            progress(phase="cold shapes", step=len(first), steps=len(todo))
     backend.reset_state()  # stream mode: the lr-0 steps must not hand their state on
-    extra = [a - b for a, b in zip(first, again)]
-    return {"count": len(first), "seconds": (sum(first) + sum(again)) / 1e3,
-            "first_step_ms_median": _percentile(first, 50), "extra_ms_median": _percentile(extra, 50),
-            "extra_ms_total": sum(extra)}, ran
+    return _cold_summary(first, again, new), ran
 
 
 def train_pass(backend, batches, lr, warmup, progress, phase="train", step_offset=0, seen_shapes=None):
@@ -227,17 +264,23 @@ def train_pass(backend, batches, lr, warmup, progress, phase="train", step_offse
                 timed_seconds=timed_seconds, timed_tokens=timed_tokens,
                 step_ms=timer.samples_ms(), step_time_source=timer.source,
                 first_time_shapes_timed=first_time_timed, tokens=sum(b.num_targets for b in batches), busy=busy,
+                timed_padded_positions=sum(b.padded_positions for b in timed_batches),
                 padding_fraction=padding_fraction(timed_batches or batches))
 
 
 ALLREDUCE_AB_STEPS = 10
 
 
-def allreduce_share(backend, batches) -> float | None:
+def allreduce_share(backend, batches) -> dict | None:
     """The share of a step the gradient all-reduce costs, by A/B: the same steps (lr 0,
     weights unchanged) with and without the engine's all-reduce (backend.skip_gradient_sync),
     best of two rounds each; None where the backend cannot skip it. Exposed time only: what
-    the engine overlaps with the backward pass costs nothing here."""
+    the engine overlaps with the backward pass costs nothing here.
+
+    Returns this worker's legs ({"with_seconds", "without_seconds", "share"}). Its own share
+    counts as all-reduce the time it waits for a slower worker (the synchronised leg waits,
+    the other does not), so the run's share is made from every worker's legs alike, each
+    leg's time being its slowest worker's (lmbench.runner._combine_workers)."""
     if backend.skip_gradient_sync() is None:
         return None
     sample = batches[:ALLREDUCE_AB_STEPS]
@@ -255,15 +298,25 @@ def allreduce_share(backend, batches) -> float | None:
         with_sync.append(seconds(False))
         without.append(seconds(True))
     backend.reset_state()
-    return max(0.0, 1.0 - min(without) / min(with_sync))
+    return {"with_seconds": min(with_sync), "without_seconds": min(without),
+            "share": max(0.0, 1.0 - min(without) / min(with_sync))}
 
 
-def evaluate(backend, batches, progress=None, split=None) -> dict:
-    """Perplexity over the whole split, and its throughput (after one untimed batch)."""
+def evaluate(backend, batches, warm: dict | None = None, progress=None, split=None) -> dict:
+    """Perplexity over the whole split, and its throughput. Every batch shape is run before
+    the timed pass, untimed and twice (a compiled step compiles per shape: JAX, TensorFlow
+    --compile), its first-time cost kept apart as training's is. `warm`: {"seen": shapes
+    already run, "first"/"again": the warm-up steps' ms} carried across evaluations,
+    so that a training's repeated validations warm each shape once; updated in place."""
     if progress:
         progress(phase="evaluation", split=split, batches=len(batches))
-    backend.reset_state()
-    backend.to_floats([backend.eval_step(batches[0])])
+    warm = warm if warm is not None else {"seen": set(), "first": [], "again": []}
+    for batch in batches:
+        if batch.inputs.shape not in warm["seen"]:
+            warm["seen"].add(batch.inputs.shape)
+            backend.reset_state()
+            a, b = _twice(backend, lambda: backend.eval_step(batch))
+            warm["first"].append(a), warm["again"].append(b)
     backend.reset_state()
     backend.sync()
     t0 = time.perf_counter()
@@ -273,8 +326,8 @@ def evaluate(backend, batches, progress=None, split=None) -> dict:
     total = sum(backend.to_floats(handles))
     tokens = sum(b.num_targets for b in batches)
     backend.reset_state()
-    return dict(ppl=perplexity(total, tokens),
-                seconds=seconds, tokens=tokens, words_per_sec=tokens / seconds)
+    return dict(ppl=perplexity(total, tokens), seconds=seconds, tokens=tokens, words_per_sec=tokens / seconds,
+                cold_shapes=_cold_summary(warm["first"], warm["again"], [True] * len(warm["first"])))
 
 
 def _percentile(values, q):
@@ -290,7 +343,7 @@ class Job:
     """What one worker of a run works with: its spec, backend, rank and the batches it makes."""
 
     def __init__(self, spec: RunSpec, progress: Progress, out: dict, whoami: dict):
-        from .backend import load_backend
+        from .backend import compile_scope, load_backend
         from .corpus import load_corpus
         from .download import download_ptb
         from .weights import flops_per_token, init_weights, num_params
@@ -309,8 +362,13 @@ class Job:
         self.backend.set_weights(init_weights(self.cfg))
         out.update(device=device, environment=self.backend.environment(), num_params=num_params(self.cfg),
                    flops_per_token=flops_per_token(self.cfg))
+        # a fact of backend x layout x device (x variant): what the LSTM's work is (lstm_work)
+        out["environment"]["lstm_computes_padding"] = self.backend.lstm_computes_padding()
+        if spec.compile:  # what --compile hands the compiler differs by framework (the variant label says it)
+            out["environment"]["compile_scope"] = compile_scope(spec.backend)
         # strong scaling splits the preset's batch over the workers, weak gives each worker one
         self.global_batch = self.cfg.batch_size * (self.workers if spec.scaling == "weak" else 1)
+        self.eval_warm = {"seen": set(), "first": [], "again": []}  # the eval shapes run (lmbench.worker.evaluate)
 
     def check_eval_splits(self) -> None:
         """Every split this worker evaluates makes at least one batch (else: NothingToTime)."""
@@ -349,13 +407,18 @@ def run(spec: RunSpec, progress: Progress, out: dict, whoami: dict) -> dict:
         passes = [train_steps(job, out)]
     job.backend.leave()
     summarise(passes, spec.warmup, out)
+    out["work"] = lstm_work(out, out["environment"]["lstm_computes_padding"])
+    if "first_epoch" in out:
+        out["first_epoch"] = first_epoch_projection(out)
     for split in EVAL_SPLITS[spec.eval] if job.rank == 0 else ():
-        ev = evaluate(job.backend, job.batches(split, 0, False)[:spec.eval_batches],  # a prefix, for quick suites
-                      job.progress, split)
+        # a prefix, for quick suites
+        ev = evaluate(job.backend, job.batches(split, 0, False)[:spec.eval_batches], job.eval_warm, job.progress,
+                      split)
         out[f"{split}_tokens"] = ev["tokens"]
         out[f"{split}_ppl"] = ev["ppl"]
         out.setdefault("eval_words_per_sec", ev["words_per_sec"])
         out.setdefault("eval_seconds", ev["seconds"])
+        out["eval_cold_shapes"] = ev["cold_shapes"]  # of every evaluation so far (job.eval_warm)
     out["compile"] = job.backend.compile_report()  # what the compiler did, known only now
     mem = job.backend.peak_memory_bytes()
     out["peak_memory_bytes"] = mem if mem is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -410,7 +473,8 @@ def train_epochs(job: Job, out: dict, t_run: float) -> tuple[list[dict], float]:
         passes.append(p)
         entry = {"epoch": epoch + 1, "lr": lr, "train_ppl": perplexity(sum(p["losses"]), p["tokens"])}
         if "valid" in EVAL_SPLITS[spec.eval]:
-            entry["valid_ppl"] = evaluate(backend, job.batches("valid", 0, False)[:spec.eval_batches])["ppl"]
+            entry["valid_ppl"] = evaluate(backend, job.batches("valid", 0, False)[:spec.eval_batches],
+                                          job.eval_warm)["ppl"]
             if target and out["time_to_target_seconds"] is None and entry["valid_ppl"] < target:
                 out["time_to_target_seconds"] = time.perf_counter() - t_run
         entry["wall_seconds"] = time.perf_counter() - t_run
@@ -434,12 +498,15 @@ def train_steps(job: Job, out: dict) -> dict:
     batches, epoch, dropped = [], 0, 0
     while len(batches) < warmup + spec.steps:
         fresh = job.batches("train", epoch)
-        batches += [b for b in fresh if b.batch_size >= workers]  # see corpus.shard
+        kept = [b for b in fresh if b.batch_size >= workers]  # see corpus.shard
+        if epoch == 0:  # what one epoch of training holds, for the first-epoch projection
+            out["first_epoch"] = {"tokens": sum(b.num_targets for b in kept), "steps": len(kept),
+                                  "cold_steps": sum(any(n) for n in new_shape_steps(kept, workers))}
+        batches += kept
         dropped += sum(b.batch_size < workers for b in fresh)
         epoch += 1
     batches = batches[:warmup + spec.steps]
-    out["cold_shapes"], warmed = shape_warmup(backend, batches, warmup,
-                                              lambda b: shard_batches([b], rank, workers)[0], job.progress)
+    out["cold_shapes"], warmed = shape_warmup(backend, batches, warmup, rank, workers, job.progress)
     mine = shard_batches(batches, rank, workers)
     timed = train_pass(backend, mine, job.cfg.lr, warmup, job.progress, seen_shapes=warmed)
     if workers > 1:
@@ -448,12 +515,62 @@ def train_steps(job: Job, out: dict) -> dict:
             "workers": workers, "nodes": spec.nodes, "rank": rank, "scaling": spec.scaling,
             # every worker's real tokens: the shards of a batch partition its rows
             "job_timed_tokens": sum(b.num_targets for b in batches[warmup:]),
+            # and every worker's padded positions: each shard's rows x its own longest row
+            "job_timed_padded_positions": job_padded_positions(batches[warmup:], workers),
             "global_batch_size": g, "per_worker_batch_size": [g // workers + (r < g % workers) for r in range(workers)],
             "threads_per_worker": spec.threads_per_worker, "batches_dropped": dropped,
-            "allreduce_share": allreduce_share(backend, mine[warmup:]),
+            "allreduce_ab": allreduce_share(backend, mine[warmup:]),
             "allreduce_share_method": f"A/B: {ALLREDUCE_AB_STEPS} steps at lr 0 with and without the "
-                                      f"gradient all-reduce, best of 2 each: 1 - t_without / t_with"}
+                                      f"gradient all-reduce, best of 2 each, each leg timed by its slowest "
+                                      f"worker: 1 - max(t_without) / max(t_with); imbalance = "
+                                      f"max(t_without) / min(t_without) - 1"}
+        ab = out["data_parallel"]["allreduce_ab"]
+        out["data_parallel"]["allreduce_share"] = ab["share"] if ab else None  # this worker's, until combined
     return timed
+
+
+def job_padded_positions(batches, workers: int) -> int:
+    """Padded positions all workers' shards of `batches` hold. Fewer than the batches' own when
+    workers > 1: corpus.shard trims each shard to its own longest row, so a shard of short
+    rows carries less padding than the global batch had."""
+    from .corpus import shard_shapes
+
+    return sum(b * t for batch in batches for b, t in shard_shapes(batch, workers))
+
+
+def lstm_work(metrics: dict, computes_padding: bool | None) -> dict:
+    """The work of one timed (global) step, all workers': the padded positions and the real
+    tokens, and what the LSTM ran over -- the padded positions where it computes padding
+    (lmbench.backend COMPUTES_PADDING), else the real tokens; None where undeclared. Two runs
+    did equal work per real token when their lstm_positions_per_token agree."""
+    steps = (metrics.get("steps") or 0) - (metrics.get("warmup_steps") or 0)
+    padded, real = metrics.get("timed_padded_positions"), metrics.get("timed_tokens")
+    if steps <= 0 or not padded or not real:
+        return {"lstm_computes_padding": computes_padding}
+    lstm = None if computes_padding is None else padded if computes_padding else real
+    return {"padded_positions_per_step": padded / steps, "real_tokens_per_step": real / steps,
+            "lstm_computes_padding": computes_padding,
+            "lstm_positions_per_step": None if lstm is None else lstm / steps,
+            "lstm_positions_per_token": None if lstm is None else lstm / real}
+
+
+def first_epoch_projection(metrics: dict) -> dict:
+    """The wall time a first epoch of training would take with every compile in it, projected
+    from a --steps run: steady-state seconds per real token x the epoch's real tokens, plus the
+    first-time cost (cold_shapes' median extra) of every other step that meets a new shape,
+    plus the first step. A steady-state words/s answers "how fast once warm"; this answers
+    "how long does training take" for a framework that compiles per shape (JAX, TF XLA)."""
+    e = dict(metrics["first_epoch"])
+    wps, cold = metrics.get("train_words_per_sec"), metrics.get("cold_shapes") or {}
+    first_ms = metrics.get("first_step_ms")
+    extra_ms = max(0.0, cold.get("extra_ms_median") or 0.0)
+    if not wps or first_ms is None:
+        return {**e, "seconds": None}
+    compiles = max(0, e["cold_steps"] - 1) * extra_ms / 1e3  # the first step pays its own
+    seconds = e["tokens"] / wps + compiles + first_ms / 1e3
+    return {**e, "seconds": seconds, "cold_seconds": compiles, "words_per_sec": e["tokens"] / seconds,
+            "how": "projected: epoch tokens / steady words/s + (new-shape steps - 1) x median cold-shape extra "
+                   "+ first step"}
 
 
 def summarise(passes: list[dict], warmup: int, out: dict) -> None:
@@ -474,6 +591,7 @@ def summarise(passes: list[dict], warmup: int, out: dict) -> None:
         steps=len(all_losses),
         tokens=sum(p["tokens"] for p in passes),
         timed_tokens=timed_tokens,
+        timed_padded_positions=sum(p["timed_padded_positions"] for p in passes),
         padding_fraction=sum(p["padding_fraction"] for p in passes) / len(passes),
         step_time_source=passes[0]["step_time_source"],
         first_time_shapes_timed=sum(p["first_time_shapes_timed"] for p in passes),

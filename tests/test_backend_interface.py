@@ -31,3 +31,12 @@ def test_an_unknown_layout_is_an_error_naming_the_allowed_ones(backend):
     out = proc.stdout.strip().splitlines()[-1]
     assert out.startswith("ValueError:") and "invalid layout='sideways'" in out, out
     assert ", ".join(backend_layouts(backend)) in out
+
+
+@pytest.mark.parametrize("backend", available_backends())
+def test_every_layout_says_on_each_device_whether_its_lstm_computes_padding(backend):
+    from lmbench.backend import computes_padding
+
+    for layout in backend_layouts(backend):
+        for device in ("cpu", "cuda"):
+            assert isinstance(computes_padding(backend, layout, device), bool), (layout, device)

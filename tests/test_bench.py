@@ -6,6 +6,7 @@ cell killed by a 1-second timeout, and an interrupted 2-cell suite resumed.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import signal
@@ -131,8 +132,8 @@ lr = 1e30            # diverges
 clip = 1e30
 init_scale = 50.0
 """)
-    results = tmp_path / "results"
-    assert run_suite(str(path), device="cpu", results_dir=results) == 1
+    results, said = tmp_path / "results", io.StringIO()
+    assert run_suite(str(path), device="cpu", results_dir=results, out=said) == 1
     files = sorted(results.glob("*/*.jsonl"))
     assert len(files) == 1 and files[0].parent.name != "report"
     recs = records_in(files[0])
@@ -143,6 +144,9 @@ init_scale = 50.0
     assert all(r["suite"] == str(path) and r["machine_key"] == env.machine_key() for r in recs)
     md = (results / "report" / "report.md").read_text()  # the report still runs, listing them
     assert "0 ok, 2 failed" in md and "| torch/packed tiny sentence/random B=32 | timeout |" in md
+    # the bench's clock around each run, and where the suite's time went (failed runs: all overhead)
+    assert all(r["bench"]["run_seconds"] > 0 for r in recs) and "## Harness efficiency" in md
+    assert "harness efficiency (2 run(s)" in said.getvalue() and "0% inside timed" in said.getvalue()
 
 
 def _children(pid: int) -> list[int]:
@@ -242,7 +246,7 @@ def test_a_run_still_going_at_the_deadline_is_stopped_and_the_rest_not_started(t
     # the suite's clock: 0 when it begins and when the first run starts (1 s left: the worker
     # is killed long before torch is imported), then past the deadline for the second
     ticks = iter([0.0, 0.0, 5.0])
-    monkeypatch.setattr(bench, "time", types.SimpleNamespace(monotonic=lambda: next(ticks)))
+    monkeypatch.setattr(bench, "time", types.SimpleNamespace(monotonic=lambda: next(ticks), perf_counter=time.perf_counter))
     path = suite(tmp_path, TINY + '[[matrix]]\nbackend = "torch"\nlayout = ["packed", "padded"]\n')
     out = tmp_path / "out.txt"
     with open(out, "w") as f:

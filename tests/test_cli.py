@@ -131,7 +131,7 @@ def test_the_worker_reports_each_phase_with_its_step_counts():
     batches = [batch([5, 7, 9]), batch([4, 4, 4])] * 3 + [batch([3, 12, 2]), batch([8, 1, 1])]
     shape_warmup(backend, batches, 2, progress=lambda **e: events.append(e))
     train_pass(backend, batches, 1.0, 2, lambda **e: events.append(e))
-    evaluate(backend, batches[:3], lambda **e: events.append(e), "valid")
+    evaluate(backend, batches[:3], progress=lambda **e: events.append(e), split="valid")
     phases = [(e["phase"], e.get("step"), e.get("steps")) for e in events]
     assert phases[:3] == [("cold shapes", 0, 2), ("cold shapes", 1, 2), ("cold shapes", 2, 2)]
     assert phases[3] == ("warm-up", 0, 2) and phases[4] == ("train", 2, 8)

@@ -115,7 +115,7 @@ def test_a_two_worker_run_records_the_whole_job(backend):
     assert m["timed_tokens"] == sum(w["timed_tokens"] for w in dp["per_worker"])
     assert m["train_seconds"] == max(w["train_seconds"] for w in dp["per_worker"])
     assert m["train_words_per_sec"] == pytest.approx(m["timed_tokens"] / m["train_seconds"])
-    assert 0.0 <= dp["allreduce_share"] < 1.0
+    assert 0.0 <= dp["allreduce_share"] < 1.0 and dp["imbalance"] >= 0.0
     assert r["environment"]["data_parallel"]["workers"] == 2 and r["environment"]["data_parallel"]["collectives"]
     assert m["valid_ppl"] > 1  # rank 0 evaluated
 
@@ -167,12 +167,35 @@ def test_verify_workers_catches_each_injected_bug(capsys):
         assert "FAIL" in out and "trained_weights[" in out, mutant
 
 
-def _parallel_record(words_per_sec, workers, seed, threads=2, share=0.2):
+def test_n_workers_compute_fewer_padded_positions_than_one_on_the_same_batches():
+    from lmbench.corpus import shard_shapes
+    from lmbench.worker import job_padded_positions, lstm_work
+
+    batches = [batch([5, 1, 1, 1]), batch([2, 2, 3, 3])]
+    # one worker: 4 x 5 + 4 x 3; two: [5, 1] -> 2 x 5, [1, 1] -> 2 x 1, [2, 2] -> 2 x 2, [3, 3] -> 2 x 3
+    assert job_padded_positions(batches, 1) == 32 and job_padded_positions(batches, 2) == 22
+    for b in batches:  # each worker can tell every shard's shape without making it
+        assert shard_shapes(b, 2) == [shard(b, r, 2).inputs.shape for r in (0, 1)]
+    real = sum(b.num_targets for b in batches)  # 18 either way: the shards partition the rows
+    one = {"steps": 3, "warmup_steps": 1, "timed_tokens": real, "timed_padded_positions": 32}
+    two = {**one, "timed_padded_positions": 22}
+    padded1, padded2 = lstm_work(one, True), lstm_work(two, True)
+    assert padded1["lstm_positions_per_step"] == 16 and padded2["lstm_positions_per_step"] == 11
+    assert padded2["lstm_positions_per_token"] / padded1["lstm_positions_per_token"] == pytest.approx(22 / 32)
+    # a layout whose LSTM skips padding does the same work with any number of workers
+    assert lstm_work(one, False)["lstm_positions_per_step"] == lstm_work(two, False)["lstm_positions_per_step"] == 9
+    assert lstm_work(one, None)["lstm_positions_per_step"] is None  # undeclared: unknown, not guessed
+
+
+def _parallel_record(words_per_sec, workers, seed, threads=2, share=0.2, positions_per_token=None,
+                     compile=False):
     from tests.records import record
 
     r = record(words_per_sec=words_per_sec, seed=seed)
-    r["run"].update(workers=workers, scaling="strong")
+    r["run"].update(workers=workers, scaling="strong", compile=compile, threads=threads)
     r["threads"] = threads
+    if positions_per_token:
+        r["metrics"]["work"] = {"lstm_positions_per_token": positions_per_token}
     if workers > 1:
         r["metrics"]["data_parallel"] = {"workers": workers, "global_batch_size": 20, "allreduce_share": share,
                                          "per_worker_batch_size": [20 // workers] * workers}
@@ -194,6 +217,56 @@ def test_the_report_computes_speedup_against_one_worker_with_the_same_threads():
     assert ("h2", "Data-parallel scaling") in blocks and "scaling.svg" in files
     alone = [_parallel_record(1500, 2, 1)]  # no 1-worker twin: no speedup, said so
     assert scaling_rows(alone)[0]["speedup"] is None
+
+
+def test_the_report_sets_the_work_ratio_and_the_equal_work_efficiency_beside_the_efficiency():
+    from lmbench.report_scaling import scaling_rows, section
+
+    # 2 workers computed 0.9x the positions per real token of 1 worker: 1.6x words/s is 1.44x the work
+    records = [_parallel_record(1000, 1, 0, positions_per_token=1.25),
+               _parallel_record(1600, 2, 1, positions_per_token=1.125)]
+    two = next(r for r in scaling_rows(records) if r["workers"] == 2)
+    assert two["efficiency"] == pytest.approx(0.8) and two["work_ratio"] == pytest.approx(0.9)
+    assert two["equal_work_efficiency"] == pytest.approx(0.72)
+    (_, _), (_, headers, rows, _), (_, note) = section(records)[0][:3]
+    assert "Work ratio (N ÷ 1)" in headers and "Equal-work efficiency" in headers
+    last = {h: text for h, (_, text) in zip(headers, rows[-1])}
+    assert (last["Work ratio (N ÷ 1)"], last["Equal-work efficiency"]) == ("0.900", "72%")
+    assert "Quote the equal-work efficiency" in note
+    # records that do not count their work (written before lmbench recorded it): no ratio, no guess
+    old = [_parallel_record(1000, 1, 0), _parallel_record(1600, 2, 1)]
+    assert next(r for r in scaling_rows(old) if r["workers"] == 2)["equal_work_efficiency"] is None
+
+
+def test_a_compiled_one_worker_run_is_not_the_baseline_of_an_eager_two_worker_run():
+    from lmbench.report_scaling import scaling_rows
+
+    compiled_one = _parallel_record(800, 1, 0, compile=True)
+    eager_two = _parallel_record(1600, 2, 1)
+    assert next(r for r in scaling_rows([compiled_one, eager_two]) if r["workers"] == 2)["speedup"] is None
+    eager_one = _parallel_record(1000, 1, 2)
+    rows = scaling_rows([compiled_one, eager_two, eager_one])
+    assert next(r for r in rows if r["workers"] == 2)["speedup"] == pytest.approx(1.6)
+
+
+def test_the_allreduce_share_times_both_legs_by_the_slowest_worker_and_keeps_the_wait_apart():
+    from lmbench.runner import _combine_workers
+
+    def worker(rank, without):  # the same synchronised leg on both; rank 1 computes faster alone
+        legs = {"with_seconds": 1.0, "without_seconds": without, "share": 1.0 - without}
+        return {"train_seconds": 2.0, "train_words_per_sec": 500.0, "timed_tokens": 1000, "flops_per_token": 1.0,
+                "step_time_ms": {"median": 1.0, "p10": 1.0, "p90": 1.0}, "first_time_shapes_timed": 0,
+                "data_parallel": {"rank": rank, "job_timed_tokens": 2000, "allreduce_ab": legs,
+                                  "allreduce_share": legs["share"]}}
+
+    per_rank = [worker(0, 0.77), worker(1, 0.68)]
+    metrics = {**per_rank[0], "data_parallel": dict(per_rank[0]["data_parallel"])}
+    _combine_workers(metrics, per_rank)
+    dp = metrics["data_parallel"]
+    # each worker's own share: 23% and 32%; rank 1's counts its 0.09 s wait for rank 0 as all-reduce
+    assert [w["allreduce_share"] for w in dp["per_worker"]] == pytest.approx([0.23, 0.32])
+    assert dp["allreduce_share"] == pytest.approx(0.23)  # not their mean, 0.275
+    assert dp["imbalance"] == pytest.approx(0.77 / 0.68 - 1)
 
 
 def test_runs_with_different_workers_are_different_cells_and_old_records_match_new_ones():
@@ -234,3 +307,21 @@ def test_two_machines_on_localhost_make_one_job(backend):
     # each machine's record counts the whole job's tokens, of which it timed its own share
     assert dps[0]["job_timed_tokens"] == dps[1]["job_timed_tokens"] == sum(d["per_worker"][0]["timed_tokens"] for d in dps)
     assert "valid_ppl" in records[0]["metrics"] and "valid_ppl" not in records[1]["metrics"]
+
+
+@pytest.mark.slow
+def test_no_data_parallel_worker_times_a_shard_shape_for_the_first_time():
+    # sentence mode: every shard is trimmed to its own longest sentence, so the two workers
+    # meet shapes the global batches do not show (9 first-time shapes per record before)
+    spec = run_spec(make_config("tiny", mode="sentence"), "torch", steps=12, warmup=2, eval="none",
+                    workers=2, threads=2)
+    r = run_isolated(spec, timeout=300)
+    assert r["status"] == "ok", r.get("error")
+    m = r["metrics"]
+    assert m["first_time_shapes_timed"] == 0 and m["cold_shapes"]["count"] > 0
+    assert [w["first_time_shapes_timed"] for w in m["data_parallel"]["per_worker"]] == [0, 0]
+    # the job's work per step, all workers': packed input runs the LSTM over real tokens only
+    work = m["work"]
+    assert r["environment"]["lstm_computes_padding"] is False and work["lstm_computes_padding"] is False
+    assert work["lstm_positions_per_step"] == work["real_tokens_per_step"] == m["timed_tokens"] / 12
+    assert work["padded_positions_per_step"] == m["timed_padded_positions"] / 12 > work["real_tokens_per_step"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import itertools
 import json
 import os
 import re
@@ -72,8 +73,10 @@ def written(report):
 
 
 def table_rows(md: str, after: str) -> tuple[dict, list[list[str]]]:
-    section = md.split(after, 1)[1]
-    lines = [line for line in section.splitlines() if line.startswith("|")]
+    section = md.split(after, 1)[1].splitlines()
+    start = next(i for i, line in enumerate(section) if line.startswith("|"))
+    # the first table after the heading: its lines run until the first line that is not one
+    lines = list(itertools.takewhile(lambda line: line.startswith("|"), section[start:]))
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
     rows = [r for r in rows if not set("".join(r)) <= set("-:")]
     header, body = rows[0], rows[1:]
@@ -592,3 +595,33 @@ def test_a_run_without_per_step_samples_shows_no_step_time_spread(tmp_path):
     blocks, _ = build(load_records([path]), [path], tmp_path / "out")
     col, rows = table_rows(to_markdown(blocks), "### small preset, sentence mode")
     assert [row[col["Step time ms p50 [p10–p90]"]] for row in rows] == ["–", "100.0 [100.0–100.0]"]
+
+
+def test_the_details_say_per_backend_layout_and_device_whether_the_lstm_ran_over_padding():
+    from lmbench.report_table import DETAILS, cells
+
+    packed = record("torch", "packed", seed=1)  # an older record: the backend's declaration answers
+    padded = record("torch", "padded", seed=2)
+    padded["environment"]["lstm_computes_padding"] = True
+    gpu = record("tensorflow", "padded", seed=3)
+    gpu.update(device="cuda")
+    gpu["environment"]["lstm_computes_padding"] = False  # Keras hands cuDNN the mask's lengths
+    headers, rows = cells(headline(frame([packed, padded, gpu])), DETAILS)
+    column = headers.index("LSTM runs over padding")
+    said = {(row[0][1], row[1][1]): row[column][1] for row in rows}
+    assert said == {("torch", "packed"): "no", ("torch", "padded"): "yes",
+                    ("tensorflow", "padded"): "no (GPU: from reading the kernels, not measured)"}
+
+
+def test_the_details_set_the_projected_first_epoch_beside_the_steady_state_words_per_second():
+    from lmbench.report_table import DETAILS, cells
+
+    jax = record("jax", "padded", words_per_sec=3000.0, seed=1)
+    jax["metrics"]["first_epoch"] = {"tokens": 900_000, "seconds": 358.0, "words_per_sec": 2514.0}
+    old = record("torch", "packed", words_per_sec=2800.0, seed=2)  # no projection recorded: a dash
+    headers, rows = cells(headline(frame([jax, old])), DETAILS)
+    steady, first = (headers.index("Steady-state train words/s"),
+                     headers.index("First epoch words/s incl. every compile (projected)"))
+    assert first == steady + 1
+    said = {row[0][1]: (row[steady][1], row[first][1], row[first + 1][1]) for row in rows}
+    assert said == {"jax": ("3,000", "2,514", "358"), "torch": ("2,800", "–", "–")}

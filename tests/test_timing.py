@@ -4,14 +4,15 @@ A stand-in backend sleeps a known time per step (so the true throughput is known
 logs every step it is handed, so the tests can check what the timed window held."""
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
 import pytest
 
 from lmbench.backend import StepTimer
-from lmbench.corpus import Batch
-from lmbench.worker import shape_warmup, train_pass
+from lmbench.corpus import Batch, shard_batches
+from lmbench.worker import evaluate, shape_warmup, train_pass
 
 STEP_SECONDS = 0.02
 
@@ -114,3 +115,99 @@ def test_shape_warmup_leaves_no_first_time_shape_in_the_timed_window():
     assert summary["extra_ms_median"] == pytest.approx(4 * STEP_SECONDS * 1e3, rel=0.5)
     # and it no longer inflates the timed steps
     assert max(p["step_ms"]) < 3 * STEP_SECONDS * 1e3
+
+
+def test_every_data_parallel_worker_warms_up_its_own_shard_shapes_in_the_same_steps(monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "STEP_SECONDS", 0.001)
+    rng = np.random.default_rng(1)
+    # 5 rows over 2 workers: shards of 3 and 2 rows, each trimmed to its own longest row
+    batches = [batch(rng.integers(1, 25, size=5)) for _ in range(30)]
+    warmup, runs = 3, []
+    for rank in (0, 1):
+        backend = SleepingBackend()
+        summary, warmed = shape_warmup(backend, batches, warmup, rank, 2)
+        mine = shard_batches(batches, rank, 2)
+        p = train_pass(backend, mine, 1.0, warmup, quiet, seen_shapes=warmed)
+        runs.append((summary, p, backend.log))
+        # no timed step of this worker met a shape for the first time
+        assert p["first_time_shapes_timed"] == 0, rank
+        assert summary["new_shapes"] == len({b.inputs.shape for b in mine[warmup:]}
+                                            - {b.inputs.shape for b in mine[:warmup]})
+    # a warm-up step is a collective: both workers ran as many, more than either's own new shapes
+    (s0, _, log0), (s1, _, log1) = runs
+    assert s0["count"] == s1["count"] > max(s0["new_shapes"], s1["new_shapes"])
+    assert sum(1 for _, lr, _ in log0 if lr == 0.0) == sum(1 for _, lr, _ in log1 if lr == 0.0)
+
+
+class EvalDouble:
+    """eval_step sleeps COLD_S the first time it meets a shape (a compile), WARM_S after;
+    logs (shape, first time?) and returns a known NLL: 1 per real target."""
+    COLD_S, WARM_S = 0.02, 0.001
+
+    def __init__(self):
+        self.seen, self.log = set(), []
+
+    def eval_step(self, batch):
+        first = batch.inputs.shape not in self.seen
+        self.seen.add(batch.inputs.shape)
+        self.log.append((batch.inputs.shape, first))
+        time.sleep(self.COLD_S if first else self.WARM_S)
+        return float(batch.num_targets)
+
+    def to_floats(self, handles):
+        return [float(h) for h in handles]
+
+    def sync(self):
+        pass
+
+    def reset_state(self):
+        pass
+
+
+def test_evaluation_times_no_first_time_shape_and_keeps_the_cold_cost_apart():
+    batches = [batch([3, 5]), batch([7, 2]), batch([3, 4]), batch([1, 7]), batch([9, 9, 9])]
+    shapes = {b.inputs.shape for b in batches}  # (2,5) (2,7) (2,4) (3,9): batch 4 repeats (2,7)
+    backend, warm = EvalDouble(), {"seen": set(), "first": [], "again": []}
+    ev = evaluate(backend, batches, warm)
+    timed = backend.log[-len(batches):]
+    assert [s for s, _ in timed] == [b.inputs.shape for b in batches]
+    assert not any(first for _, first in timed)
+    cold = ev["cold_shapes"]
+    assert cold["count"] == cold["new_shapes"] == len(shapes) == 4
+    # every warm-up ran twice, untimed: a compile and a warm step per shape (sleep never undershoots)
+    assert cold["seconds"] >= len(shapes) * (EvalDouble.COLD_S + EvalDouble.WARM_S)
+    assert ev["tokens"] == sum(b.num_targets for b in batches)
+    assert ev["ppl"] == pytest.approx(np.e)  # 1 nat per target, from the timed pass alone
+    # a second evaluation (the next epoch's validation) warms nothing again
+    calls = len(backend.log)
+    evaluate(backend, batches, warm)
+    assert len(backend.log) - calls == len(batches)
+
+
+def test_a_framework_fastest_once_warm_can_take_longer_over_a_first_epoch():
+    from lmbench.worker import first_epoch_projection
+
+    epoch = {"tokens": 900_000, "steps": 2_000, "cold_steps": 61}  # 61 steps meet a new shape
+    # compiles per shape (~0.9 s each) but is faster once warm
+    compiling = first_epoch_projection({"first_epoch": epoch, "train_words_per_sec": 3_000.0,
+                                        "cold_shapes": {"extra_ms_median": 900.0}, "first_step_ms": 4_000.0})
+    # slower once warm, a new shape costs it 5 ms
+    eager = first_epoch_projection({"first_epoch": epoch, "train_words_per_sec": 2_800.0,
+                                    "cold_shapes": {"extra_ms_median": 5.0}, "first_step_ms": 100.0})
+    assert compiling["seconds"] == pytest.approx(300 + 60 * 0.9 + 4)  # the first step pays its own compile
+    assert eager["seconds"] == pytest.approx(900_000 / 2_800 + 60 * 0.005 + 0.1)
+    assert compiling["words_per_sec"] < eager["words_per_sec"]
+    assert compiling["how"].startswith("projected")
+    # a cold shape that measured cheaper than a warm one (noise) adds nothing, never subtracts
+    noisy = first_epoch_projection({"first_epoch": epoch, "train_words_per_sec": 3_000.0,
+                                    "cold_shapes": {"extra_ms_median": -2.0}, "first_step_ms": 0.0})
+    assert noisy["seconds"] == pytest.approx(300)
+
+
+def test_the_first_epoch_counts_every_step_where_any_worker_meets_a_new_shape():
+    from lmbench.worker import new_shape_steps
+
+    batches = [batch([3, 3]), batch([3, 3]), batch([3, 1]), batch([1, 3]), batch([3, 1])]
+    # one worker sees (2, 3) only; two see (1, 3), then (1, 1) at step 2 and (1, 3)/(1, 1) swapped at 3
+    assert sum(any(n) for n in new_shape_steps(batches, 1)) == 1
+    assert [any(n) for n in new_shape_steps(batches, 2)] == [True, False, True, True, False]

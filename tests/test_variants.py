@@ -33,7 +33,7 @@ def test_bad_variant_settings_are_rejected_before_any_work(kw, needle):
 def test_variant_settings_are_in_the_spec_and_default_to_eager_fp32():
     assert (tiny_spec().compile, tiny_spec().precision, tiny_spec().variant) == (False, "fp32", "eager fp32")
     spec = tiny_spec(compile=True, precision="bf16")
-    assert (spec.compile, spec.precision, spec.variant) == (True, "bf16", "compile bf16")
+    assert (spec.compile, spec.precision, spec.variant) == (True, "bf16", "compile: embedding+head, bf16")
     assert {"compile", "precision"} <= set(spec.recorded())
 
 
@@ -72,7 +72,8 @@ def test_records_before_variants_existed_are_the_eager_fp32_cell():
     assert record_identity(old) == record_identity(with_run(old, compile=False, precision="fp32"))
     assert record_identity(old) != record_identity(with_run(old, precision="bf16"))
     assert record_identity(old) != record_identity(with_run(old, compile=True))
-    assert variant(old) == "eager fp32" and variant(with_run(old, compile=True, precision="bf16")) == "compile bf16"
+    assert variant(old) == "eager fp32"
+    assert variant(with_run(old, compile=True, precision="bf16")) == "compile: embedding+head, bf16"
     assert label(with_run(old, precision="bf16")).endswith("[bf16]") and "[" not in label(old)
 
 
@@ -129,11 +130,28 @@ def test_report_sets_each_variant_against_eager_fp32_and_shows_skips(tmp_path):
     md = write_report([path], tmp_path / "out")[0].read_text()
     table = md.split("## Variants")[1].split("\n\n")[1]
     rows = {line.split(" | ")[1]: line for line in table.splitlines()[2:]}
-    assert set(rows) == {"eager fp32", "compile", "bf16", "fp16"}
+    assert set(rows) == {"eager fp32", "compile: embedding+head", "bf16", "fp16"}
     assert "1.00× (baseline)" in rows["eager fp32"]
-    assert "| 1.50× | 4,200 |" in rows["compile"] and "| 2 | graphs 4, graph breaks 0 |" in rows["compile"]
+    compiled_row = rows["compile: embedding+head"]
+    assert "| 1.50× | 4,200 |" in compiled_row and "| 2 | graphs 4, graph breaks 0 |" in compiled_row
     assert "| 0.80× |" in rows["bf16"]
     assert "skipped: torch: fp16 on this CPU: no float16 arithmetic" in rows["fp16"]
     # the headline keeps variants apart: three cells, not three repeats of one
     headline = md.split("## Headline")[1].split("\n## ")[0]
     assert sum(line.startswith("| torch | padded |") for line in headline.splitlines()) == 3 and "| Variant |" in headline
+
+
+def test_a_compile_variant_names_what_its_framework_compiled():
+    from lmbench.backend import compile_scope
+
+    # declared in each backend's source, read without importing the framework
+    assert compile_scope("torch") == "embedding+head" and compile_scope("tensorflow") == "whole step"
+    assert compile_scope("jax") is None  # every JAX step is one jit program: no compile variant
+    assert tiny_spec(compile=True).label.endswith("[compile: embedding+head]")
+    tf = with_run(record(backend="tensorflow", layout="padded"), compile=True)
+    assert variant(tf) == "compile: whole step"
+    # the record's own scope wins over today's declaration (a record is what ran)
+    tf["environment"]["compile_scope"] = "embedding only"
+    assert variant(tf) == "compile: embedding only"
+    # a backend this checkout does not have: the plain label, not an error
+    assert variant(with_run(record(backend="gone"), compile=True)) == "compile"

@@ -25,6 +25,8 @@ def test_compile_records_what_dynamo_compiled():
     assert record["run"]["compile"] is True
     c = record["metrics"]["compile"]
     assert c["compiler"] == "torch.compile (inductor)" and c["graph_breaks"] == 0
+    # the scope is named in the record: the LSTM is not in it (a reader must not assume a whole step)
+    assert c["scope"] == record["environment"]["compile_scope"] == "embedding+head"
     assert c["lstm"].startswith("eager")
     # each compiled part has one cache entry per version; every version beyond the first is a recompile
     assert set(c["versions"]) == {"embed", "head"} and all(n >= 1 for n in c["versions"].values())
