@@ -27,8 +27,13 @@ class Spread:
     source: str  # how it was found, for the sentence that uses it
 
 
-def spread_of(cells_runs: list[list[float]]) -> Spread:
-    """This machine's run-to-run spread from cells with enough repeats, else the assumed one."""
+def spread_of(cells_runs: list[list[float]], pair_band: list[float] | None = None) -> Spread:
+    """This machine's run-to-run spread: as `lmbench calibrate --save` measured it (the band of
+    one run's words/s over another's, `pair_band`), else from this report's cells with enough
+    repeats, else the assumed one."""
+    if pair_band and len(pair_band) == 2 and 0 < pair_band[0] <= 1 <= pair_band[1]:
+        return Spread(max(1 / pair_band[0], pair_band[1]) - 1, "run-to-run spread `lmbench calibrate` measured "
+                                                               "on this machine")
     spreads = [max(r) / min(r) - 1 for r in cells_runs if len(r) >= MIN_RUNS and min(r) > 0]
     if spreads:
         return Spread(statistics.median(spreads), f"run-to-run spread of {len(spreads)} repeated cell(s) here")

@@ -38,7 +38,13 @@ def plain(t: pd.DataFrame) -> pd.DataFrame:
 
 
 def spread(t: pd.DataFrame) -> noise.Spread:
-    return noise.spread_of(list(t.wps_runs))
+    """The noise band of these runs' machine (lmbench.noise.spread_of)."""
+    from .compare import calibration_for
+
+    machines = set(t.machine) if "machine" in t else set()
+    cal = calibration_for(next(iter(machines))) if len(machines) == 1 else None
+    band = (((cal or {}).get("cells") or {}).get("all") or {}).get("pair_band")
+    return noise.spread_of(list(t.wps_runs), band)
 
 
 def fastest(t: pd.DataFrame) -> list[str]:

@@ -625,3 +625,15 @@ def test_the_details_set_the_projected_first_epoch_beside_the_steady_state_words
     assert first == steady + 1
     said = {row[0][1]: (row[steady][1], row[first][1], row[first + 1][1]) for row in rows}
     assert said == {"jax": ("3,000", "2,514", "358"), "torch": ("2,800", "–", "–")}
+
+
+def test_the_noise_band_is_the_calibrated_one_where_lmbench_calibrate_measured_it():
+    from lmbench import noise
+
+    assert noise.spread_of([[100, 110, 120]]).value == pytest.approx(0.2)  # measured here: 120/100 - 1
+    assert noise.spread_of([[100]]).value == noise.ASSUMED_SPREAD  # nothing repeated: assumed
+    calibrated = noise.spread_of([[100, 110, 120]], pair_band=[0.95, 1.04])
+    assert calibrated.value == pytest.approx(1 / 0.95 - 1) and "calibrate" in calibrated.source
+    # with a 5% band, one run each 10% apart is beyond noise; with the assumed 15%, it is not
+    assert noise.compare([1100], [1000], calibrated).beyond_noise
+    assert not noise.compare([1100], [1000], noise.spread_of([[1]])).beyond_noise
