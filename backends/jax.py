@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lmbench.backend import Backend as BaseBackend, BackendUnavailable, StepTimer, VariantSkipped
-from lmbench.corpus import PAD_ID
+from lmbench.data.corpus import PAD_ID
 from lmbench.env import bf16_hardware
 
 LAYOUTS = ("padded",)

@@ -63,10 +63,10 @@ LAYOUTS = ("lod", "lod-padded", "padded")
 COMPILE_SCOPE = "whole model"
 COMPUTES_PADDING = {"lod": {"cpu": False, "cuda": False}, "lod-padded": {"cpu": True, "cuda": False},
                     "padded": {"cpu": True, "cuda": False}}
-# set before the import (lmbench.worker.set_thread_env); OMP/MKL threads are set for every framework
+# set before the import (lmbench.run.worker.set_thread_env); OMP/MKL threads are set for every framework
 THREAD_ENV = {"GLOG_minloglevel": "2"}
 # --workers N: paddle.distributed.launch starts the workers ("{python}" is the command it runs;
-# lmbench.launch appends "lmbench.worker ARGS"); paddle.DataParallel, whose reducer averages
+# lmbench.run.launch appends "lmbench.run.worker ARGS"); paddle.DataParallel, whose reducer averages
 # the gradients before backward() returns; gloo on the CPU (the launcher sets
 # PADDLE_DISTRI_BACKEND=gloo on a CPU build), NCCL on GPUs. --max_restart=0: a failed
 # worker fails the run instead of restarting the job.

@@ -53,10 +53,10 @@ COMPILE_SCOPE = "whole step"
 COMPUTES_PADDING = {"padded": {"cpu": True, "cuda": False}, "padded-gather": {"cpu": True, "cuda": False},
                     "dynamic_rnn": {"cpu": True, "cuda": True}}
 LAYOUT_ENV = {"dynamic_rnn": {"TF_USE_LEGACY_KERAS": "1"}}
-# set before the import (lmbench.worker.set_thread_env); "{threads}" is the thread budget
+# set before the import (lmbench.run.worker.set_thread_env); "{threads}" is the thread budget
 THREAD_ENV = {"TF_NUM_INTRAOP_THREADS": "{threads}", "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
 # --workers N: TensorFlow has no launcher; lmbench starts the N processes and tells each its
-# rank and a port per worker (lmbench.launch), from which join() writes TF_CONFIG. The
+# rank and a port per worker (lmbench.run.launch), from which join() writes TF_CONFIG. The
 # engine is MultiWorkerMirroredStrategy's cross-replica all-reduce (RING over gRPC on the
 # CPU, NCCL on GPUs), called inside strategy.run in the step: aggregate, then clip by the
 # global norm, then update -- not a Keras optimizer, which clips each worker's gradient
@@ -341,7 +341,7 @@ class Backend(BaseBackend):
     def join(cls, workers, device):
         import json
 
-        from lmbench.launch import PORTS_ENV, RANK_ENV
+        from lmbench.run.launch import PORTS_ENV, RANK_ENV
 
         rank, ports = int(os.environ[RANK_ENV]), os.environ[PORTS_ENV].split(",")
         os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"localhost:{p}" for p in ports]},

@@ -36,7 +36,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from lmbench import env
 from lmbench.backend import Backend as BaseBackend, BackendUnavailable, VariantSkipped
-from lmbench.corpus import PAD_ID
+from lmbench.data.corpus import PAD_ID
 
 LAYOUTS = ("packed", "padded", "padded-gather")
 # does the LSTM run over padded positions (lmbench.backend)? packed input holds real tokens
@@ -45,7 +45,7 @@ LAYOUTS = ("packed", "padded", "padded-gather")
 COMPILE_SCOPE = "embedding+head"
 COMPUTES_PADDING = {"packed": {"cpu": False, "cuda": False}, "padded": {"cpu": True, "cuda": True},
                     "padded-gather": {"cpu": True, "cuda": True}}
-# --workers N: torchrun starts the workers (lmbench.launch appends "lmbench.worker ARGS");
+# --workers N: torchrun starts the workers (lmbench.run.launch appends "lmbench.run.worker ARGS");
 # DistributedDataParallel over gloo on the CPU, NCCL on GPUs (one GPU per worker)
 DATA_PARALLEL = {"launcher": ["-m", "torch.distributed.run", "--standalone", "--nnodes=1",
                               "--nproc-per-node={workers}", "-m"],

@@ -46,13 +46,13 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
 
     from lmbench.backend import available_backends
-    from lmbench.worker import set_thread_env
+    from lmbench.run.worker import set_thread_env
 
     name = Path(a.version_b).stem  # backends/<name>.py: its THREAD_ENV, if it is one of lmbench's
     set_thread_env(a.threads, name if name in available_backends() else None)
     from lmbench.config import make_config
-    from lmbench.corpus import load_corpus, make_batches
-    from lmbench.download import download_ptb
+    from lmbench.data.corpus import load_corpus, make_batches
+    from lmbench.data.download import download_ptb
     from lmbench.weights import init_weights
 
     cfg = make_config(a.preset, mode=a.mode, batching=a.batching)

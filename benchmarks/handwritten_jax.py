@@ -13,10 +13,10 @@ import os
 import time
 
 from lmbench.config import make_config
-from lmbench.corpus import load_corpus, make_batches
-from lmbench.download import download_ptb
+from lmbench.data.corpus import load_corpus, make_batches
+from lmbench.data.download import download_ptb
 from lmbench.weights import init_weights
-from lmbench.worker import set_thread_env
+from lmbench.run.worker import set_thread_env
 
 if __name__ == "__main__":  # the thread budget is set before jax is imported
     p = argparse.ArgumentParser()

@@ -12,10 +12,10 @@ import os
 import time
 
 from lmbench.config import make_config
-from lmbench.corpus import load_corpus, make_batches
-from lmbench.download import download_ptb
+from lmbench.data.corpus import load_corpus, make_batches
+from lmbench.data.download import download_ptb
 from lmbench.weights import init_weights
-from lmbench.worker import set_thread_env
+from lmbench.run.worker import set_thread_env
 
 p = argparse.ArgumentParser()
 p.add_argument("--preset", default="small")

@@ -11,10 +11,10 @@ import os
 import time
 
 from lmbench.config import make_config
-from lmbench.corpus import PAD_ID, load_corpus, make_batches
-from lmbench.download import download_ptb
+from lmbench.data.corpus import PAD_ID, load_corpus, make_batches
+from lmbench.data.download import download_ptb
 from lmbench.weights import init_weights
-from lmbench.worker import set_thread_env
+from lmbench.run.worker import set_thread_env
 
 if __name__ == "__main__":  # the thread budget is set before torch is imported
     p = argparse.ArgumentParser()

@@ -48,7 +48,7 @@ def handwritten(fw):
 
 def harness(fw):
     from lmbench.config import make_config
-    from lmbench.runner import run_isolated
+    from lmbench.run.runner import run_isolated
     from lmbench.runspec import run_spec
 
     record = run_isolated(run_spec(make_config(args.preset, mode="sentence", batching="random"), fw,

@@ -22,10 +22,10 @@ from pathlib import Path
 
 from lmbench.backend import available_backends, backend_layouts, load_backend
 from lmbench.config import make_config
-from lmbench.corpus import load_corpus, make_batches
-from lmbench.download import download_ptb
+from lmbench.data.corpus import load_corpus, make_batches
+from lmbench.data.download import download_ptb
 from lmbench.weights import init_weights
-from lmbench.worker import set_thread_env
+from lmbench.run.worker import set_thread_env
 
 HERE = Path(__file__).resolve().parent
 PAIRED = [b for b in available_backends()

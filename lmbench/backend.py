@@ -8,7 +8,7 @@ that declares, at module level,
     COMPILE_SCOPE = "whole step"                        # optional: what --compile compiles
     LAYOUT_ENV = {"other-layout": {"VAR": "value"}}     # optional: set before the import
     THREAD_ENV = {"VAR": "{threads}", "LOG_VAR": "2"}   # optional: set before the import
-    DATA_PARALLEL = {"launcher": [...], "engine": "..."}  # optional: see lmbench.launch
+    DATA_PARALLEL = {"launcher": [...], "engine": "..."}  # optional: see lmbench.run.launch
     class Backend(lmbench.backend.Backend): ...
 
 COMPUTES_PADDING says, per layout and device, whether the LSTM runs over a batch's padded
@@ -18,7 +18,7 @@ work the LSTM did from it. A backend whose answer depends on more (a variant) ov
 Backend.lstm_computes_padding.
 
 and may import its framework at the top: the harness imports a backend module only
-inside the child process that runs it (see `lmbench.worker`), after the thread
+inside the child process that runs it (see `lmbench.run.worker`), after the thread
 environment is set. The parent reads LAYOUTS from the source without importing it.
 
 Conventions every backend follows (see lmbench.config for why):
@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from .config import Config
-from .corpus import Batch
+from .data.corpus import Batch
 
 
 class BackendUnavailable(UserError, RuntimeError):
@@ -173,7 +173,7 @@ class Backend(abc.ABC):
         """Join the data-parallel job of `workers` processes and return this one's rank.
         Called in every worker before the Backend is built (and before any other framework
         op). The backend built next gets `workers` and trains on its shard of each global
-        batch (lmbench.corpus.shard): its objective must make the engine's reduced gradient
+        batch (lmbench.data.corpus.shard): its objective must make the engine's reduced gradient
         that of the global batch's summed NLL / batch.loss_sequences -- so an engine that
         averages over workers (DDP, paddle.DataParallel) differentiates the local summed NLL
         x workers / loss_sequences, one that sums differentiates it / loss_sequences -- and

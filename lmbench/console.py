@@ -1,7 +1,7 @@
 """What `lmbench run` shows while it runs and when it ends: the phases with a bar and an
 ETA, one summary line, and a warning when the run's numbers should not be trusted.
 
-The worker reports progress over its FIFO (lmbench.worker.Progress): "start" once the
+The worker reports progress over its FIFO (lmbench.run.worker.Progress): "start" once the
 process is up (then it imports its framework and loads the data), "cold shapes" (the
 untimed first steps on every new batch shape), "warm-up", the timed steps ("train", or
 "epoch N" in a training of whole epochs), "evaluation". On a terminal each phase gets a

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 from .config import ConfigError
-from .runner import SCHEMA_VERSION
+from .run.runner import SCHEMA_VERSION
 from .runspec import RunSpec, variant_label
 
 

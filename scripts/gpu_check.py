@@ -162,11 +162,11 @@ def best_for_variants(records: list[dict]) -> dict[str, str]:
 
 class Shapes:
     """Batch shapes and padded positions of a cell's timed runs, from the real batches
-    (what lmbench.worker makes: warmup + steps training batches from epoch 0 on)."""
+    (what lmbench.run.worker makes: warmup + steps training batches from epoch 0 on)."""
 
     def __init__(self, data_dir=None):
-        from lmbench.corpus import load_corpus
-        from lmbench.download import download_ptb
+        from lmbench.data.corpus import load_corpus
+        from lmbench.data.download import download_ptb
 
         self.train = load_corpus(download_ptb(data_dir, log=lambda m: None), splits=("train",))["train"]
         self.cache: dict[tuple, tuple[int, float]] = {}
@@ -174,7 +174,7 @@ class Shapes:
     def __call__(self, cell: dict) -> tuple[int, float]:
         """(distinct batch shapes, mean padded positions B x T per step)."""
         from lmbench.config import make_config
-        from lmbench.corpus import make_batches
+        from lmbench.data.corpus import make_batches
 
         cfg = make_config(cell["preset"], mode=cell["mode"], batching=cell["batching"],
                           batch_size=cell["batch_size"])
@@ -293,7 +293,7 @@ class Driver:
     # the plan ---------------------------------------------------------------------------
 
     def first_cells(self) -> list[dict]:
-        from lmbench.suite import load_suite, suite_path
+        from lmbench.run.suite import load_suite, suite_path
 
         cells = [c for c in load_suite(suite_path(self.a.suite)) if c["backend"] in FRAMEWORKS]
         return [{**c, "repeats": 1} for c in cells]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lmbench.corpus import load_corpus
-from lmbench.download import download_ptb
+from lmbench.data.corpus import load_corpus
+from lmbench.data.download import download_ptb
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from lmbench.verify import TOLERANCES, differences
+from lmbench.verify.verify import TOLERANCES, differences
 from lmbench.weights import comparable
 
 

@@ -1,4 +1,4 @@
-"""Realistic run records for report/compare tests, built the way lmbench.runner builds them."""
+"""Realistic run records for report/compare tests, built the way lmbench.run.runner builds them."""
 from __future__ import annotations
 
 import copy
@@ -6,7 +6,7 @@ import copy
 import numpy as np
 
 from lmbench.config import make_config
-from lmbench.runner import SCHEMA_VERSION
+from lmbench.run.runner import SCHEMA_VERSION
 
 
 def record(backend="torch", layout="packed", batching="random", words_per_sec=1000.0, step_ms=100.0,

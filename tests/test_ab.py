@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lmbench.ab import REPO, Worktree, import_root, plan
+from lmbench.regress.ab import REPO, Worktree, import_root, plan
 
 TINY = """[defaults]
 preset = "tiny"
@@ -59,7 +59,7 @@ def test_interleaving_and_resume_plan():
     order = [(side, c["layout"]) for side, c in plan(cells, None, Counter())]
     assert order == [("A", "packed"), ("B", "packed"), ("A", "padded"), ("B", "padded"),
                      ("B", "packed"), ("A", "packed"), ("A", "packed"), ("B", "packed")]
-    from lmbench.ab import cell_id
+    from lmbench.regress.ab import cell_id
     done = Counter({("A", cell_id(cells[0])): 2, ("B", cell_id(cells[1])): 1})
     left = [(side, c["layout"]) for side, c in plan(cells, None, done)]
     assert left == [("B", "packed"), ("A", "padded"), ("B", "packed"), ("A", "packed"), ("B", "packed")]
@@ -185,7 +185,7 @@ def test_failing_side_b_fails_the_verdict_unless_allowed(tmp_path):
 
 def test_resuming_an_ab_of_another_machine_kind_is_refused_unless_forced():
     from lmbench import env
-    from lmbench.ab import check_machine
+    from lmbench.regress.ab import check_machine
     from lmbench.results import ResultsError
 
     here = [{"ab_machine_key": env.machine_key()}]

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from lmbench.backend import backend_layouts
-from lmbench.corpus import make_batches
-from lmbench.probe import probe
-from lmbench.verify import TOLERANCES, _unpack, build_case, differences
+from lmbench.data.corpus import make_batches
+from lmbench.run.probe import probe
+from lmbench.verify.verify import TOLERANCES, _unpack, build_case, differences
 from lmbench.weights import shapes
 
 TRAIN_STEPS = 30

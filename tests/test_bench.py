@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from lmbench import env
-from lmbench.bench import checkpoint_for, has_gpu, plan, run_suite
-from lmbench.runner import run_isolated
-from lmbench.suite import SuiteError, load_suite, spec_for, suite_path
+from lmbench.run.bench import checkpoint_for, has_gpu, plan, run_suite
+from lmbench.run.runner import run_isolated
+from lmbench.run.suite import SuiteError, load_suite, spec_for, suite_path
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = """
@@ -241,7 +241,7 @@ def test_a_deadline_that_is_no_number_of_seconds_is_refused_before_any_run(tmp_p
 def test_a_run_still_going_at_the_deadline_is_stopped_and_the_rest_not_started(tmp_path, monkeypatch):
     import types
 
-    import lmbench.bench as bench
+    import lmbench.run.bench as bench
 
     # the suite's clock: 0 when it begins and when the first run starts (1 s left: the worker
     # is killed long before torch is imported), then past the deadline for the second

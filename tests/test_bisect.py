@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from records import record
 
-from lmbench.bisect import bisect, commits_between
+from lmbench.regress.bisect import bisect, commits_between
 from lmbench.cli import main as cli_main
 from lmbench.results import ResultsError
 

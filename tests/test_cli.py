@@ -12,12 +12,14 @@ import pytest
 from records import record
 from test_timing import SleepingBackend, batch
 
-from lmbench import __version__, runner
+from lmbench import __version__
+
+from lmbench.run import runner
 from lmbench.backend import available_backends
 from lmbench.cli import main as cli_main
 from lmbench.console import STEP_SPREAD_LIMIT, RunDisplay, reliability_warnings, summary_line
-from lmbench.suite import suites_dir
-from lmbench.worker import evaluate, shape_warmup, train_pass
+from lmbench.run.suite import suites_dir
+from lmbench.run.worker import evaluate, shape_warmup, train_pass
 
 
 def test_version(capsys):

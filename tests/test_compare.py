@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from records import record
 
-from lmbench.calibrate import calibrate
+from lmbench.regress.calibrate import calibrate
 from lmbench.cli import main as cli_main
-from lmbench.compare import MIN_RUNS, throughput_verdict
+from lmbench.regress.compare import MIN_RUNS, throughput_verdict
 from lmbench.env import machine_key
 from lmbench.results import load_records
 from lmbench.runspec import RunSpec
-from lmbench.runner import SCHEMA_VERSION
-from lmbench.suite import load_suite, spec_for, suite_path
+from lmbench.run.runner import SCHEMA_VERSION
+from lmbench.run.suite import load_suite, spec_for, suite_path
 
 BASELINES = Path(__file__).resolve().parent.parent / "results" / "baselines"
 

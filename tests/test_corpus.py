@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from lmbench.config import ConfigError
-from lmbench.corpus import (PAD_ID, CorpusError, Vocab, make_batches, padding_fraction,
+from lmbench.data.corpus import (PAD_ID, CorpusError, Vocab, make_batches, padding_fraction,
                             tokenize)
 
 TARGETS = {"train": 929_589, "valid": 73_760, "test": 82_430}
@@ -60,7 +60,7 @@ def test_sentence_batches_shape_and_views(corpus):
 
 @pytest.mark.parametrize("batching", ["random", "bucketed"])
 def test_every_sentence_once_per_epoch_and_reshuffled(corpus, batching):
-    from lmbench.corpus import sentence_order
+    from lmbench.data.corpus import sentence_order
 
     s = corpus["train"]
     e0 = sentence_order(s, 20, batching, seed=7, epoch=0)

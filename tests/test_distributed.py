@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lmbench import launch
+from lmbench.run import launch
 from lmbench.backend import available_backends, data_parallel
 from lmbench.config import ConfigError, make_config
-from lmbench.corpus import Batch, PAD_ID, shard, shard_batches
-from lmbench.runner import run_isolated
+from lmbench.data.corpus import Batch, PAD_ID, shard, shard_batches
+from lmbench.run.runner import run_isolated
 from lmbench.runspec import run_spec
-from lmbench.verify import verify_workers
+from lmbench.verify.verify import verify_workers
 
 MUTANTS = Path(__file__).parent / "mutants"
 ENGINES = [b for b in available_backends() if data_parallel(b)]
@@ -168,8 +168,8 @@ def test_verify_workers_catches_each_injected_bug(capsys):
 
 
 def test_n_workers_compute_fewer_padded_positions_than_one_on_the_same_batches():
-    from lmbench.corpus import shard_shapes
-    from lmbench.worker import job_padded_positions, lstm_work
+    from lmbench.data.corpus import shard_shapes
+    from lmbench.run.worker import job_padded_positions, lstm_work
 
     batches = [batch([5, 1, 1, 1]), batch([2, 2, 3, 3])]
     # one worker: 4 x 5 + 4 x 3; two: [5, 1] -> 2 x 5, [1, 1] -> 2 x 1, [2, 2] -> 2 x 2, [3, 3] -> 2 x 3
@@ -204,7 +204,7 @@ def _parallel_record(words_per_sec, workers, seed, threads=2, share=0.2, positio
 
 def test_the_report_computes_speedup_against_one_worker_with_the_same_threads():
     from lmbench.report import build
-    from lmbench.report_scaling import scaling_rows
+    from lmbench.report.scaling import scaling_rows
 
     records = ([_parallel_record(w, 1, i) for i, w in enumerate((1000, 1100, 900))]
                + [_parallel_record(w, 2, 10 + i, share=s) for i, (w, s) in enumerate(((1500, .1), (1600, .3), (1400, .2)))]
@@ -220,7 +220,7 @@ def test_the_report_computes_speedup_against_one_worker_with_the_same_threads():
 
 
 def test_the_report_sets_the_work_ratio_and_the_equal_work_efficiency_beside_the_efficiency():
-    from lmbench.report_scaling import scaling_rows, section
+    from lmbench.report.scaling import scaling_rows, section
 
     # 2 workers computed 0.9x the positions per real token of 1 worker: 1.6x words/s is 1.44x the work
     records = [_parallel_record(1000, 1, 0, positions_per_token=1.25),
@@ -239,7 +239,7 @@ def test_the_report_sets_the_work_ratio_and_the_equal_work_efficiency_beside_the
 
 
 def test_a_compiled_one_worker_run_is_not_the_baseline_of_an_eager_two_worker_run():
-    from lmbench.report_scaling import scaling_rows
+    from lmbench.report.scaling import scaling_rows
 
     compiled_one = _parallel_record(800, 1, 0, compile=True)
     eager_two = _parallel_record(1600, 2, 1)
@@ -250,7 +250,7 @@ def test_a_compiled_one_worker_run_is_not_the_baseline_of_an_eager_two_worker_ru
 
 
 def test_the_allreduce_share_times_both_legs_by_the_slowest_worker_and_keeps_the_wait_apart():
-    from lmbench.runner import _combine_workers
+    from lmbench.run.runner import _combine_workers
 
     def worker(rank, without):  # the same synchronised leg on both; rank 1 computes faster alone
         legs = {"with_seconds": 1.0, "without_seconds": without, "share": 1.0 - without}

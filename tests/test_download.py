@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from lmbench import download as dl
+from lmbench.data import download as dl
 from lmbench.cli import main as cli_main
 
 

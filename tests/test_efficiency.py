@@ -1,7 +1,7 @@
 """Harness efficiency: where a suite's wall time went, from records of known timings."""
 from __future__ import annotations
 
-from lmbench.efficiency import breakdown, lines, section
+from lmbench.report.efficiency import breakdown, lines, section
 
 
 def timed_run(run_seconds, suite="s.toml", peak=None, status="ok"):

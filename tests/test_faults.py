@@ -24,7 +24,11 @@ from pathlib import Path
 
 import pytest
 
-from lmbench import checkpoint, env, runner
+from lmbench import env
+
+from lmbench.run import checkpoint
+
+from lmbench.run import runner
 from lmbench.runspec import run_spec
 from lmbench.cli import main as cli_main
 from lmbench.config import ConfigError, make_config
@@ -91,7 +95,7 @@ class Lmbench:
     def stdout(self) -> str:
         return self.out_path.read_text(errors="replace")
 
-    def worker(self, marker: str = "lmbench.worker", timeout: float = 120) -> int:
+    def worker(self, marker: str = "lmbench.run.worker", timeout: float = 120) -> int:
         def find():
             for pid in children(self.proc.pid):
                 with contextlib.suppress(OSError):
@@ -196,8 +200,8 @@ def test_kill_9_of_bench_ends_the_worker_and_removes_its_temp_dir(tmp_path):
 def test_kill_9_of_bench_mid_training_then_resume_trains_the_cell_once(tmp_path):
     """The issue's worst case: the orphan kept training while `--resume` trained the same
     checkpoint, and a wrong number was recorded ok."""
-    from lmbench.bench import checkpoint_for
-    from lmbench.suite import load_suite, spec_for
+    from lmbench.run.bench import checkpoint_for
+    from lmbench.run.suite import load_suite, spec_for
 
     suite = tmp_path / "s.toml"
     suite.write_text('[[matrix]]\nbackend = "torch"\npreset = "tiny"\nmode = "stream"\nepochs = 3\n'
@@ -244,7 +248,7 @@ def test_sigterm_during_the_gemm_peak_phase_of_bench(tmp_path):
     suite.write_text('[[matrix]]\nbackend = "torch"\npreset = "tiny"\nsteps = 3\nwarmup = 0\neval = "none"\n')
     run = Lmbench(tmp_path, "bench", "--suite", str(suite), "--device", "cpu",
                   "--results-dir", str(tmp_path / "results"))
-    peak = run.worker(marker="lmbench.peak")
+    peak = run.worker(marker="lmbench.run.peak")
     run.proc.send_signal(signal.SIGTERM)
     assert run.finish() == 128 + signal.SIGTERM
     assert "interrupted: 0 of 1 run(s) finished" in run.stderr and "--resume" in run.stderr
@@ -258,7 +262,7 @@ def test_kill_9_of_bench_during_the_gemm_peak_phase(tmp_path):
     suite.write_text('[[matrix]]\nbackend = "torch"\npreset = "tiny"\nsteps = 3\nwarmup = 0\neval = "none"\n')
     run = Lmbench(tmp_path, "bench", "--suite", str(suite), "--device", "cpu",
                   "--results-dir", str(tmp_path / "results"))
-    peak = run.worker(marker="lmbench.peak")
+    peak = run.worker(marker="lmbench.run.peak")
     time.sleep(1)  # the peak child has armed its lifeline
     os.kill(run.proc.pid, signal.SIGKILL)
     run.finish()
@@ -285,7 +289,7 @@ def test_a_worker_whose_parent_is_already_gone_exits_and_cleans_up(tmp_path):
     code = textwrap.dedent(f"""
         import os, sys, time
         os.environ["LMBENCH_PARENT_PID"] = "1" if os.getppid() != 1 else "2"  # not our parent
-        from lmbench.lifeline import die_with_parent
+        from lmbench.run.lifeline import die_with_parent
         die_with_parent({str(temp)!r})
         time.sleep(30)
         sys.exit(0)
@@ -300,7 +304,7 @@ def test_a_worker_whose_progress_pipe_closes_exits(tmp_path):
     read_fd, write_fd = os.pipe()
     code = textwrap.dedent(f"""
         import time
-        from lmbench.lifeline import die_with_parent
+        from lmbench.run.lifeline import die_with_parent
         die_with_parent({str(temp)!r}, {write_fd})
         time.sleep(30)
     """)
@@ -330,7 +334,7 @@ def test_a_locked_checkpoint_gives_a_clear_failed_record(tmp_path):
 
 def test_checkpoint_lock_is_released_with_its_process(tmp_path):
     ckpt = tmp_path / "c.ckpt"
-    holder = subprocess.Popen([sys.executable, "-c", "from lmbench import checkpoint; import time; "
+    holder = subprocess.Popen([sys.executable, "-c", "from lmbench.run import checkpoint; import time; "
                                f"checkpoint.lock({str(ckpt)!r}); print('held', flush=True); time.sleep(60)"],
                               cwd=REPO, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
@@ -364,7 +368,7 @@ def test_checkpoint_without_room_fails_before_the_run(tmp_path, tmpfs, capsys):
 def _append_under_fsize_limit(path: Path, extra: int, rec: dict) -> subprocess.CompletedProcess:
     code = textwrap.dedent(f"""
         import json, resource, signal, sys
-        from lmbench.runner import RecordWriteError, append_record
+        from lmbench.run.runner import RecordWriteError, append_record
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a short write instead of a kill
         size = {path.stat().st_size}
         resource.setrlimit(resource.RLIMIT_FSIZE, (size + {extra}, resource.RLIM_INFINITY))
@@ -511,8 +515,8 @@ def test_bench_results_dir_read_only_or_a_file_fails_before_any_cell(tmp_path, t
 
 
 def test_bench_refuses_to_overwrite_an_interrupted_training_without_resume(tmp_path, capsys):
-    from lmbench.bench import checkpoint_for
-    from lmbench.suite import load_suite, spec_for
+    from lmbench.run.bench import checkpoint_for
+    from lmbench.run.suite import load_suite, spec_for
 
     suite = tmp_path / "s.toml"
     suite.write_text('[[matrix]]\nbackend = "torch"\npreset = "tiny"\nepochs = 1\nepoch_batches = 3\n'
@@ -527,7 +531,7 @@ def test_bench_refuses_to_overwrite_an_interrupted_training_without_resume(tmp_p
 
 
 def test_bench_without_data_resolves_it_once_with_the_whole_hint(tmp_path, monkeypatch, capsys):
-    from lmbench import download
+    from lmbench.data import download
 
     monkeypatch.setenv("LMBENCH_DATA_DIR", str(tmp_path / "nodata"))
     monkeypatch.setenv("LMBENCH_PTB_MIRROR", str(tmp_path / "empty-mirror"))

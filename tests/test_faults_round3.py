@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from lmbench import runner
+from lmbench.run import runner
 from lmbench.config import ConfigError, make_config
 from lmbench.runspec import RunSpec, run_spec
-from lmbench.lifeline import OWNER_FILE, sweep_orphans
+from lmbench.run.lifeline import OWNER_FILE, sweep_orphans
 from test_faults import REPO, TINY_RUN, Lmbench, alive, fill, tmpfs, wait_for  # noqa: F401 (tmpfs: a fixture)
 
 
@@ -35,7 +35,7 @@ def _kill(pids) -> None:
 
 
 def _descendants(pid: int) -> list[int]:
-    from lmbench.launch import _descendants as found
+    from lmbench.run.launch import _descendants as found
 
     return found([pid])
 
@@ -52,7 +52,7 @@ def test_a_worker_whose_parent_died_before_it_opened_the_progress_fifo_exits(tmp
     os.mkfifo(fifo)
     parent = textwrap.dedent(f"""
         import os, signal, subprocess, sys
-        worker = subprocess.Popen([sys.executable, "-m", "lmbench.worker", {str(spec)!r}, {str(result)!r},
+        worker = subprocess.Popen([sys.executable, "-m", "lmbench.run.worker", {str(spec)!r}, {str(result)!r},
                                    {str(fifo)!r}], env={{**os.environ, "LMBENCH_PARENT_PID": str(os.getpid())}},
                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   start_new_session=True)
@@ -73,7 +73,7 @@ def test_a_progress_fifo_without_reader_does_not_block_the_open(tmp_path):
     temp.mkdir()
     os.mkfifo(temp / "progress")
     code = textwrap.dedent(f"""
-        from lmbench.lifeline import open_progress
+        from lmbench.run.lifeline import open_progress
         open_progress({str(temp / "progress")!r}, {str(temp)!r})
     """)
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, timeout=60)
@@ -85,7 +85,7 @@ def test_a_progress_fifo_with_a_reader_opens_blocking(tmp_path):
     os.mkfifo(fifo)
     read_fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
     try:
-        from lmbench.lifeline import open_progress
+        from lmbench.run.lifeline import open_progress
 
         fd = open_progress(fifo)
         assert os.get_blocking(fd)  # a full pipe slows the worker, it never drops a line
@@ -97,11 +97,11 @@ def test_a_progress_fifo_with_a_reader_opens_blocking(tmp_path):
 
 
 def test_a_launcher_dies_with_its_parent():
-    from lmbench.lifeline import preexec_die_with_parent
+    from lmbench.run.lifeline import preexec_die_with_parent
 
     parent = textwrap.dedent("""
         import os, signal, subprocess, sys
-        from lmbench.lifeline import preexec_die_with_parent
+        from lmbench.run.lifeline import preexec_die_with_parent
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
                                  preexec_fn=preexec_die_with_parent(), stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL, start_new_session=True)
@@ -207,8 +207,9 @@ def test_resume_outside_a_git_checkout_skips_what_this_lmbench_version_recorded(
     from records import record
 
     import lmbench
-    from lmbench import bench, env
-    from lmbench.suite import load_suite, spec_for
+    from lmbench import env
+    from lmbench.run import bench
+    from lmbench.run.suite import load_suite, spec_for
 
     suite = tmp_path / "s.toml"
     suite.write_text('[[matrix]]\nbackend = "torch"\npreset = "tiny"\nsteps = 3\nwarmup = 0\neval = "none"\n'
@@ -279,7 +280,7 @@ def _machine_results(tmp_path, bad: dict) -> Path:
     """A results dir as bench files it: one machine, five good runs and one bad record."""
     from records import record
 
-    from lmbench.peak import record_machine_key
+    from lmbench.run.peak import record_machine_key
 
     results = tmp_path / "results"
     path = results / record_machine_key(record()) / "runs.jsonl"
@@ -343,7 +344,7 @@ def test_history_on_a_full_disk_names_the_file_and_leaves_no_empty_file(tmp_path
 
 def test_peak_on_a_full_disk_names_the_file_and_leaves_no_empty_file(tmp_path, tmpfs, capsys):
     from lmbench.cli import main as cli_main
-    from lmbench.peak import peak_file
+    from lmbench.run.peak import peak_file
 
     results = tmpfs("64k")
     peak_file(results).parent.mkdir(parents=True)
@@ -403,7 +404,7 @@ def test_numbers_that_would_make_a_false_claim_are_refused_before_any_work(tmp_p
 
 
 def test_a_zero_peak_saved_by_an_older_lmbench_is_measured_again(tmp_path):
-    from lmbench.peak import missing_peaks, peak_file
+    from lmbench.run.peak import missing_peaks, peak_file
 
     peak_file(tmp_path).parent.mkdir(parents=True)
     peak_file(tmp_path).write_text(json.dumps({"torch": {"gflops": 0.0, "device": "cpu"}}))
@@ -414,7 +415,7 @@ def test_a_zero_peak_saved_by_an_older_lmbench_is_measured_again(tmp_path):
 
 HOLDER = textwrap.dedent("""
     import sys, time
-    from lmbench import timing_lock as busy
+    from lmbench.run import timing_lock as busy
     with busy.timing("lmbench bench --suite other"):
         print("timing", flush=True)
         time.sleep(120)
@@ -422,7 +423,7 @@ HOLDER = textwrap.dedent("""
 
 
 def test_another_lmbench_timing_is_seen_and_a_killed_one_is_not(tmp_path, monkeypatch):
-    from lmbench import timing_lock as busy
+    from lmbench.run import timing_lock as busy
 
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr("tempfile.tempdir", None)
@@ -445,7 +446,7 @@ def test_two_suites_started_in_the_same_second_write_two_files_and_warn(tmp_path
 
     from records import record
 
-    from lmbench import bench
+    from lmbench.run import bench
 
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr("tempfile.tempdir", None)
@@ -485,7 +486,7 @@ def test_two_suites_started_in_the_same_second_write_two_files_and_warn(tmp_path
     ({"epochs": 1, "warmup": 10}, None, 0, False),  # unknown until the data is read
 ])
 def test_timed_steps_problem_names_a_run_that_would_time_nothing(spec, batches, done, bad):
-    from lmbench.worker import timed_steps_problem
+    from lmbench.run.worker import timed_steps_problem
 
     try:  # an epoch_batches the warm-up covers is refused by RunSpec itself, before any work
         typed = RunSpec(backend="torch", config=make_config("tiny"), **spec)
@@ -520,7 +521,7 @@ def test_a_run_with_nothing_to_time_or_evaluate_fails_before_training(tmp_path, 
 def test_a_checkpoint_write_that_fails_keeps_the_previous_one_and_leaves_no_temp_file(tmp_path):
     import numpy as np
 
-    from lmbench import checkpoint
+    from lmbench.run import checkpoint
 
     path = tmp_path / "c.ckpt"
     meta = {"epoch": 1, "epoch_log": [], "wall_seconds": 1.0, "time_to_target_seconds": None, "config": {},
@@ -530,7 +531,7 @@ def test_a_checkpoint_write_that_fails_keeps_the_previous_one_and_leaves_no_temp
     code = textwrap.dedent(f"""
         import resource, signal, sys
         import numpy as np
-        from lmbench import checkpoint
+        from lmbench.run import checkpoint
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a short write instead of a kill (ulimit -f)
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
         try:
@@ -549,7 +550,7 @@ def test_a_checkpoint_write_that_fails_keeps_the_previous_one_and_leaves_no_temp
 def test_a_valid_archive_that_is_no_checkpoint_is_refused_naming_the_file(tmp_path):
     import numpy as np
 
-    from lmbench import checkpoint
+    from lmbench.run import checkpoint
 
     path = tmp_path / "c.ckpt"
     checkpoint.save(path, {"w": np.zeros(4, np.float32)}, {"config": {}})  # no epoch, no log
@@ -561,7 +562,7 @@ def test_a_valid_archive_that_is_no_checkpoint_is_refused_naming_the_file(tmp_pa
 # ---------------------------------------------------------------- 10. messages
 
 def test_only_the_worker_that_died_is_blamed_not_the_ones_lmbench_stopped(tmp_path):
-    from lmbench.launch import Job
+    from lmbench.run.launch import Job
 
     procs = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) for _ in range(2)]
     job = Job(procs, None)
@@ -575,7 +576,7 @@ def test_only_the_worker_that_died_is_blamed_not_the_ones_lmbench_stopped(tmp_pa
 @pytest.mark.parametrize("text", ["RuntimeError: can't allocate memory: you tried to allocate 1 bytes",
                                   "OSError: [Errno 12] Cannot allocate memory"])
 def test_allocation_failures_are_classed_oom(text):
-    from lmbench.worker import OOM_MESSAGES
+    from lmbench.run.worker import OOM_MESSAGES
 
     assert any(m in text.lower() for m in OOM_MESSAGES)
 
@@ -586,8 +587,8 @@ def test_kill_9_of_verify_ends_its_probe_and_removes_its_temp_dir(tmp_path):
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
     code = textwrap.dedent("""
-        from lmbench.probe import probe
-        from lmbench.verify import build_case
+        from lmbench.run.probe import probe
+        from lmbench.verify.verify import build_case
         cfg, weights, batches, script = build_case("tiny")
         probe("torch", ["packed"], cfg, weights, batches, script * 50)
     """)
@@ -599,7 +600,7 @@ def test_kill_9_of_verify_ends_its_probe_and_removes_its_temp_dir(tmp_path):
 
         for pid in children(parent.pid):
             with contextlib.suppress(OSError):
-                if "lmbench.probe" in Path(f"/proc/{pid}/cmdline").read_text():
+                if "lmbench.run.probe" in Path(f"/proc/{pid}/cmdline").read_text():
                     return pid
         return None
     child = wait_for(the_probe, 60, "the probe child")

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from lmbench import env
-from lmbench.bench import has_gpu
-from lmbench.suite import load_suite, suite_path
+from lmbench.run.bench import has_gpu
+from lmbench.run.suite import load_suite, suite_path
 from records import record
 
 REPO = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ import json
 from records import record
 
 from lmbench.cli import main as cli_main
-from lmbench.history import commit_order, history_section
+from lmbench.regress.history import commit_order, history_section
 
 
 def runs(words, commit, seed, **kw):

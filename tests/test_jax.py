@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from lmbench.probe import probe
-from lmbench.verify import PER_KIND, _unpack, build_case
+from lmbench.run.probe import probe
+from lmbench.verify.verify import PER_KIND, _unpack, build_case
 from lmbench.weights import shapes
 
 from equivalence import assert_not_trivial, assert_same_function
@@ -92,16 +92,16 @@ def test_train_step_applies_the_lr_it_is_given(runs):
 SLEEP = 0.2
 _TIMING = r"""
 import json, os, sys, time
-from lmbench.worker import set_thread_env
+from lmbench.run.worker import set_thread_env
 set_thread_env(1, "jax")  # as a worker does: the backend's THREAD_ENV, before the import
 import jax
 import lmbench.backends.jax as jb
 at_import = sorted(os.sched_getaffinity(0))  # narrowed by the import itself, no Backend built yet
 from lmbench.backend import BackendUnavailable
 from lmbench.config import make_config
-from lmbench.corpus import load_corpus, make_batches
+from lmbench.data.corpus import load_corpus, make_batches
 from lmbench.weights import init_weights
-from lmbench.worker import train_pass
+from lmbench.run.worker import train_pass
 
 SLEEP = float(sys.argv[2])
 cfg = make_config("tiny", mode="stream")

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 _PROBE = r"""
 import json, sys
 sys.path[:0] = sys.argv[1:]
-import lmbench, lmbench.suite as suite, lmbench.backend as backend
+import lmbench, lmbench.run.suite as suite, lmbench.backend as backend
 cells = suite.load_suite(suite.suite_path("default"))
 print(json.dumps({"lmbench": lmbench.__file__, "suite": str(suite.suite_path("default")),
                   "cells": len(cells), "backends": backend.available_backends(),

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from lmbench.config import make_config
-from lmbench.corpus import make_batches
-from lmbench.probe import probe
-from lmbench.runner import run_isolated
+from lmbench.data.corpus import make_batches
+from lmbench.run.probe import probe
+from lmbench.run.runner import run_isolated
 from lmbench.runspec import run_spec
-from lmbench.verify import PER_KIND, _unpack, build_case
+from lmbench.verify.verify import PER_KIND, _unpack, build_case
 from lmbench.weights import shapes
 
 from equivalence import assert_not_trivial, assert_same_function
@@ -142,7 +142,7 @@ _COUNT_WORK = r"""
 import json, sys
 import numpy as np
 from lmbench.config import make_config
-from lmbench.corpus import load_corpus, make_batches
+from lmbench.data.corpus import load_corpus, make_batches
 from lmbench.weights import init_weights
 from lmbench.backends.paddle import Backend
 

@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
-from lmbench import env, peak
+from lmbench import env
+
+from lmbench.run import peak
 from lmbench.cli import main as cli_main
 
 ZEN4 = {"vendor": "AuthenticAMD", "family": 25, "model": 17, "stepping": 1,
@@ -107,7 +109,7 @@ def test_no_ceiling_from_an_entry_above_its_recorded_theoretical_peak_or_without
 
 
 def test_peak_takes_the_gpu_scripts_interface(capsys):
-    if peak.cuda_device_facts() is not None or __import__("lmbench.bench").bench.has_gpu():
+    if peak.cuda_device_facts() is not None or __import__("lmbench.env").env.has_gpu():
         pytest.skip("a GPU is here: this checks the refusal on a CPU-only machine")
     assert cli_main(["peak", "--device", "cuda", "--precision", "bf16"]) == 2
     assert "--device cuda: this machine has no NVIDIA GPU" in capsys.readouterr().err

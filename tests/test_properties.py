@@ -12,14 +12,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lmbench import env, runner
+from lmbench import env
+
+from lmbench.run import runner
 from lmbench.runspec import run_spec
 from lmbench.backend import available_backends
 from lmbench.cli import main as cli_main
 from lmbench.config import ConfigError, make_config
 from lmbench.results import ResultsError, label, load_records
 from lmbench.runspec import record_identity
-from lmbench.suite import ALLOWED, SuiteError, load_suite
+from lmbench.run.suite import ALLOWED, SuiteError, load_suite
 from records import record
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

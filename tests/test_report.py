@@ -22,14 +22,16 @@ import html
 
 import numpy as np
 
-from lmbench import env, report_plots
+from lmbench import env
+
+from lmbench.report import plots as report_plots
 from lmbench.cli import main as cli_main
 from lmbench.report import build
-from lmbench.report_findings import padding_cost
-from lmbench.report_render import to_markdown
-from lmbench.report_table import device_ceiling, frame, headline
+from lmbench.report.findings import padding_cost
+from lmbench.report.render import to_markdown
+from lmbench.report.table import device_ceiling, frame, headline
 from lmbench.results import load_records
-from lmbench.runner import SCHEMA_VERSION
+from lmbench.run.runner import SCHEMA_VERSION
 
 EPOCHS = [{"epoch": 1, "lr": 1.0, "train_ppl": 300.0, "valid_ppl": 180.0, "wall_seconds": 60.0},
           {"epoch": 2, "lr": 1.0, "train_ppl": 160.0, "valid_ppl": 130.5, "wall_seconds": 120.0}]
@@ -485,8 +487,8 @@ def test_no_peak_is_said(tmp_path):
 
 def test_report_module_imports_no_framework():
     src = Path(__file__).resolve().parent.parent / "lmbench"
-    for mod in ("report", "report_table", "report_findings", "report_plots", "report_render", "compare", "bench",
-                "suite", "peak"):
+    for mod in ("report/__init__", "report/table", "report/findings", "report/plots", "report/render",
+                "regress/compare", "run/bench", "run/suite", "run/peak"):
         top = [line for line in (src / f"{mod}.py").read_text().splitlines() if line.startswith(("import", "from"))]
         assert not any(re.search(r"\b(torch|tensorflow|paddle)\b", line) for line in top), mod
 
@@ -526,12 +528,12 @@ def test_ab_sides_and_framework_versions_are_never_pooled():
     t = headline(frame(runs))
     assert sorted(zip(t.ab_side, t.runs, t.train_words_per_sec)) == [("A", 3, 1001), ("B", 3, 701)]
     # and A/B runs are no finding's material: sides are compared by `lmbench compare`/`ab`
-    from lmbench.report_findings import fastest
+    from lmbench.report.findings import fastest
     assert fastest(t) == []
 
 
 def test_a_winner_is_named_only_beyond_noise():
-    from lmbench.report_findings import fastest
+    from lmbench.report.findings import fastest
 
     def runs(backend, layout, words):
         return [dict(record(backend, layout, words_per_sec=w, seed=i), run_id=f"{backend}{i}")
@@ -598,7 +600,7 @@ def test_a_run_without_per_step_samples_shows_no_step_time_spread(tmp_path):
 
 
 def test_the_details_say_per_backend_layout_and_device_whether_the_lstm_ran_over_padding():
-    from lmbench.report_table import DETAILS, cells
+    from lmbench.report.table import DETAILS, cells
 
     packed = record("torch", "packed", seed=1)  # an older record: the backend's declaration answers
     padded = record("torch", "padded", seed=2)
@@ -614,7 +616,7 @@ def test_the_details_say_per_backend_layout_and_device_whether_the_lstm_ran_over
 
 
 def test_the_details_set_the_projected_first_epoch_beside_the_steady_state_words_per_second():
-    from lmbench.report_table import DETAILS, cells
+    from lmbench.report.table import DETAILS, cells
 
     jax = record("jax", "padded", words_per_sec=3000.0, seed=1)
     jax["metrics"]["first_epoch"] = {"tokens": 900_000, "seconds": 358.0, "words_per_sec": 2514.0}
@@ -628,7 +630,7 @@ def test_the_details_set_the_projected_first_epoch_beside_the_steady_state_words
 
 
 def test_the_noise_band_is_the_calibrated_one_where_lmbench_calibrate_measured_it():
-    from lmbench import noise
+    from lmbench.report import noise
 
     assert noise.spread_of([[100, 110, 120]]).value == pytest.approx(0.2)  # measured here: 120/100 - 1
     assert noise.spread_of([[100]]).value == noise.ASSUMED_SPREAD  # nothing repeated: assumed

@@ -9,7 +9,9 @@ import threading
 
 import pytest
 
-from lmbench import env, runner
+from lmbench import env
+
+from lmbench.run import runner
 from lmbench.runspec import run_spec
 from lmbench.cli import main as cli_main
 from lmbench.config import ConfigError, make_config
@@ -47,8 +49,8 @@ def test_worker_hang_is_killed_at_the_timeout(tmp_path):
 def test_missing_framework_is_a_failed_record(tmp_path):
     # the framework import fails exactly as it does where torch is not installed
     python = wrapper(tmp_path, "import sys, runpy\nsys.modules['torch'] = None\n"
-                               "sys.argv = ['worker'] + sys.argv[3:]  # drop '-m lmbench.worker'\n"
-                               "runpy.run_module('lmbench.worker', run_name='__main__')")
+                               "sys.argv = ['worker'] + sys.argv[3:]  # drop '-m lmbench.run.worker'\n"
+                               "runpy.run_module('lmbench.run.worker', run_name='__main__')")
     record = runner.run_isolated(tiny_spec(), python=python)
     assert record["status"] == "failed" and record["error_kind"] == "unavailable"
     assert "backend 'torch' cannot be imported" in record["error"]
@@ -101,7 +103,7 @@ def test_same_seed_gives_identical_losses(two_runs):
 
 
 def test_record_holds_what_the_issue_lists(two_runs, corpus):
-    from lmbench.corpus import make_batches
+    from lmbench.data.corpus import make_batches
 
     r = two_runs[1][0]
     for key in ("schema_version", "run_id", "utc_time", "git_commit", "git_dirty", "config", "backend",
@@ -164,7 +166,7 @@ def test_append_is_atomic_under_concurrency(tmp_path):
 
 
 def test_divergence_rule_and_perplexity_overflow():
-    from lmbench.worker import Diverged, _check, perplexity
+    from lmbench.run.worker import Diverged, _check, perplexity
 
     assert perplexity(2 * 9.21, 2) == pytest.approx(math.exp(9.21))
     assert perplexity(1e6, 10) == float("inf")  # exp(1e5) overflows: reported, not a crash

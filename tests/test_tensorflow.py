@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from lmbench.config import make_config
-from lmbench.corpus import make_batches
-from lmbench.probe import probe
-from lmbench.runner import run_isolated
+from lmbench.data.corpus import make_batches
+from lmbench.run.probe import probe
+from lmbench.run.runner import run_isolated
 from lmbench.runspec import run_spec
-from lmbench.verify import _unpack, build_case
+from lmbench.verify.verify import _unpack, build_case
 from lmbench.weights import comparable, shapes
 
 from equivalence import assert_not_trivial, assert_same_function

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from lmbench.backend import StepTimer
-from lmbench.corpus import Batch, shard_batches
-from lmbench.worker import evaluate, shape_warmup, train_pass
+from lmbench.data.corpus import Batch, shard_batches
+from lmbench.run.worker import evaluate, shape_warmup, train_pass
 
 STEP_SECONDS = 0.02
 
@@ -185,7 +185,7 @@ def test_evaluation_times_no_first_time_shape_and_keeps_the_cold_cost_apart():
 
 
 def test_a_framework_fastest_once_warm_can_take_longer_over_a_first_epoch():
-    from lmbench.worker import first_epoch_projection
+    from lmbench.run.worker import first_epoch_projection
 
     epoch = {"tokens": 900_000, "steps": 2_000, "cold_steps": 61}  # 61 steps meet a new shape
     # compiles per shape (~0.9 s each) but is faster once warm
@@ -205,7 +205,7 @@ def test_a_framework_fastest_once_warm_can_take_longer_over_a_first_epoch():
 
 
 def test_the_first_epoch_counts_every_step_where_any_worker_meets_a_new_shape():
-    from lmbench.worker import new_shape_steps
+    from lmbench.run.worker import new_shape_steps
 
     batches = [batch([3, 3]), batch([3, 3]), batch([3, 1]), batch([1, 3]), batch([3, 1])]
     # one worker sees (2, 3) only; two see (1, 3), then (1, 1) at step 2 and (1, 3)/(1, 1) swapped at 3

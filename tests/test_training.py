@@ -7,9 +7,9 @@ import signal
 import numpy as np
 import pytest
 
-from lmbench import checkpoint
+from lmbench.run import checkpoint
 from lmbench.config import make_config
-from lmbench.runner import run_isolated
+from lmbench.run.runner import run_isolated
 from lmbench.runspec import run_spec
 
 EPOCHS = dict(epochs=3, epoch_batches=6, eval="valid", eval_batches=2, warmup=1)

@@ -5,13 +5,15 @@ import copy
 
 import pytest
 
-from lmbench import env, runner
+from lmbench import env
+
+from lmbench.run import runner
 from lmbench.runspec import run_spec
-from lmbench.compare import compare_records
+from lmbench.regress.compare import compare_records
 from lmbench.config import ConfigError, make_config
 from lmbench.results import label, load_records, variant
 from lmbench.runspec import record_identity
-from lmbench.suite import SuiteError, load_suite, spec_for
+from lmbench.run.suite import SuiteError, load_suite, spec_for
 from records import record
 
 

@@ -26,11 +26,11 @@ import numpy as np
 import pytest
 
 from lmbench.config import make_config
-from lmbench.corpus import make_batches
-from lmbench.probe import SKIPPED, probe
-from lmbench.runner import run_isolated
+from lmbench.data.corpus import make_batches
+from lmbench.run.probe import SKIPPED, probe
+from lmbench.run.runner import run_isolated
 from lmbench.runspec import run_spec
-from lmbench.verify import TOLERANCES, _unpack, compare, differences
+from lmbench.verify.verify import TOLERANCES, _unpack, compare, differences
 from lmbench.weights import init_weights
 
 pytestmark = pytest.mark.slow

@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-from lmbench import env, runner
+from lmbench import env
+
+from lmbench.run import runner
 from lmbench.runspec import run_spec
 from lmbench.config import make_config
 
@@ -58,7 +60,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from lmbench.backends.torch import Backend
 from lmbench.config import make_config
-from lmbench.corpus import load_corpus, make_batches
+from lmbench.data.corpus import load_corpus, make_batches
 from lmbench.weights import init_weights
 
 class Ops(TorchDispatchMode):
@@ -120,7 +122,7 @@ def test_bf16_keeps_weights_gradients_and_loss_float32(bf16_ops):
 
 
 def test_verify_bf16_passes_against_eager_fp32(ptb_path):
-    from lmbench.verify_variants import verify_variant
+    from lmbench.verify.variants import verify_variant
 
     lines = []
     assert verify_variant(backends=["torch"], data_dir=ptb_path.parent, precision="bf16",

@@ -11,7 +11,7 @@ import pytest
 
 from lmbench.backend import BackendUnavailable, available_backends, backend_layouts
 from lmbench.cli import main as cli_main
-from lmbench.verify import FLOOR, compare, failed_checks, verify
+from lmbench.verify.verify import FLOOR, compare, failed_checks, verify
 
 MUTANTS_DIR = Path(__file__).parent / "mutants"
 # mutant module -> the check (and tensor) that must catch it

@@ -5,7 +5,7 @@ import pytest
 
 from lmbench import env
 from lmbench.backend import BackendUnavailable, backend_layouts, layout_env
-from lmbench.worker import set_thread_env
+from lmbench.run.worker import set_thread_env
 
 THREADS = env.cpu_count()
 
@@ -18,10 +18,10 @@ def layouts(backend: str) -> list[str]:
 
 def bench_train_step(benchmark, corpus, backend: str, layout: str) -> None:
     """One tiny-preset SGD step (loss read back, as a training loop that logs would)."""
-    set_thread_env(THREADS, backend)  # before the framework import, as lmbench.worker does
+    set_thread_env(THREADS, backend)  # before the framework import, as lmbench.run.worker does
     from lmbench.backend import load_backend
     from lmbench.config import make_config
-    from lmbench.corpus import make_batches
+    from lmbench.data.corpus import make_batches
     from lmbench.weights import init_weights
 
     try:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from lmbench.corpus import load_corpus, make_batches
+from lmbench.data.corpus import load_corpus, make_batches
 
 
 def test_tokenize_three_splits(benchmark, ptb_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from lmbench.backends.torch import LSTMLM, Backend as TorchBackend
-from lmbench.corpus import PAD_ID
+from lmbench.data.corpus import PAD_ID
 
 LAYOUTS = ("padded",)
 

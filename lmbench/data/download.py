@@ -5,7 +5,7 @@ streamed to a temporary file beside it and renamed on success, removed on failur
 """
 from __future__ import annotations
 
-from .errors import UserError
+from ..errors import UserError
 
 import hashlib
 import http.client
@@ -263,3 +263,17 @@ def download_ptb(data_dir=None, mirror: str | None = None, *, timeout: float = 3
         lines.append(HOW_TO_MIRROR)
         raise DownloadError("\n".join(lines))
     return out
+
+
+def cmd_download(a) -> int:
+    out = download_ptb(a.data_dir, a.mirror)
+    print(f"PTB verified in {out}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    d = sub.add_parser("download", help="download and verify Penn Treebank")
+    d.add_argument("--data-dir", default=None, help="cache directory (default: data/ or $LMBENCH_DATA_DIR)")
+    d.add_argument("--mirror", default=None, help="a directory or file://, http(s):// base URL tried first "
+                                                  "(default: $LMBENCH_PTB_MIRROR)")
+    d.set_defaults(func=cmd_download)

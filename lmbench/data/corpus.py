@@ -7,7 +7,7 @@ real tokens + `offsets`), so packed, padded and non-padded backends share one ob
 """
 from __future__ import annotations
 
-from .errors import UserError
+from ..errors import UserError
 
 from collections import Counter
 from dataclasses import dataclass, field
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import BATCHINGS, MODES, VOCAB_SIZE, ConfigError
+from ..config import BATCHINGS, MODES, VOCAB_SIZE, ConfigError
 
 EOS = "<eos>"
 # Padding in `targets` uses an id outside the 10,000 predicted classes, so a loss that

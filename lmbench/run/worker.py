@@ -1,12 +1,12 @@
 """The child process of one run: import one framework, train, evaluate, time it.
 
-Started by lmbench.runner as `python -m lmbench.worker SPEC.json RESULT.json PROGRESS`
-(PROGRESS: a FIFO; see lmbench.launch), once or, for a data-parallel run, once per worker.
+Started by lmbench.run.runner as `python -m lmbench.run.worker SPEC.json RESULT.json PROGRESS`
+(PROGRESS: a FIFO; see lmbench.run.launch), once or, for a data-parallel run, once per worker.
 It writes its metrics (or the error) to RESULT.json (with its rank in the name when it is one
 of several workers) and progress lines to PROGRESS; the parent turns that into the run record.
 
 Data-parallel runs (`workers` > 1): every worker makes the same global batches and trains on
-its shard of each (lmbench.corpus.shard); shape warm-up, timed steps and the all-reduce A/B
+its shard of each (lmbench.data.corpus.shard); shape warm-up, timed steps and the all-reduce A/B
 run the same steps on every worker, since each step is a collective (shape warm-up runs a
 global batch wherever any worker's shard has a shape new to that worker). Rank 0 alone reports
 progress and evaluates; the parent adds up the workers' throughput.
@@ -42,7 +42,7 @@ import traceback
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .runspec import RunSpec
+    from ..runspec import RunSpec
 
 LOG_EVERY = 100
 MAX_SAMPLES = 5000
@@ -100,13 +100,13 @@ def set_thread_env(threads: int, backend: str | None = None) -> None:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
     if backend is not None:
-        from .backend import thread_env
+        from ..backend import thread_env
 
         os.environ.update(thread_env(backend, threads))
 
 
 def resolve_device(requested: str, backend_cls) -> str:
-    from .backend import BackendUnavailable
+    from ..backend import BackendUnavailable
 
     if requested == "cpu":
         return "cpu"
@@ -164,7 +164,7 @@ def _cold_summary(first: list[float], again: list[float], new: list[bool]) -> di
 def new_shape_steps(batches, workers: int = 1, seen=None) -> list[list[bool]]:
     """For each global batch, per worker, whether its shard's shape is one that worker has
     not run before (`seen`: a set of shapes per worker, run already; updated in place)."""
-    from .corpus import shard_shapes
+    from ..data.corpus import shard_shapes
 
     seen = seen if seen is not None else [set() for _ in range(workers)]
     out = []
@@ -188,7 +188,7 @@ def shape_warmup(backend, batches, warmup: int, rank: int = 0, workers: int = 1,
     collective, so every worker must run the same warm-up steps: the global batches at
     which ANY worker meets a shard shape new to it (every worker can compute every shard's
     shape, corpus.shard_shapes). So each worker has run every shape it will time."""
-    from .corpus import shard
+    from ..data.corpus import shard
 
     seen = [set() for _ in range(workers)]
     new_shape_steps(batches[:warmup], workers, seen)
@@ -212,8 +212,8 @@ def train_pass(backend, batches, lr, warmup, progress, phase="train", step_offse
     """Run SGD over `batches`; the first `warmup` steps are untimed. Returns a dict, with
     the number of timed steps whose batch shape no earlier step had (`seen_shapes`: the
     shapes run before this pass)."""
-    from .corpus import padding_fraction
-    from .env import busy_entry, busy_snapshot
+    from ..data.corpus import padding_fraction
+    from ..env import busy_entry, busy_snapshot
 
     timer = backend.step_timer()
     seen = set(seen_shapes or ())
@@ -280,7 +280,7 @@ def allreduce_share(backend, batches) -> dict | None:
     Returns this worker's legs ({"with_seconds", "without_seconds", "share"}). Its own share
     counts as all-reduce the time it waits for a slower worker (the synchronised leg waits,
     the other does not), so the run's share is made from every worker's legs alike, each
-    leg's time being its slowest worker's (lmbench.runner._combine_workers)."""
+    leg's time being its slowest worker's (lmbench.run.runner._combine_workers)."""
     if backend.skip_gradient_sync() is None:
         return None
     sample = batches[:ALLREDUCE_AB_STEPS]
@@ -343,10 +343,10 @@ class Job:
     """What one worker of a run works with: its spec, backend, rank and the batches it makes."""
 
     def __init__(self, spec: RunSpec, progress: Progress, out: dict, whoami: dict):
-        from .backend import compile_scope, load_backend
-        from .corpus import load_corpus
-        from .download import download_ptb
-        from .weights import flops_per_token, init_weights, num_params
+        from ..backend import compile_scope, load_backend
+        from ..data.corpus import load_corpus
+        from ..data.download import download_ptb
+        from ..weights import flops_per_token, init_weights, num_params
 
         self.spec, self.cfg, self.progress = spec, spec.config, progress
         self.workers = spec.world  # of the whole job; spec.workers run on this machine
@@ -368,11 +368,11 @@ class Job:
             out["environment"]["compile_scope"] = compile_scope(spec.backend)
         # strong scaling splits the preset's batch over the workers, weak gives each worker one
         self.global_batch = self.cfg.batch_size * (self.workers if spec.scaling == "weak" else 1)
-        self.eval_warm = {"seen": set(), "first": [], "again": []}  # the eval shapes run (lmbench.worker.evaluate)
+        self.eval_warm = {"seen": set(), "first": [], "again": []}  # the eval shapes run (lmbench.run.worker.evaluate)
 
     def check_eval_splits(self) -> None:
         """Every split this worker evaluates makes at least one batch (else: NothingToTime)."""
-        from .corpus import CorpusError
+        from ..data.corpus import CorpusError
 
         for split in EVAL_SPLITS[self.spec.eval] if self.rank == 0 else ():
             try:
@@ -385,7 +385,7 @@ class Job:
                                     f"nothing to evaluate; use a smaller --batch-size, or --eval none")
 
     def batches(self, split: str, epoch: int, shuffle: bool = True):
-        from .corpus import make_batches
+        from ..data.corpus import make_batches
 
         c = self.cfg
         return make_batches(self.corpus[split], c.mode, self.global_batch, c.num_steps, c.batching, c.seed,
@@ -395,7 +395,7 @@ class Job:
 def run(spec: RunSpec, progress: Progress, out: dict, whoami: dict) -> dict:
     """Fill `out` with the run's metrics; what it holds survives a failure mid-run. Sets
     whoami["rank"] once this worker has joined its data-parallel job (0 when alone)."""
-    from .config import TARGET_PPL
+    from ..config import TARGET_PPL
 
     job = Job(spec, progress, out, whoami)
     job.check_eval_splits()  # before the training, not after it
@@ -492,7 +492,7 @@ def train_epochs(job: Job, out: dict, t_run: float) -> tuple[list[dict], float]:
 def train_steps(job: Job, out: dict) -> dict:
     """A timed window of spec.steps steps after spec.warmup untimed ones, every batch shape
     warmed up before it (shape_warmup); with data-parallel workers, this worker's shards."""
-    from .corpus import shard_batches
+    from ..data.corpus import shard_batches
 
     spec, backend, rank, workers, warmup = job.spec, job.backend, job.rank, job.workers, job.spec.warmup
     batches, epoch, dropped = [], 0, 0
@@ -533,7 +533,7 @@ def job_padded_positions(batches, workers: int) -> int:
     """Padded positions all workers' shards of `batches` hold. Fewer than the batches' own when
     workers > 1: corpus.shard trims each shard to its own longest row, so a shard of short
     rows carries less padding than the global batch had."""
-    from .corpus import shard_shapes
+    from ..data.corpus import shard_shapes
 
     return sum(b * t for batch in batches for b, t in shard_shapes(batch, workers))
 
@@ -610,7 +610,7 @@ def summarise(passes: list[dict], warmup: int, out: dict) -> None:
 
 @contextlib.contextmanager
 def _checkpoint_lock(path):
-    """One worker per checkpoint at a time (lmbench.checkpoint.lock); none without one."""
+    """One worker per checkpoint at a time (lmbench.run.checkpoint.lock); none without one."""
     if not path:
         yield
         return
@@ -629,19 +629,19 @@ def main(argv=None) -> int:
 
     temp_dir = os.path.dirname(os.path.abspath(spec_path))
     watch_pipe = die_with_parent(temp_dir)  # never outlive the parent: armed before anything can block
-    fd = open_progress(progress_path, temp_dir)  # the FIFO the parent reads (lmbench.launch)
+    fd = open_progress(progress_path, temp_dir)  # the FIFO the parent reads (lmbench.run.launch)
     watch_pipe(fd)
     with open(spec_path) as f:
         raw = json.load(f)  # RunSpec.to_dict() of the parent
     workers = raw["workers"] * raw["nodes"]
     # the thread budget before anything imports numpy (RunSpec's checks import lmbench.backend)
     set_thread_env(raw["threads"] // raw["workers"], raw["backend"])
-    from .runspec import RunSpec
+    from ..runspec import RunSpec
 
     spec = RunSpec.from_dict(raw)
     progress = Progress(fd)
     progress(phase="start", pid=os.getpid())
-    from .backend import BackendUnavailable, VariantSkipped, layout_env
+    from ..backend import BackendUnavailable, VariantSkipped, layout_env
     from .checkpoint import CheckpointError
     from .launch import result_path as rank_result_path
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .report_table import comparison_keys
-from .results import variant
-from .runspec import EAGER, RunSpec
+from ..backend import available_backends, compile_scope
+from .table import comparison_keys
+from ..results import variant
+from ..runspec import EAGER, RunSpec
 
 # a variant is compared with the eager fp32 run of its own identity (lmbench.runspec), the
 # variant aside: variant_base is that identity's text, the rest what the table shows of it
@@ -92,15 +93,15 @@ def variants_table(df: pd.DataFrame, records: list[dict]) -> list:
     hardware = {r.get("cpu_model"): r.get("bf16_hardware") for r in records if "bf16_hardware" in r}
     hw = "; ".join(f"{cpu}: {'has' if has else 'no'} bfloat16 hardware (avx512_bf16/amx_bf16)"
                    for cpu, has in sorted(hardware.items(), key=lambda kv: str(kv[0])))
+    scopes = "; ".join(f"{b}: {compile_scope(b)}" for b in available_backends() if compile_scope(b))
     note = ("Each variant against the eager float32 run of the same cell (same preset, batching, batch and "
             "length). First step: the untimed first step, where tracing and compiling happen; warm-up: all "
             "untimed warm-up steps; cold-shape extra: what a new batch shape costs the first time (a "
             "recompile, for a compiled step); steady step: the timed steps' median. Recompiles and graphs as "
             "the framework's compiler counted them. A compile variant names what was compiled, which differs by "
-            "framework (torch: the embedding and the head, Dynamo does not trace nn.LSTM; TensorFlow XLA: the "
-            "whole step; Paddle to_static: the whole model, clipping and update eager): compare such speedups "
-            "knowing the scope. Speedups compare runs in separate processes: on a shared "
-            "machine they are only as steady as the machine was (each record keeps its load average). "
+            f"framework ({scopes}): compare such speedups knowing the scope. Speedups compare runs in separate "
+            "processes: on a shared machine they are only as steady as the machine was (each record says how "
+            "busy it was). "
             + (f"CPU: {hw}; bf16 speed claims hold only where the CPU has it." if hw else ""))
     return [("h2", "Variants: compiled and reduced precision"), ("table", headers, rows, "sortable variants"),
             ("p", note)]

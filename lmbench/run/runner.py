@@ -22,10 +22,12 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import __version__, env, launch
-from .config import ConfigError
+from .. import __version__
+from .. import env
+from . import launch
+from ..config import ConfigError
 from .lifeline import owned_temp_dir
-from .runspec import EAGER, RunSpec, variant_label
+from ..runspec import EAGER, RunSpec, variant_label
 
 SCHEMA_VERSION = 1
 
@@ -90,7 +92,7 @@ def check_checkpoint(spec: RunSpec, overwrite: bool = False) -> None:
     never overwritten by a fresh run by accident."""
     if not spec.checkpoint:
         return
-    from .weights import num_params
+    from ..weights import num_params
 
     path = Path(spec.checkpoint)
     if path.exists() and not spec.resume and not overwrite:
@@ -159,8 +161,8 @@ def run_isolated(spec: RunSpec, timeout: float | None = None, on_progress=None,
         try:
             with open(stderr_path, "wb") as stderr:
                 # own session(s), killed with everything they started on a timeout; a worker
-                # ends itself if this process dies (lmbench.lifeline)
-                job = launch.start("lmbench.worker", [spec_path, result_path, fifo], spec.backend,
+                # ends itself if this process dies (lmbench.run.lifeline)
+                job = launch.start("lmbench.run.worker", [spec_path, result_path, fifo], spec.backend,
                                    workers, Path(tmp), stderr, python, nodes, node_rank, spec.rendezvous)
             try:
                 timed_out = _pump(job, read_fd, timeout, on_progress)

@@ -39,9 +39,9 @@ from collections import defaultdict
 from math import comb
 from pathlib import Path
 
-from . import env
-from .results import ResultsError, label, load_records
-from .runspec import record_identity
+from .. import env
+from ..results import ResultsError, label, load_records
+from ..runspec import record_identity
 
 ALPHA = 0.01
 MIN_RUNS = next(n for n in range(1, 20) if 1 / comb(2 * n, n) < ALPHA)  # 5

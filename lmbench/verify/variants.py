@@ -1,13 +1,13 @@
 """`lmbench verify --compile` / `--precision bf16|fp16`: each variant against its own eager fp32.
 
-Every layout of every backend plays lmbench.verify's script twice from the same weights
+Every layout of every backend plays lmbench.verify.verify's script twice from the same weights
 and batches: eager float32, and with the variant (each in its own process). The variant
-is compared with its eager twin by lmbench.verify's checks (loss, grad, trained_loss,
+is compared with its eager twin by lmbench.verify.verify's checks (loss, grad, trained_loss,
 trained_weights). A backend that declines the variant (VariantSkipped) is listed as
 skipped with its reason, neither a pass nor a failure.
 
 Tolerances
-- compile, fp32: lmbench.verify's own TOLERANCES -- a compiler may fuse and reorder
+- compile, fp32: lmbench.verify.verify's own TOLERANCES -- a compiler may fuse and reorder
   float32 arithmetic, which is rounding, the same kind of difference as between frameworks.
 - bf16 / fp16: REDUCED below. bfloat16 keeps 8 significant bits (relative rounding
   2^-9 = 2e-3 per value), so one step's loss and gradients differ from float32 by
@@ -19,10 +19,10 @@ Tolerances
 """
 from __future__ import annotations
 
-from .backend import available_backends, backend_layouts
-from .probe import SKIPPED, ProbeError, probe
+from ..backend import available_backends, backend_layouts
+from ..run.probe import SKIPPED, ProbeError, probe
 from .verify import TOLERANCES, _unpack, build_case, compare, failed_checks
-from .runspec import variant_label
+from ..runspec import variant_label
 
 # The worst relative difference to eager fp32 measured over every layout, batch and tensor by
 # `lmbench verify --precision bf16 --preset tiny` and `--preset small` on this project's CPU

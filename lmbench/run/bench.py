@@ -1,4 +1,4 @@
-"""`lmbench bench`: run a suite (see lmbench.suite) cell by cell, one child process per run.
+"""`lmbench bench`: run a suite (see lmbench.run.suite) cell by cell, one child process per run.
 
 Every finished run is appended to results/<machine>/<UTC time>-<commit>.jsonl at once, so
 Ctrl-C or a kill loses only the run in flight; --resume skips runs already recorded with
@@ -22,13 +22,15 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__, env, timing_lock
-from .env import has_gpu
-from .config import ConfigError
-from .results import ResultsError, load_records
+from .. import __version__
+from .. import env
+from . import timing_lock
+from ..env import has_gpu
+from ..config import ConfigError
+from ..results import ResultsError, load_records
 from .runner import (RecordWriteError, append_record, check_writable, interrupt_exit_status, run_isolated,
                      signals_as_interrupt)
-from .runspec import RunSpec
+from ..runspec import RunSpec
 from .suite import SuiteError, load_suite, spec_for, suite_path
 
 __all__ = ["SuiteError", "has_gpu", "load_suite", "plan", "run_suite", "suite_path"]
@@ -86,7 +88,7 @@ def _preflight(todo, machine_dir: Path, results_file: Path, resume: bool, data_d
     """Everything a suite needs, checked before the first cell instead of after it: a
     writable results dir, no stale training checkpoint overwritten without --resume, and
     the data, resolved once (offline, every cell would otherwise retry the download)."""
-    from .download import download_ptb
+    from ..data.download import download_ptb
 
     try:
         check_writable(results_file, "--results-dir")
@@ -180,13 +182,13 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
                                         f"{event['words_per_sec']:,.0f} words/s")
             # how busy the machine was is measured by the worker around the timed window itself
             # (metrics["busy"], lmbench.env.busy_entry); another lmbench timing at the same
-            # time is warned about here (lmbench.timing_lock)
+            # time is warned about here (lmbench.run.timing_lock)
             before = timing_lock.warning()
             timeout = cell.get("timeout")
             capped = left is not None and (timeout is None or left < timeout)  # the deadline comes first
             t_run = time.perf_counter()
             record = run_isolated(spec, timeout=left if capped else timeout, on_progress=progress)
-            # the bench's clock around the run (lmbench.efficiency); the peak on the first run's record
+            # the bench's clock around the run (lmbench.report.efficiency); the peak on the first run's record
             record["bench"] = {"run_seconds": round(time.perf_counter() - t_run, 3)}
             if peak_seconds is not None:
                 record["bench"]["peak_seconds"], peak_seconds = round(peak_seconds, 3), None
@@ -232,12 +234,12 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
         stop.__exit__(None, None, None)
     suite_seconds = time.perf_counter() - t_suite
     if recorded:
-        from .efficiency import breakdown, lines
+        from ..report.efficiency import breakdown, lines
 
         for line in lines(next(iter(breakdown(recorded).values())), suite_seconds):
             say(line)
     if report and results_file.exists():
-        from .report import write_report
+        from ..report import write_report
 
         paths = write_report(sorted(sources | {results_file}), Path(results_dir) / "report", warn=say)
         say(f"report: {', '.join(map(str, paths))}")

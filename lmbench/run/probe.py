@@ -37,10 +37,10 @@ def probe(backend: str, layouts, cfg, weights: dict, batches: list, script: list
     (compile=..., precision=...: the backend's run settings).
 
     With `workers` > 1, one layout, as a data-parallel job started the way `lmbench run
-    --workers` starts one (lmbench.launch): every worker plays the script on its shard of
-    each batch (lmbench.corpus.shard), `threads` threads each; returns one result list per
+    --workers` starts one (lmbench.run.launch): every worker plays the script on its shard of
+    each batch (lmbench.data.corpus.shard), `threads` threads each; returns one result list per
     rank ("loss_and_grads" and "eval" are single-process steps: not allowed)."""
-    from .backend import layout_env
+    from ..backend import layout_env
 
     if workers > 1:
         return _probe_workers(backend, layouts, cfg, weights, batches, script, device, threads, timeout, workers)
@@ -60,7 +60,7 @@ def probe(backend: str, layouts, cfg, weights: dict, batches: list, script: list
             pickle.dump(dict(backend=backend, layouts=layouts, config=cfg.to_dict(), weights=weights,
                              batches=batches, script=script, device=device, threads=threads,
                              options=options or {}), f)
-        proc = subprocess.run([sys.executable, "-m", "lmbench.probe", str(src), str(dst)],
+        proc = subprocess.run([sys.executable, "-m", "lmbench.run.probe", str(src), str(dst)],
                               capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
         if proc.returncode != 0 or not dst.exists():
@@ -83,7 +83,7 @@ def _probe_workers(backend, layout, cfg, weights, batches, script, device, threa
                              batches=batches, script=script, device=device, threads=threads,
                              workers=workers), f)
         with open(output, "wb") as out:
-            job = launch.start("lmbench.probe", [src, dst], backend, workers, Path(tmp), out)
+            job = launch.start("lmbench.run.probe", [src, dst], backend, workers, Path(tmp), out)
         deadline = time.monotonic() + timeout
         try:
             while not job.poll():
@@ -116,11 +116,11 @@ def _main(src: str, dst: str) -> None:
     with open(src, "rb") as f:
         job = pickle.load(f)
     set_thread_env(job["threads"], job["backend"])
-    from .backend import VariantSkipped, layout_env, load_backend
+    from ..backend import VariantSkipped, layout_env, load_backend
 
     os.environ.update(layout_env(job["backend"], job["layouts"][0]))
-    from .config import Config
-    from .corpus import shard
+    from ..config import Config
+    from ..data.corpus import shard
     from .launch import result_path
 
     cfg = Config(**job["config"])

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import noise
-from .runspec import EAGER
+from ..runspec import EAGER
 
 PPL_AGREE = 0.02  # relative spread of validation perplexity still called agreement
 
@@ -38,8 +38,8 @@ def plain(t: pd.DataFrame) -> pd.DataFrame:
 
 
 def spread(t: pd.DataFrame) -> noise.Spread:
-    """The noise band of these runs' machine (lmbench.noise.spread_of)."""
-    from .compare import calibration_for
+    """The noise band of these runs' machine (lmbench.report.noise.spread_of)."""
+    from ..regress.compare import calibration_for
 
     machines = set(t.machine) if "machine" in t else set()
     cal = calibration_for(next(iter(machines))) if len(machines) == 1 else None

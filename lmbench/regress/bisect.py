@@ -4,7 +4,7 @@ What `asv find` and TorchBench's bisector do, with `lmbench ab`'s comparison at 
 the commits between GOOD and BAD (`git rev-list --ancestry-path GOOD..BAD`, oldest first)
 are searched by halving. A step checks a commit out in a temporary `git worktree` and
 runs an interleaved A/B of the suite's cells against GOOD (A = GOOD, B = the commit, A B
-then B A, ..., every run its own process on the side's code: lmbench.ab's machinery); the
+then B A, ..., every run its own process on the side's code: lmbench.regress.ab's machinery); the
 verdict is `lmbench compare`'s rule, and a regression (or a cell that fails at the
 commit) marks the commit bad, anything else good. BAD itself is tested first: if it is
 not slower than GOOD there is nothing to find. Each step's records go to
@@ -22,11 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import env
+from .. import env
 from .ab import REPO, RULE, Side, Worktree, _recorded, _run_and_compare, import_root, plan
 from .compare import MIN_RUNS, add_threshold_args
-from .results import ResultsError
-from .suite import SuiteError, load_suite, suite_path
+from ..results import ResultsError
+from ..run.suite import SuiteError, load_suite, suite_path
 
 
 def commits_between(good: str, bad: str, repo: Path = REPO) -> list[str]:

@@ -2,7 +2,7 @@
 
 The compute ceiling of a roofline, measured the way rooflines are: a large square GEMM
 in the framework itself (each framework in its own child process, `python -m
-lmbench.peak --child NAME`, with the same thread budget as a run), best of several
+lmbench.run.peak --child NAME`, with the same thread budget as a run), best of several
 repetitions after a warm-up. --precision fp32 (default) is true float32 (TF32 off on a
 GPU, in every backend's gemm()); --precision bf16 measures the bfloat16 ceiling that a
 bf16 run's utilisation divides by (ceiling_for). Saved in results/<machine>/peak.json:
@@ -29,9 +29,9 @@ import sys
 import time
 from pathlib import Path
 
-from . import env
-from .files import write_atomic
-from .backend import available_backends
+from .. import env
+from ..files import write_atomic
+from ..backend import available_backends
 
 # Best of 10 after a warm-up: the best of more repetitions is less sensitive to another
 # tenant's bursts on a shared machine, and a 2048^2 GEMM costs well under a second.
@@ -45,7 +45,7 @@ PRECISIONS = ("fp32", "bf16")
 def measure(framework: str, n: int | None, reps: int, device: str = "auto", precision: str = "fp32") -> dict:
     """GFLOP/s of an n x n GEMM (2 n^3 FLOPs) in `precision`, best of `reps` after one warm-up.
     The GEMM itself is the backend module's `gemm(n, device, precision)`: one module per framework."""
-    from .backend import load_backend
+    from ..backend import load_backend
 
     backend_cls = load_backend(framework)
     dev = "cuda" if device != "cpu" and backend_cls.cuda_available() else "cpu"
@@ -230,7 +230,7 @@ def peak_for(record: dict, search: list[Path]) -> float | None:
 
 
 def cmd_peak(a) -> int:
-    from .errors import UserError as Fail
+    from ..errors import UserError as Fail
 
     for name, value in (("--reps", a.reps), ("--size", a.size), ("--threads", a.threads)):
         if value is not None and value < 1:
@@ -239,7 +239,7 @@ def cmd_peak(a) -> int:
     if bad:
         raise Fail(f"unknown framework(s) {', '.join(bad)}: allowed: {', '.join(available_backends())}")
     if a.device == "cuda":
-        from .env import has_gpu
+        from ..env import has_gpu
 
         if not has_gpu():
             raise Fail("--device cuda: this machine has no NVIDIA GPU; use --device cpu or auto")
@@ -255,7 +255,7 @@ def measure_peaks(frameworks, results_dir="results", device="auto", threads=None
     threads, reps = threads or env.cpu_count(), reps or REPS
     status = 0
     for fw in frameworks:
-        cmd = [sys.executable, "-m", "lmbench.peak", "--child", fw, "--reps", str(reps), "--threads", str(threads),
+        cmd = [sys.executable, "-m", "lmbench.run.peak", "--child", fw, "--reps", str(reps), "--threads", str(threads),
                "--device", device, "--precision", precision] + (["--size", str(size)] if size else [])
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT)
@@ -316,7 +316,7 @@ def add_parser(sub) -> None:
 
 
 def _child(argv) -> None:
-    p = argparse.ArgumentParser(prog="python -m lmbench.peak")
+    p = argparse.ArgumentParser(prog="python -m lmbench.run.peak")
     p.add_argument("--child", required=True, choices=available_backends())
     p.add_argument("--size", type=int, default=None)
     p.add_argument("--reps", type=int, default=REPS)

@@ -20,10 +20,10 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from . import env
+from .. import env
 from .compare import MIN_RUNS, _key, calibration_for, throughput_verdict
-from .files import write_atomic
-from .results import ResultsError, label, load_records
+from ..files import write_atomic
+from ..results import ResultsError, label, load_records
 
 MAX_SLOWDOWN = 0.10
 

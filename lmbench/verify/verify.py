@@ -45,12 +45,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import available_backends, backend_layouts
-from .config import ConfigError, make_config
-from .corpus import load_corpus, make_batches
-from .download import download_ptb
-from .probe import ProbeError, probe
-from .weights import comparable, init_weights, num_params
+from ..backend import available_backends, backend_layouts
+from ..config import ConfigError, make_config
+from ..data.corpus import load_corpus, make_batches
+from ..data.download import download_ptb
+from ..run.probe import ProbeError, probe
+from ..weights import comparable, init_weights, num_params
 
 TOLERANCES = {"loss": 1e-5, "grad": 1e-4, "trained_loss": 1e-4, "trained_weights": 1e-3}
 FLOOR = 1e-7  # per-tensor scales below FLOOR x the total (all tensors) count as that
@@ -144,14 +144,14 @@ def verify(preset="tiny", device="cpu", backends=None, steps=3, data_dir=None, w
     the reference's only) and each backend's other layouts with its native one. A backend
     may be a path to a backend module (the tests' deliberately broken copies). (A variant,
     where every layout of every backend runs compiled or in reduced precision and is compared with its own
-    eager float32 run instead: lmbench.verify_variants.verify_variant.)
+    eager float32 run instead: lmbench.verify.variants.verify_variant.)
 
     With `cpu_reference` (a backend), that backend's native layout also runs on the CPU,
     labelled "<backend>@cpu", and every backend's native layout on `device` is compared with
     it: float32 on the GPU against float32 on the CPU. GPU frameworks that agree with each
     other can still share an error (TF32 left on in both, say); this shows it."""
     if compile or precision != "fp32":
-        raise ValueError("verify() checks eager float32; a variant is lmbench.verify_variants.verify_variant's")
+        raise ValueError("verify() checks eager float32; a variant is lmbench.verify.variants.verify_variant's")
     if cpu_reference:
         backend_layouts(cpu_reference)  # an unknown backend fails here, before any work
     cfg, weights, batches, script = build_case(preset, data_dir, steps=steps)
@@ -224,7 +224,7 @@ def verify_workers(workers=2, preset="tiny", device="cpu", backends=None, steps=
     each worker's gradient before the all-reduce, a loss scaled by the local instead of the
     global batch, workers given overlapping or missing rows -- move the weights by far more
     than the tolerance (tests/test_distributed.py injects them)."""
-    from .backend import data_parallel
+    from ..backend import data_parallel
 
     cfg, weights, batches, script = build_case(preset, data_dir, steps=steps, batch_size=batch_size)
     script = [s for s in script if s[0] in ("reset", "train_step", "weights")]
@@ -268,3 +268,64 @@ def verify_workers(workers=2, preset="tiny", device="cpu", backends=None, steps=
 def _unpack_training(results: list) -> dict:
     return {"trained_losses": np.array([r for r in results if isinstance(r, float)]),
             "weights": comparable(results[-1])}
+
+
+def cmd_verify(a) -> int:
+    if a.workers < 1:
+        raise ConfigError(f"invalid workers={a.workers}: must be a positive integer")
+    if a.workers > 1:
+        if a.compile or a.precision != "fp32":
+            raise ConfigError("verify --workers checks data-parallel training in eager fp32: give --workers "
+                              "or --compile/--precision, not both")
+        code = verify_workers(a.workers, preset=a.preset, device=a.device, backends=a.backends,
+                              steps=a.steps, data_dir=a.data_dir)
+    elif a.compile or a.precision != "fp32":  # each layout against its own eager float32 run
+        from .variants import verify_variant
+
+        code = verify_variant(a.preset, a.device, a.backends, a.steps, a.data_dir, compile=a.compile,
+                              precision=a.precision)
+    else:
+        if a.cpu_reference and (a.compile or a.precision != "fp32"):
+            raise ConfigError("verify --cpu-reference compares eager float32 on --device with float32 on the "
+                              "CPU: give --cpu-reference or --compile/--precision, not both")
+        code = verify(preset=a.preset, device=a.device, backends=a.backends, steps=a.steps,
+                      data_dir=a.data_dir, weights_out=a.save_weights, cpu_reference=a.cpu_reference)
+    if a.out:  # the verdict the report shows next to results it finds it beside
+        import datetime as dt
+        import json
+        from pathlib import Path
+
+        from .. import env
+        from ..files import write_atomic
+
+        out = Path(a.out)
+        write_atomic(out, json.dumps({
+            "verdict": "PASS" if code == 0 else "FAIL", "preset": a.preset, "device": a.device,
+            "workers": a.workers, "compile": a.compile, "precision": a.precision,
+            "cpu_reference": a.cpu_reference,
+            "backends": a.backends or "all", "git_commit": env.git_state()[0],
+            "utc_time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}) + "\n")
+        print(f"verdict written to {out}")
+    return code
+
+
+def add_parser(sub) -> None:
+    from ..config import PRESETS
+    from ..runspec import add_run_args
+
+    v = sub.add_parser("verify", help="prove the backends compute the same function")
+    v.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
+    v.add_argument("--device", default="cpu", help="auto | cpu | cuda")
+    v.add_argument("--backends", nargs="*", default=None, help="default: every backend")
+    v.add_argument("--steps", type=int, default=3, help="SGD steps before comparing weights")
+    v.add_argument("--data-dir", default=None)
+    add_run_args(v, only=("compile", "precision"))
+    v.add_argument("--save-weights", default=None, help="keep the shared initial weights (.npz) here")
+    v.add_argument("--cpu-reference", default=None, metavar="BACKEND",
+                   help="also run BACKEND's native layout on the CPU and compare every backend on --device "
+                        "with it (float32 on the GPU against float32 on the CPU)")
+    v.add_argument("--workers", type=int, default=1, help="N > 1: N data-parallel workers on each framework's "
+                   "engine against one process (every backend that declares DATA_PARALLEL)")
+    v.add_argument("--out", default=None, help="write the verdict as JSON here (e.g. results/<machine>/verify.json: "
+                                               "the report shows it)")
+    v.set_defaults(func=cmd_verify)

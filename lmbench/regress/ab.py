@@ -30,11 +30,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from . import env
+from .. import env
 from .compare import RULE, add_threshold_args, compare_records, print_table, write_summary
-from .results import ResultsError, label, load_records
-from .runner import SCHEMA_VERSION, append_record
-from .suite import SuiteError, load_suite, spec_for, suite_path
+from ..results import ResultsError, label, load_records
+from ..run.runner import SCHEMA_VERSION, append_record
+from ..run.suite import SuiteError, load_suite, spec_for, suite_path
 
 REPO = Path(__file__).resolve().parent.parent
 

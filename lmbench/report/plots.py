@@ -66,8 +66,8 @@ def _image(fig) -> bytes:
 def _main_slice(t: pd.DataFrame) -> pd.DataFrame:
     """Eager float32 single-worker cells of the most common machine, preset, batch size,
     length and thread count: bars set side by side only runs alike in all but framework,
-    layout and batching (lmbench.report_findings.plain)."""
-    from .report_findings import plain
+    layout and batching (lmbench.report.findings.plain)."""
+    from .findings import plain
 
     t = plain(t)
     for column in ("machine", "preset", "batch_size", "length", "threads"):
@@ -150,7 +150,7 @@ def padding(t: pd.DataFrame, plt) -> tuple[str, bytes] | None:
 def by_size(df: pd.DataFrame, column: str, name: str, plt) -> tuple[str, bytes] | None:
     """Throughput vs batch size or hidden size: one line per cell that differs in that
     column only (same preset, or same batch size for hidden sizes), where it has 2+ values."""
-    from .report_findings import plain
+    from .findings import plain
 
     df = plain(df)
     fixed = ["backend", "layout", "batching", "mode", "preset" if column == "batch_size" else "batch_size"]

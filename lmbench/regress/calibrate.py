@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import env
+from .. import env
 from .compare import CALIBRATION_FILE, MIN_RUNS, _key, _percent, busy_of, spread, throughput_verdict
-from .results import ResultsError, label, load_records
+from ..results import ResultsError, label, load_records
 
 SLOWDOWNS = (0.10, 0.15, 0.25)
 

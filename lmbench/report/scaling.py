@@ -9,7 +9,7 @@ Equal work: N workers need not do the work 1 worker does. corpus.shard trims eac
 its own longest row, so a layout whose LSTM runs over padded positions computes fewer of
 them with N workers (0.91x with 2, 0.81x with 4 on the small preset's random batches).
 The work ratio = the LSTM's positions per real token with N workers / with 1 (records'
-metrics["work"], lmbench.worker.lstm_work), and the equal-work efficiency = efficiency x
+metrics["work"], lmbench.run.worker.lstm_work), and the equal-work efficiency = efficiency x
 work ratio: the scaling of positions computed per second rather than of words per second.
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
-from .report_plots import FORMAT, WIDTH, _image, _legend_below, _style, colour
-from .runspec import RunSpec, identity_text, record_identity
+from .plots import FORMAT, WIDTH, _image, _legend_below, _style, colour
+from ..runspec import RunSpec, identity_text, record_identity
 
 
 def _cell(r: dict) -> tuple:

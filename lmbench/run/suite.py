@@ -15,16 +15,16 @@ allowed, raised before any cell runs. Loading imports no framework.
 """
 from __future__ import annotations
 
-from .errors import UserError
+from ..errors import UserError
 
 import difflib
 import itertools
 from pathlib import Path
 
-from .backend import available_backends, backend_layouts
-from .config import ConfigError
+from ..backend import available_backends, backend_layouts
+from ..config import ConfigError
 from .runner import check_timeout
-from .runspec import NATIVE, SUITE_FIELDS, SUITE_ONLY, RunSpec, make_spec
+from ..runspec import NATIVE, SUITE_FIELDS, SUITE_ONLY, RunSpec, make_spec
 
 try:
     import tomllib
@@ -35,7 +35,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 def suites_dir() -> Path:
     """suites/, installed as the package lmbench.suites (editable or not)."""
-    from . import suites
+    from .. import suites
 
     return Path(next(iter(suites.__path__)))
 

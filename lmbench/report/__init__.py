@@ -1,12 +1,12 @@
 """`lmbench report`: run records -> report.md and a self-contained report.html.
 
 What a reader needs first comes first: findings computed from the data
-(lmbench/report_findings.py), then per preset and mode a headline table with human
-headers and units (lmbench/report_table.py; sortable in the HTML), the details in a
-collapsible section, plots in one style (lmbench/report_plots.py), perplexity against
+(lmbench/report/findings.py), then per preset and mode a headline table with human
+headers and units (lmbench/report/table.py; sortable in the HTML), the details in a
+collapsible section, plots in one style (lmbench/report/plots.py), perplexity against
 the published figures, history over commits where the results hold it, the environment,
 and the runs that failed or were skipped. Both files come from the same blocks
-(lmbench/report_render.py).
+(lmbench/report/render.py).
 """
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 
 from .efficiency import section as efficiency_section
-from .report_findings import findings, verify_verdicts
-from .report_plots import FORMAT, plots
-from .report_render import to_html, to_markdown
-from .report_scaling import section as scaling_section
-from .report_variants import variants_table
-from .report_table import DETAILS, HEADLINE, PUBLISHED, cells, frame, headline
-from .results import ResultsError, label, load_records
+from .findings import findings as findings_of, verify_verdicts
+from .plots import FORMAT, plots as plots_of
+from .render import to_html, to_markdown
+from .scaling import section as scaling_section
+from .variants import variants_table
+from .table import DETAILS, HEADLINE, PUBLISHED, cells, frame, headline
+from ..results import ResultsError, label, load_records
 
 
 def environment(records: list[dict]) -> list[str]:
@@ -92,9 +92,9 @@ def _utilisation_note(df: pd.DataFrame) -> str:
 
 
 def _history(paths: list[Path], out_dir: Path) -> list:
-    """The history over commits (lmbench.history) for a results directory given to the report."""
+    """The history over commits (lmbench.regress.history) for a results directory given to the report."""
     try:
-        from .history import history_section
+        from ..regress.history import history_section
     except ImportError:  # history is optional: a report without it is still a report
         return []
     blocks = []
@@ -133,7 +133,7 @@ def build(records: list[dict], paths: list[Path], out_dir: Path) -> tuple[list, 
     counts = ", ".join([f"{statuses.get('ok', 0)} ok", f"{statuses.get('failed', 0)} failed"]
                        + [f"{n} {s}" for s, n in sorted(statuses.items()) if s not in ("ok", "failed")])
     blocks = [("h2", "Findings"),
-              ("ul", findings(df, t, records, verify_verdicts(paths), label), "findings"),
+              ("ul", findings_of(df, t, records, verify_verdicts(paths), label), "findings"),
               ("p", f"{len(records)} run(s): {counts}. Generated from the records; words/s count real target "
                     f"tokens only (never padding).")]
     files = {}
@@ -163,7 +163,7 @@ def build(records: list[dict], paths: list[Path], out_dir: Path) -> tuple[list, 
                               "not measured).")]))
         blocks += variants_table(df, records)
         blocks += _published(df)
-        made = plots(df, t)
+        made = plots_of(df, t)
         if made:
             blocks.append(("h2", "Plots"))
             for name, (caption, image) in made.items():

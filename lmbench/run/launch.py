@@ -1,21 +1,21 @@
 """Starting the processes of a run: one worker, or N through the framework's own launcher.
 
-Every run, single-process or data-parallel, is `python -m lmbench.worker SPEC RESULT PROGRESS`
-(`lmbench verify` starts `lmbench.probe` the same way). PROGRESS is a FIFO in the run's temp
+Every run, single-process or data-parallel, is `python -m lmbench.run.worker SPEC RESULT PROGRESS`
+(`lmbench verify` starts `lmbench.run.probe` the same way). PROGRESS is a FIFO in the run's temp
 dir: each worker writes its progress lines to it (one write each, atomic below PIPE_BUF) and
-ends itself when the parent's reading end closes (lmbench.lifeline). A FIFO, not an inherited
+ends itself when the parent's reading end closes (lmbench.run.lifeline). A FIFO, not an inherited
 descriptor, because launchers do not pass descriptors on to the workers they start. With N
 workers each rank writes RESULT with its rank in the name (`result_path`).
 
 How N workers start is the backend module's DATA_PARALLEL["launcher"], the argv after the
-Python executable, to which "lmbench.worker ARGS" is appended (for several machines,
+Python executable, to which "lmbench.run.worker ARGS" is appended (for several machines,
 DATA_PARALLEL["launcher_nodes"], run on each with its machine rank and machine 0's address):
 
-    lmbench ── python -m torch.distributed.run --nproc-per-node=2 -m ─┬─ rank 0: lmbench.worker
-      (own session)                                                    └─ rank 1: lmbench.worker
+    lmbench ── python -m torch.distributed.run --nproc-per-node=2 -m ─┬─ rank 0: lmbench.run.worker
+      (own session)                                                    └─ rank 1: lmbench.run.worker
 
 Launchers start workers in sessions of their own and stop the others when one fails. A
-launcher dies with this process (PR_SET_PDEATHSIG, lmbench.lifeline.preexec_die_with_parent),
+launcher dies with this process (PR_SET_PDEATHSIG, lmbench.run.lifeline.preexec_die_with_parent),
 and its workers with it. A
 backend without a launcher (None: TensorFlow has none) gets its N processes from here,
 each told its rank, the number of workers and a free localhost port per worker
@@ -30,7 +30,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .backend import data_parallel
+from ..backend import data_parallel
 from .lifeline import PARENT_PID_ENV, preexec_die_with_parent
 
 RANK_ENV, WORKERS_ENV, PORTS_ENV = "LMBENCH_RANK", "LMBENCH_WORKERS", "LMBENCH_PORTS"

@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .backend import available_backends, backend_layouts, computes_padding
-from .env import record_machine_key
-from .peak import ceiling_for, find_peaks
-from .results import variant
-from .runspec import EAGER, PRECISIONS, RunSpec, identity_text, record_identity, where
+from ..backend import available_backends, backend_layouts, computes_padding
+from ..env import record_machine_key
+from ..run.peak import ceiling_for, find_peaks
+from ..results import variant
+from ..runspec import EAGER, PRECISIONS, RunSpec, identity_text, record_identity, where
 
 PUBLISHED = {"small": (120.7, 114.5), "medium": (86.2, 82.7), "large": (82.2, 78.4)}  # Zaremba 2014
 
@@ -45,7 +45,7 @@ def native_layout(backend: str) -> str | None:
 
 def device_ceiling(peaks: dict, device: str | None, precision: str = "fp32") -> tuple[float, str] | tuple[None, None]:
     """(GFLOP/s, framework) of the best GEMM in `precision` any framework reached on `device`
-    (lmbench.peak.ceiling_for: a bf16 run by the bf16 ceiling; a figure above the device's
+    (lmbench.run.peak.ceiling_for: a bf16 run by the bf16 ceiling; a figure above the device's
     theoretical peak is no ceiling)."""
     table = peaks if precision == "fp32" else peaks.get(precision) or {}
     best = [(e["gflops"], fw) for fw in (table if isinstance(table, dict) else {})
@@ -124,12 +124,12 @@ def frame(records: list[dict], search=()) -> pd.DataFrame:
             if isinstance(m.get("cold_shapes"), dict) else np.nan,
             "epoch_log": m.get("epoch_log") or None, "target_ppl": m.get("target_ppl"),
             "time_to_target_seconds": m.get("time_to_target_seconds"),
-            # the run variant and what it did (lmbench.report_variants)
+            # the run variant and what it did (lmbench.report.variants)
             "variant": variant(r), "first_step_ms": m.get("first_step_ms", np.nan),
             "warmup_seconds": m.get("warmup_seconds", np.nan), "compile": m.get("compile"),
             "lstm_kernel": (r.get("environment") or {}).get("lstm_kernel"),
             "lstm_computes_padding": _computes_padding(r),
-            # a --steps run's projection of a first epoch with every compile in it (lmbench.worker)
+            # a --steps run's projection of a first epoch with every compile in it (lmbench.run.worker)
             "first_epoch_seconds": _number((m.get("first_epoch") or {}).get("seconds")),
             "first_epoch_wps": _number((m.get("first_epoch") or {}).get("words_per_sec")),
         })

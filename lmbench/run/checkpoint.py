@@ -10,7 +10,7 @@ not captured: a resumed run is statistically, not bitwise, the same.
 """
 from __future__ import annotations
 
-from .errors import UserError
+from ..errors import UserError
 
 import io
 import json
@@ -32,7 +32,7 @@ def save(path, weights: dict[str, np.ndarray], meta: dict) -> None:
     """Write to a temporary file beside `path`, fsync, then rename over it; a failed write
     (a full disk, a file size limit) removes the temporary file and keeps the previous
     checkpoint, and raises CheckpointError saying so."""
-    from .files import write_atomic
+    from ..files import write_atomic
 
     path = Path(path)
     buf = io.BytesIO()
