@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 CONSTRAINTS ?= constraints-cpu.txt
 SUITE ?= default
 
-.PHONY: install test bench bench-check bench-check-baseline benchmarks clean-venv gpu-wheels gpu-check
+.PHONY: install test test-fast bench bench-check bench-check-baseline benchmarks clean-venv gpu-wheels gpu-check
 
 install: $(STAMP)
 
@@ -18,8 +18,13 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[all,dev]'
 	touch $@
 
+# every test, the 20 slowest named at the end
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --durations=20 $(PYTEST_ARGS)
+
+# the inner loop (about a minute): every test that starts no framework (tests/conftest.py --fast)
+test-fast: $(STAMP)
+	$(PY) -m pytest --fast -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(LMBENCH) bench --suite $(SUITE)

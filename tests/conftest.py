@@ -1,7 +1,10 @@
 """Shared fixtures: the real PTB (from $LMBENCH_PTB_MIRROR or the network), tokenized once."""
 from __future__ import annotations
 
+import importlib.abc
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,56 @@ from lmbench.data.corpus import load_corpus
 from lmbench.data.download import download_ptb
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def _frameworks() -> set[str]:
+    """What the backend modules import at their top beyond the standard library, numpy and
+    lmbench: the frameworks (read from source, so a new backend's framework is in the set)."""
+    import ast
+
+    names = set()
+    for path in (REPO / "backends").glob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names - set(sys.stdlib_module_names) - {"numpy", "lmbench", "__future__"}
+
+
+FRAMEWORKS = _frameworks()
+FAST_LANE = "not in the fast lane (`make test-fast`): it starts a framework; `make test` runs it"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--fast", action="store_true",
+                     help="the inner loop: skip every test the moment it starts a Python child process or "
+                          "imports a framework (make test-fast); CI and make test run everything")
+
+
+class _NoFramework(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in FRAMEWORKS:
+            pytest.skip(FAST_LANE, allow_module_level=True)
+        return None
+
+
+def pytest_configure(config):
+    """--fast: what makes a test slow here is a framework (an import costs 2-20 s, a run
+    process more), so the fast lane skips a test where it starts a Python process or imports
+    a framework, whatever the test is; everything else runs as in `make test`."""
+    if not config.getoption("--fast"):
+        return
+    sys.meta_path.insert(0, _NoFramework())
+    real_init = subprocess.Popen.__init__
+
+    def guarded(self, args, *a, **kw):
+        argv = [str(x) for x in (args if isinstance(args, (list, tuple)) else [args])]
+        if argv and ("python" in Path(argv[0]).name or argv[0] == sys.executable):
+            pytest.skip(FAST_LANE)
+        real_init(self, args, *a, **kw)
+
+    subprocess.Popen.__init__ = guarded
 
 
 @pytest.fixture(scope="session", autouse=True)

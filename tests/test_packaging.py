@@ -64,7 +64,7 @@ def test_every_declared_dependency_is_imported():
     one's import name appears in an import statement of the harness or a backend."""
     import re
 
-    sources = "\n".join(p.read_text() for p in [*REPO.glob("lmbench/*.py"), *REPO.glob("backends/*.py")])
+    sources = "\n".join(p.read_text() for p in [*REPO.glob("lmbench/**/*.py"), *REPO.glob("backends/*.py")])
     imported = set(re.findall(r"^\s*(?:import|from)\s+([A-Za-z_]\w*)", sources, re.M))
     names = {re.split(r"[<>=!~;\[ ]", req, maxsplit=1)[0].replace("-", "_") for req in _runtime_requirements()}
     assert names, "no dependencies read from pyproject.toml"

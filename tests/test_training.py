@@ -18,9 +18,11 @@ EPOCHS = dict(epochs=3, epoch_batches=6, eval="valid", eval_batches=2, warmup=1)
 def test_checkpoint_round_trip_and_truncation(tmp_path):
     path = tmp_path / "ck.npz"
     weights = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.ones(4, np.float32)}
-    checkpoint.save(path, weights, {"epoch": 2, "epoch_log": [{"epoch": 1}]})
+    written = {"epoch": 2, "epoch_log": [{"epoch": 1}], "wall_seconds": 12.5, "time_to_target_seconds": None,
+               "config": make_config("tiny").to_dict(), "backend": ["torch", "packed"]}
+    checkpoint.save(path, weights, written)
     got, meta = checkpoint.load(path)
-    assert meta == {"epoch": 2, "epoch_log": [{"epoch": 1}]}
+    assert meta == written
     assert all(np.array_equal(got[k], weights[k]) for k in weights)
     assert not list(tmp_path.glob(".*tmp"))  # nothing half-written left beside it
     data = path.read_bytes()
