@@ -25,7 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lmbench.backend import available_backends, backend_layouts
+from lmbench.backend import available_backends, native_layout
 
 HERE = Path(__file__).resolve().parent
 HANDWRITTEN = [b for b in available_backends() if (HERE / f"handwritten_{b}.py").is_file()]
@@ -52,7 +52,7 @@ def harness(fw):
     from lmbench.runspec import run_spec
 
     record = run_isolated(run_spec(make_config(args.preset, mode="sentence", batching="random"), fw,
-                                   backend_layouts(fw)[0], "cpu", steps=args.steps, warmup=args.warmup, eval="none"))
+                                   native_layout(fw), "cpu", steps=args.steps, warmup=args.warmup, eval="none"))
     if record["status"] != "ok":
         raise SystemExit(f"{fw}: {record['error']}")
     return record["metrics"]["train_words_per_sec"]
@@ -65,7 +65,7 @@ for fw in args.frameworks:
         for run in (handwritten, harness)[::1 if r % 2 == 0 else -1]:
             (hand if run is handwritten else harn).append(run(fw))
         ratios.append(harn[-1] / hand[-1])
-    rows.append({"framework": fw, "layout": backend_layouts(fw)[0], "handwritten_words_per_sec": statistics.median(hand),
+    rows.append({"framework": fw, "layout": native_layout(fw), "handwritten_words_per_sec": statistics.median(hand),
                  "harness_words_per_sec": statistics.median(harn), "ratio": statistics.median(ratios),
                  "ratios": ratios, "handwritten_runs": hand, "harness_runs": harn})
     print(json.dumps(rows[-1]), flush=True)

@@ -20,7 +20,7 @@ import statistics
 import time
 from pathlib import Path
 
-from lmbench.backend import available_backends, backend_layouts, load_backend
+from lmbench.backend import available_backends, load_backend, native_layout
 from lmbench.config import make_config
 from lmbench.data.corpus import load_corpus, make_batches
 from lmbench.data.download import download_ptb
@@ -50,7 +50,7 @@ if not batches:
     raise SystemExit(f"no batch of padded length {args.length} in the first epoch: pick another --length")
 weights = init_weights(cfg)
 
-backend = load_backend(args.framework)(cfg, backend_layouts(args.framework)[0], "cpu", args.threads)
+backend = load_backend(args.framework)(cfg, native_layout(args.framework), "cpu", args.threads)
 backend.set_weights(weights)
 spec = importlib.util.spec_from_file_location("handwritten", HERE / f"handwritten_{args.framework}.py")
 handwritten = importlib.util.module_from_spec(spec)

@@ -303,6 +303,11 @@ def backend_layouts(name: str) -> tuple[str, ...]:
     return tuple(_module_constant(name, "LAYOUTS"))
 
 
+def native_layout(name: str) -> str:
+    """A backend's native layout: the first of its LAYOUTS (what "native" means everywhere)."""
+    return backend_layouts(name)[0]
+
+
 def layout_env(name: str, layout: str) -> dict[str, str]:
     """Environment variables a layout needs set before its framework is imported."""
     return dict(_module_constant(name, "LAYOUT_ENV", {}).get(layout, {}))

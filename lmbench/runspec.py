@@ -104,7 +104,7 @@ class RunSpec:
     known_backend: InitVar[bool] = True
 
     def __post_init__(self, known_backend: bool):
-        from .backend import BackendUnavailable, available_backends, backend_layouts
+        from .backend import BackendUnavailable, available_backends, backend_layouts, native_layout
 
         def bad(name, allowed):
             raise ConfigError(f"invalid {name}={getattr(self, name)!r}: {allowed}")
@@ -119,7 +119,7 @@ class RunSpec:
                 layouts = backend_layouts(self.backend)
             except BackendUnavailable as e:
                 raise ConfigError(str(e)) from None
-            set_(self, "layout", layouts[0] if self.layout in (None, NATIVE) else self.layout)
+            set_(self, "layout", native_layout(self.backend) if self.layout in (None, NATIVE) else self.layout)
             if self.layout not in layouts:
                 from .errors import did_you_mean
 

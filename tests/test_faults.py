@@ -174,7 +174,7 @@ def tiny_spec(**kw):
 def test_kill_9_of_run_ends_the_worker_and_removes_its_temp_dir(tmp_path):
     run = Lmbench(tmp_path, *LONG_RUN, "--out", str(tmp_path / "r.jsonl"))
     worker = run.worker()
-    run.wait_output("train: step 100/")  # training, not importing
+    run.wait_output("timed steps: 100/")  # training, not importing
     assert run.temp_dirs()
     os.kill(run.proc.pid, signal.SIGKILL)
     assert run.finish() == -signal.SIGKILL
@@ -233,7 +233,7 @@ def test_a_signal_to_run_stops_the_worker_and_says_so(tmp_path, signum):
     before = out.read_bytes()
     run = Lmbench(tmp_path, *LONG_RUN, "--out", str(out))
     worker = run.worker()
-    run.wait_output("train: step 100/")
+    run.wait_output("timed steps: 100/")
     run.proc.send_signal(signum)
     assert run.finish() == 128 + signum
     assert "interrupted: the worker was stopped, nothing was recorded" in run.stderr

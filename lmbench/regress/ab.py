@@ -36,7 +36,7 @@ from ..results import ResultsError, label, load_records
 from ..run.runner import SCHEMA_VERSION, append_record
 from ..run.suite import SuiteError, load_suite, spec_for, suite_path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # the checkout: lmbench/regress/ab.py
 
 
 def import_root(code_dir: Path, where: Path) -> Path:

@@ -50,7 +50,7 @@ def machine_records(results_dir) -> dict[str, list[dict]]:
 
 
 def commit_order(repo: Path | None = None) -> list[str]:
-    repo = repo or Path(__file__).resolve().parent.parent
+    repo = repo or Path(__file__).resolve().parents[2]
     log = subprocess.run(["git", "-C", str(repo), "log", "--format=%H", "--reverse"], capture_output=True,
                          text=True)
     return log.stdout.split() if log.returncode == 0 else []

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..backend import available_backends, backend_layouts, computes_padding
+from ..backend import available_backends, computes_padding, native_layout
 from ..env import record_machine_key
 from ..run.peak import ceiling_for, find_peaks
 from ..results import variant
@@ -36,11 +36,6 @@ COMPARED_WITHIN = {
 def comparison_keys(record: dict) -> dict[str, str]:
     """{name: identity text} of a record for every COMPARED_WITHIN grouping."""
     return {name: identity_text(record_identity(record, without)) for name, without in COMPARED_WITHIN.items()}
-
-
-def native_layout(backend: str) -> str | None:
-    """The backend's first LAYOUTS entry (read from source, no framework import)."""
-    return backend_layouts(backend)[0] if backend in available_backends() else None
 
 
 def device_ceiling(peaks: dict, device: str | None, precision: str = "fp32") -> tuple[float, str] | tuple[None, None]:
@@ -178,7 +173,8 @@ def headline(df: pd.DataFrame) -> pd.DataFrame:
     best = t[plain].groupby(["machine", "preset", "mode"])["train_words_per_sec"].max()
     t["vs_fastest"] = [w / best.get((m, p, mo), np.nan) if ok else np.nan
                        for w, m, p, mo, ok in zip(t.train_words_per_sec, t.machine, t.preset, t["mode"], plain)]
-    t["native"] = [native_layout(b) == lay for b, lay in zip(t.backend, t.layout)]
+    known = set(available_backends())  # an old record's backend may not be here
+    t["native"] = [b in known and native_layout(b) == lay for b, lay in zip(t.backend, t.layout)]
     t = t.sort_values(["preset", "mode", "train_words_per_sec"], ascending=[True, True, False])
     return t.reset_index(drop=True)
 

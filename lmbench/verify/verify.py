@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backend import available_backends, backend_layouts
+from ..backend import available_backends, backend_layouts, native_layout
 from ..config import ConfigError, make_config
 from ..data.corpus import load_corpus, make_batches
 from ..data.download import download_ptb
@@ -176,9 +176,9 @@ def verify(preset="tiny", device="cpu", backends=None, steps=3, data_dir=None, w
             results[(name, layout)] = _unpack(out[layout])
             count = sum(int(v.size) for v in out[layout][-1].values())
             print_(f"  {_label(name)}/{layout}: {count:,} parameters exported")
-    natives = [(n, backend_layouts(n)[0]) for n in backends if (n, backend_layouts(n)[0]) in results]
+    natives = [(n, native_layout(n)) for n in backends if (n, native_layout(n)) in results]
     if cpu_reference:
-        native = backend_layouts(cpu_reference)[0]
+        native = native_layout(cpu_reference)
         try:
             out = probe(cpu_reference, native, cfg, weights, batches, script, device="cpu")
             results[(f"{cpu_reference}@cpu", native)] = _unpack(out[native])
@@ -235,7 +235,7 @@ def verify_workers(workers=2, preset="tiny", device="cpu", backends=None, steps=
     print_(f"{'pair':<48}" + "".join(f"{k:>16}" for k in checks))
     ok, failures = bool(backends), []
     for name in backends:
-        native = backend_layouts(name)[0]
+        native = native_layout(name)
         try:
             single = probe(name, native, cfg, weights, batches, script, device=device, threads=threads)[native]
             ranks = probe(name, native, cfg, weights, batches, script, device=device, threads=threads,
