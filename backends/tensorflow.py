@@ -11,9 +11,19 @@ Layouts
                  this layout runs with tf-keras routed in by TF_USE_LEGACY_KERAS=1 (set by
                  the harness before TensorFlow is imported, see LAYOUT_ENV); this module
                  imports cleanly either way.
+- unrolled:      padded's variables and maths, the LSTM cell written out and looped in
+                 Python over the batch's T inside the tf.function, so the graph is statically
+                 unrolled (as TF1 programs built it with static_rnn / a Python loop): no
+                 while_loop, each layer's input projection one [B*T, in] matmul. T must be
+                 known when tracing: one trace per distinct [B, T] (stream windows: one; the
+                 harness warms each new sentence length untimed). For fixed-length stream
+                 windows and bucketed batches; benchmarks/tensorflow_stream_ab.py measures it.
 Every step is one tf.function traced once (input_signature with None for B and T, lr a
-tensor argument); carried state goes in and out as [layers, B, H] tensors. Returned
-tensors are not on any tape, so the carried state is detached between windows.
+tensor argument; unrolled: once per shape); carried state goes in and out as [layers, B, H]
+tensors. Returned tensors are not on any tape, so the carried state is detached between
+windows. A batch without padding (every stream window) takes a second trace of the step
+built without the mask: the same function (a mask of all ones selects every new state and
+every position's loss), without its per-step selects.
 
 Variants (see Backend._variant_settings):
 - --compile: every step is also jit_compile=True: XLA compiles the whole step, the LSTM's
@@ -32,6 +42,7 @@ same to the one bias, so training follows the same trajectory as the other frame
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -41,7 +52,7 @@ import keras
 from lmbench.backend import Backend as BaseBackend, BackendUnavailable, StepTimer, VariantSkipped
 from lmbench.env import bf16_hardware
 
-LAYOUTS = ("padded", "padded-gather", "dynamic_rnn")
+LAYOUTS = ("padded", "padded-gather", "dynamic_rnn", "unrolled")
 # does the LSTM run over padded positions (lmbench.backend)? On the CPU the Keras LSTM is a
 # tf.while_loop over all T steps that applies the mask with tf.where. On a GPU, Keras hands a
 # right-padded mask to cuDNN as sequence lengths and cuDNN skips the padded steps (read from
@@ -51,7 +62,9 @@ LAYOUTS = ("padded", "padded-gather", "dynamic_rnn")
 # --compile: XLA compiles the whole train step (forward, backward, clipping, update)
 COMPILE_SCOPE = "whole step"
 COMPUTES_PADDING = {"padded": {"cpu": True, "cuda": False}, "padded-gather": {"cpu": True, "cuda": False},
-                    "dynamic_rnn": {"cpu": True, "cuda": True}}
+                    "dynamic_rnn": {"cpu": True, "cuda": True},
+                    # unrolled: the cell runs every step of every row, the mask holds the state
+                    "unrolled": {"cpu": True, "cuda": True}}
 LAYOUT_ENV = {"dynamic_rnn": {"TF_USE_LEGACY_KERAS": "1"}}
 # set before the import (lmbench.run.worker.set_thread_env); "{threads}" is the thread budget
 THREAD_ENV = {"TF_NUM_INTRAOP_THREADS": "{threads}", "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -73,7 +86,8 @@ def _masked_nll_sum(logits, labels, mask):
 
 
 class KerasLM:
-    """Embedding -> L x keras.layers.LSTM -> Dense, for the padded and padded-gather layouts.
+    """Embedding -> L x keras.layers.LSTM -> Dense, for the padded, padded-gather and unrolled
+    layouts (unrolled: the same LSTM variables, run by _unrolled_lstm instead of the layer).
 
     LSTM settings and why (Keras 3.15 picks cuDNN at trace time in
     keras/src/backend/tensorflow/rnn.py: cudnn_ok() and a visible GPU, else the generic
@@ -92,9 +106,9 @@ class KerasLM:
     float32 so that softmax and loss are float32, and so is the carried state.
     """
 
-    def __init__(self, cfg, gather: bool, use_cudnn: bool, policy: str = "float32"):
+    def __init__(self, cfg, gather: bool, use_cudnn: bool, policy: str = "float32", unrolled: bool = False):
         V, H, L = cfg.vocab_size, cfg.hidden, cfg.layers
-        self.cfg, self.gather = cfg, gather
+        self.cfg, self.gather, self.unrolled = cfg, gather, unrolled
         self.embedding = keras.layers.Embedding(V, H, dtype=policy)
         # On GPU cuDNN is asked for outright: with "auto" an ineligible layer silently takes
         # the generic loop while the record would say cuDNN; True makes that an error that
@@ -121,17 +135,46 @@ class KerasLM:
     def _drop(self, i, x, training):
         return self.drops[i](x, training=True) if training and self.drops else x
 
-    def __call__(self, inputs, targets, lengths, h0, c0, training):
-        mask = tf.sequence_mask(lengths, tf.shape(inputs)[1])
+    def _unrolled_lstm(self, lstm, x, mask, h, c):
+        """keras.layers.LSTM's maths (z = x W + h U + b, gates i, f, g, o; under a mask a
+        padded step keeps the state) in a Python loop over the static T."""
+        cell, dtype = lstm.cell, lstm.compute_dtype
+        kernel, recurrent, bias = (tf.cast(v.value, dtype) for v in (cell.kernel, cell.recurrent_kernel, cell.bias))
+        B, T, n_in = tf.shape(x)[0], x.shape[1], x.shape[2]
+        proj = tf.reshape(tf.matmul(tf.reshape(x, [-1, n_in]), kernel) + bias, [B, T, 4 * self.cfg.hidden])
+        # unstack, not proj[:, t]: a strided slice's gradient is a zero-filled [B, T, 4H] per
+        # step, summed over T; unstack's is one stack (benchmarks/tensorflow_stream_ab.py measures both)
+        h, c, outs = tf.cast(h, dtype), tf.cast(c, dtype), []
+        masks = None if mask is None else tf.unstack(mask[:, :, None], T, axis=1)
+        for t, proj_t in enumerate(tf.unstack(proj, T, axis=1)):
+            i, f, g, o = tf.split(proj_t + tf.matmul(h, recurrent), 4, axis=1)
+            c_new = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+            h_new = tf.sigmoid(o) * tf.tanh(c_new)
+            if mask is None:
+                h, c = h_new, c_new
+            else:
+                real = masks[t]
+                h, c = tf.where(real, h_new, h), tf.where(real, c_new, c)
+            outs.append(h)
+        return tf.stack(outs, 1), h, c
+
+    def __call__(self, inputs, targets, lengths, h0, c0, training, masked=True):
+        """`masked` False: the batch has no padding (the caller checked), so no mask."""
+        mask = tf.sequence_mask(lengths, tf.shape(inputs)[1]) if masked else None
         x = self._drop(0, self.embedding(inputs), training)
         hs, cs = [], []
         for layer, lstm in enumerate(self.lstms):
-            x, h, c = lstm(x, initial_state=[h0[layer], c0[layer]], mask=mask, training=training)
+            if self.unrolled:
+                x, h, c = self._unrolled_lstm(lstm, x, mask, h0[layer], c0[layer])
+            else:
+                x, h, c = lstm(x, initial_state=[h0[layer], c0[layer]], mask=mask, training=training)
             hs.append(h)
             cs.append(c)
             if layer + 1 < len(self.lstms):
                 x = self._drop(layer + 1, x, training)
-        if self.gather:
+        if mask is None:
+            hidden, gold, real = tf.reshape(x, [-1, self.cfg.hidden]), tf.reshape(targets, [-1]), None
+        elif self.gather:
             hidden, gold, real = tf.boolean_mask(x, mask), tf.boolean_mask(targets, mask), None
         else:
             hidden = tf.reshape(x, [-1, self.cfg.hidden])
@@ -209,18 +252,23 @@ class LegacyLM:
         self.variables += [self.softmax_w, self.softmax_b]
         self.copies = [1] + [1, 2] * cfg.layers + [1, 1]  # canonical tensors each variable stands for
 
-    def __call__(self, inputs, targets, lengths, h0, c0, training):
+    def __call__(self, inputs, targets, lengths, h0, c0, training, masked=True):
         rnn_cell = tf.compat.v1.nn.rnn_cell
         x = tf.nn.embedding_lookup(self.embedding, inputs)
         if training and self.cfg.dropout > 0:
             x = tf.nn.dropout(x, rate=self.cfg.dropout)
         state = tuple(rnn_cell.LSTMStateTuple(c0[l], h0[l]) for l in range(self.cfg.layers))
+        # no padding: no sequence_length, as ptb_word_lm ran its fixed windows
         out, final = tf.compat.v1.nn.dynamic_rnn(self.train_cell if training else self.cell, x,
-                                                 sequence_length=tf.cast(lengths, tf.int32),
+                                                 sequence_length=tf.cast(lengths, tf.int32) if masked else None,
                                                  initial_state=state, dtype=tf.float32)
         logits = tf.matmul(tf.reshape(out, [-1, self.cfg.hidden]), self.softmax_w) + self.softmax_b
-        mask = tf.reshape(tf.sequence_mask(lengths, tf.shape(inputs)[1]), [-1])
-        loss = _masked_nll_sum(logits, tf.reshape(targets, [-1]), mask)
+        if masked:
+            mask = tf.reshape(tf.sequence_mask(lengths, tf.shape(inputs)[1]), [-1])
+            loss = _masked_nll_sum(logits, tf.reshape(targets, [-1]), mask)
+        else:
+            loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.reshape(targets, [-1]),
+                                                                                logits=logits))
         return loss, tf.stack([s.h for s in final]), tf.stack([s.c for s in final])
 
     def to_native(self, w):
@@ -291,7 +339,8 @@ class Backend(BaseBackend):
         self.policy, self.use_cudnn = self._variant_settings()
         with tf.device(self.dev):
             self.model = LegacyLM(cfg) if layout == "dynamic_rnn" else KerasLM(cfg, layout == "padded-gather",
-                                                                                  self.use_cudnn, self.policy)
+                                                                                  self.use_cudnn, self.policy,
+                                                                                  unrolled=layout == "unrolled")
             # fp16 only (GPU): dynamic loss scaling by hand, as keras LossScaleOptimizer does
             # it (start 2**15, halve and skip the update on a non-finite gradient, double
             # after 2000 good steps); the update below is by hand, so the scaling is too
@@ -299,7 +348,7 @@ class Backend(BaseBackend):
                 self.loss_scale = tf.Variable(2.0 ** 15, trainable=False)
                 self.good_steps = tf.Variable(0, dtype=tf.int64, trainable=False)
         self._zeros = {}
-        self._shapes = {}  # compiled step -> the distinct input shapes it ran (one XLA executable each)
+        self._shapes = {}  # compiled step -> the distinct (input shape, padded) it ran (one XLA executable each)
         L, H = cfg.layers, cfg.hidden
         ids = tf.TensorSpec([None, None], tf.int64)
         sig = [ids, ids, tf.TensorSpec([None], tf.int64), tf.TensorSpec([L, None, H], tf.float32),
@@ -307,13 +356,19 @@ class Backend(BaseBackend):
         # autograph off: no Python control flow depends on a tensor value here (the
         # recurrences are explicit while_loops inside Keras / dynamic_rnn)
         # --compile: jit_compile=True makes each step one XLA cluster (one executable per
-        # distinct input shape: the signature keeps B and T unknown, XLA needs them known)
-        compile_ = lambda fn, extra=(): tf.function(fn, input_signature=sig + list(extra), autograph=False,  # noqa: E731
-                                                     jit_compile=self.compile or None)
+        # distinct input shape: the signature keeps B and T unknown, XLA needs them known).
+        # unrolled: no signature, so each distinct [B, T] is traced with T known.
+        # Each step twice, by whether the batch has padding: {True: masked, False: no mask}
+        # (traced on first use: a run that never sees one kind never traces it).
+        def compile_(fn, extra=()):
+            return {padded: tf.function(functools.partial(fn, masked=padded), autograph=False,
+                                        input_signature=None if layout == "unrolled" else sig + list(extra),
+                                        jit_compile=self.compile or None) for padded in (True, False)}
         scalar = tf.TensorSpec([], tf.float32)
         self._train = compile_(self._train_fn, [scalar, scalar])
         if self._strategy is not None:  # the same step without the all-reduce, for the A/B
-            self._train_local = compile_(lambda *a: self._update(*a, all_reduce=False), [scalar, scalar])
+            self._train_local = compile_(lambda *a, masked: self._update(*a, all_reduce=False, masked=masked),
+                                         [scalar, scalar])
         self._eval = compile_(self._eval_fn)
         self._grads = compile_(self._grads_fn)
 
@@ -330,7 +385,9 @@ class Backend(BaseBackend):
         policy = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[self.precision]
         # cuDNN's LSTM op has no XLA kernel (XLA_GPU_JIT: CudnnRNNV3) and no bfloat16 type
         # (CudnnRNN T: half, float, double): either one takes Keras's generic while_loop
-        use_cudnn = self.device == "cuda" and not self.compile and self.precision != "bf16"
+        # (unrolled runs its own cell, never the layer's kernel)
+        use_cudnn = (self.device == "cuda" and not self.compile and self.precision != "bf16"
+                     and self.layout != "unrolled")
         return policy, use_cudnn
 
     @classmethod
@@ -406,16 +463,16 @@ class Backend(BaseBackend):
         return [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
 
     # -- the compiled steps -------------------------------------------------------------
-    def _train_fn(self, inputs, targets, lengths, h0, c0, lr, sequences):
+    def _train_fn(self, inputs, targets, lengths, h0, c0, lr, sequences, masked):
         if self._strategy is None:
-            return self._update(inputs, targets, lengths, h0, c0, lr, sequences, all_reduce=False)
+            return self._update(inputs, targets, lengths, h0, c0, lr, sequences, all_reduce=False, masked=masked)
         return self._strategy.run(self._update, args=(inputs, targets, lengths, h0, c0, lr, sequences),
-                                  kwargs={"all_reduce": True})
+                                  kwargs={"all_reduce": True, "masked": masked})
 
-    def _update(self, inputs, targets, lengths, h0, c0, lr, sequences, all_reduce):
+    def _update(self, inputs, targets, lengths, h0, c0, lr, sequences, all_reduce, masked):
         variables = self.model.variables
         with tf.GradientTape() as tape:
-            loss, h, c = self.model(inputs, targets, lengths, h0, c0, training=True)
+            loss, h, c = self.model(inputs, targets, lengths, h0, c0, training=True, masked=masked)
             # summed over time, / the (global) batch's sequences: the all-reduce SUMS
             objective = loss / sequences
         grads, finite = self._gradients(tape, objective)
@@ -433,12 +490,12 @@ class Backend(BaseBackend):
             v.assign_sub((k * step) * g)
         return loss, h, c
 
-    def _eval_fn(self, inputs, targets, lengths, h0, c0):
-        return self.model(inputs, targets, lengths, h0, c0, training=False)
+    def _eval_fn(self, inputs, targets, lengths, h0, c0, masked):
+        return self.model(inputs, targets, lengths, h0, c0, training=False, masked=masked)
 
-    def _grads_fn(self, inputs, targets, lengths, h0, c0):
+    def _grads_fn(self, inputs, targets, lengths, h0, c0, masked):
         with tf.GradientTape() as tape:
-            loss, _, _ = self.model(inputs, targets, lengths, h0, c0, training=False)
+            loss, _, _ = self.model(inputs, targets, lengths, h0, c0, training=False, masked=masked)
             objective = loss / tf.cast(tf.shape(inputs)[0], tf.float32)
         return objective, self._gradients(tape, objective)[0]
 
@@ -452,9 +509,15 @@ class Backend(BaseBackend):
         return {k: np.ascontiguousarray(v) for k, v in self.model.to_canonical(arrays).items()}
 
     # -- steps --------------------------------------------------------------------------
+    def _masked(self, batch):
+        """Whether `batch` runs the step with the mask: when it has padding, and always with
+        workers -- each worker's trace holds its own collective instances, so every worker
+        must run the same one, whatever its shard holds."""
+        return batch.has_padding or self._strategy is not None
+
     def _args(self, batch, step):
         if self.compile:  # XLA compiles once per distinct input shape; the report counts them
-            self._shapes.setdefault(step, set()).add(batch.inputs.shape)
+            self._shapes.setdefault(step, set()).add((batch.inputs.shape, self._masked(batch)))
         B = batch.batch_size
         carried = self.carried_state(batch)
         if carried is not None:
@@ -470,7 +533,7 @@ class Backend(BaseBackend):
         self.keep_state(batch, (h, c))  # returned tensors are on no tape: already detached
 
     def train_step(self, batch, lr):
-        step = self._train_local if self._skip_sync else self._train
+        step = (self._train_local if self._skip_sync else self._train)[self._masked(batch)]
         with tf.device(self.dev):
             loss, h, c = step(*self._args(batch, "train"), tf.constant(lr, tf.float32),
                               tf.constant(batch.loss_sequences, tf.float32))
@@ -479,13 +542,13 @@ class Backend(BaseBackend):
 
     def eval_step(self, batch):
         with tf.device(self.dev):
-            loss, h, c = self._eval(*self._args(batch, "eval"))
+            loss, h, c = self._eval[self._masked(batch)](*self._args(batch, "eval"))
         self._keep(batch, h, c)
         return loss
 
     def loss_and_grads(self, batch):
         with tf.device(self.dev):
-            objective, grads = self._grads(*self._args(batch, "loss_and_grads"))
+            objective, grads = self._grads[self._masked(batch)](*self._args(batch, "loss_and_grads"))
         arrays = [g.numpy() for g in grads]
         return float(objective), {k: np.ascontiguousarray(v) for k, v in
                                   self.model.to_canonical(arrays, grads=True).items()}
@@ -517,6 +580,8 @@ class Backend(BaseBackend):
             why = ("cuDNN is GPU-only" if not cuda else "use_cudnn=False: XLA has no CudnnRNNV3 kernel"
                    if self.compile else "use_cudnn=False: CudnnRNN has no bfloat16")
             kernel = ("cudnn (CudnnRNNV3 via keras.layers.LSTM)" if self.use_cudnn
+                      else "statically unrolled cell (a Python loop over T in the tf.function; one trace per "
+                           "[B, T])" if self.layout == "unrolled"
                       else f"keras generic tf.while_loop (backend.rnn; {why})")
         if cuda:
             gpu = tf.config.list_physical_devices("GPU")[0]
@@ -555,10 +620,11 @@ class Backend(BaseBackend):
             return None
         shapes = {step: len(s) for step, s in self._shapes.items()}
         steps = {"train": self._train, "eval": self._eval, "loss_and_grads": self._grads}
-        lstm = ("tf.compat.v1 dynamic_rnn while_loop, compiled whole by XLA" if self.layout == "dynamic_rnn"
-                else "keras generic tf.while_loop (mask applied with tf.where), compiled whole by XLA")
+        lstm = {"dynamic_rnn": "tf.compat.v1 dynamic_rnn while_loop, compiled whole by XLA",
+                "unrolled": "statically unrolled cell (mask applied with tf.where), compiled whole by XLA"}.get(
+            self.layout, "keras generic tf.while_loop (mask applied with tf.where), compiled whole by XLA")
         return {"compiler": "XLA (tf.function jit_compile=True)", "scope": COMPILE_SCOPE,
-                "traces": sum(f.experimental_get_tracing_count() for f in steps.values()),
+                "traces": sum(f.experimental_get_tracing_count() for fs in steps.values() for f in fs.values()),
                 "xla_executables": sum(shapes.values()), "input_shapes": shapes,
                 "recompiles": sum(n - 1 for n in shapes.values()),
                 "lstm": lstm + ("; use_cudnn=False: XLA has no kernel for cuDNN's LSTM op"

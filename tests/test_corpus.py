@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from lmbench.config import ConfigError
-from lmbench.data.corpus import (PAD_ID, CorpusError, Vocab, make_batches, padding_fraction,
+from lmbench.data.corpus import (PAD_ID, Batch, CorpusError, Vocab, make_batches, padding_fraction,
                             tokenize)
 
 TARGETS = {"train": 929_589, "valid": 73_760, "test": 82_430}
@@ -100,6 +100,17 @@ def test_stream_batches_follow_the_streams(corpus):
     # rows are contiguous slices of the token stream
     row0 = np.concatenate([b.targets[0, :b.lengths[0]] for b in batches])
     assert np.array_equal(row0, s.stream[1:1 + len(row0)])
+
+
+def test_only_batches_with_a_padded_position_have_padding(corpus):
+    windows = make_batches(corpus["valid"], "stream", 20, 20)
+    assert not any(b.has_padding for b in windows[:-1])
+    sentences = make_batches(corpus["valid"], "sentence", 20, batching="random", seed=1)
+    assert all(b.has_padding == (b.lengths.min() < b.inputs.shape[1]) for b in sentences)
+    assert sum(b.has_padding for b in sentences) > len(sentences) / 2
+    ids = np.arange(6).reshape(2, 3)
+    assert not Batch(ids, ids, np.array([3, 3])).has_padding
+    assert Batch(ids, ids, np.array([3, 2])).has_padding
 
 
 @pytest.mark.parametrize("kwargs,needle", [

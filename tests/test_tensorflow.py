@@ -1,8 +1,10 @@
-"""TensorFlow backend: its three layouts and PyTorch compute the same function, weights
-round-trip, the model learns, and a diverging `lmbench run` fails cleanly with its record.
+"""TensorFlow backend: its four layouts and PyTorch compute the same function (on padded
+sentence batches and on stream windows, which have no padding and take the step without
+the mask), weights round-trip, the model learns, and a diverging `lmbench run` fails
+cleanly with its record.
 
 Four child processes, started together since importing TensorFlow is the slow part: the
-Keras layouts' probe (which also trains 24 steps), the dynamic_rnn probe (it needs
+Keras layouts' probe (padded, padded-gather, unrolled; it also trains 24 steps), the dynamic_rnn probe (it needs
 TF_USE_LEGACY_KERAS=1 before the import), one torch probe and one real run."""
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ from lmbench.weights import comparable, shapes
 
 from equivalence import assert_not_trivial, assert_same_function
 
-LAYOUTS = ("padded", "padded-gather", "dynamic_rnn")
+LAYOUTS = ("padded", "padded-gather", "dynamic_rnn", "unrolled")
+KERAS = ("padded", "padded-gather", "unrolled")  # one probe process; dynamic_rnn needs its own
 TRAIN_STEPS = 24  # on the train split, Keras layouts only
 UNTRAINED = 3  # valid batches evaluated from the initial weights
 
@@ -39,8 +42,8 @@ def runs(corpus):
     diverging = run_spec(make_config("tiny", lr=1e30, clip=1e30), "tensorflow", "padded", "cpu", threads=1,
                          steps=4, warmup=1, eval="none")
     with ThreadPoolExecutor(4) as pool:
-        keras = pool.submit(probe, "tensorflow", LAYOUTS[:2], cfg, weights, batches, script + learn)
-        legacy = pool.submit(probe, "tensorflow", LAYOUTS[2:], cfg, weights, batches, script)
+        keras = pool.submit(probe, "tensorflow", KERAS, cfg, weights, batches, script + learn)
+        legacy = pool.submit(probe, "tensorflow", "dynamic_rnn", cfg, weights, batches, script)
         torch = pool.submit(probe, "torch", "packed", cfg, weights, batches, script)
         run = pool.submit(run_isolated, diverging, 900)
         out = {**keras.result(), **legacy.result(), "torch": torch.result()["packed"]}
@@ -65,7 +68,7 @@ def test_export_import_round_trips_exactly(runs):
             assert np.array_equal(w, expected[name]), (layout, name)
 
 
-@pytest.mark.parametrize("layout", ["padded-gather", "dynamic_rnn"])
+@pytest.mark.parametrize("layout", ["padded-gather", "dynamic_rnn", "unrolled"])
 def test_layouts_give_the_same_loss_gradients_training_and_eval(runs, layout):
     assert_same_function(runs, layout, "padded")
 
@@ -85,7 +88,7 @@ def test_untrained_perplexity_is_near_vocabulary_size(runs):
     assert 9_000 < ppl < 11_000, ppl
 
 
-@pytest.mark.parametrize("layout", LAYOUTS[:2])
+@pytest.mark.parametrize("layout", KERAS)
 def test_tiny_training_loss_falls_on_real_ptb(runs, layout):
     per_token = runs["learning"][layout] / np.array([b.num_targets for b in runs["train_batches"]])
     assert len(per_token) == TRAIN_STEPS

@@ -146,6 +146,12 @@ class Batch:
     def padded_positions(self) -> int:
         return self.inputs.size
 
+    @property
+    def has_padding(self) -> bool:
+        """Whether any position is padding. A backend may run a batch without it (every
+        stream window but perhaps the last) without the mask: the same function."""
+        return self.num_targets < self.inputs.size
+
 
 def _sentence_batch(split: Split, ids: np.ndarray) -> Batch:
     lengths = split.lengths[ids]
