@@ -85,6 +85,12 @@ def test_http_mirror_success(tmp_path, server, ptb_bytes):
         assert (out / name).read_bytes() == data
 
 
+def test_downloaded_files_are_readable_by_every_user_of_the_machine(tmp_path, server, ptb_bytes):
+    srv = server({f"/{n}": b for n, b in ptb_bytes.items()})
+    out = fetch(tmp_path, srv.url)
+    assert {oct((out / n).stat().st_mode & 0o777) for n in ptb_bytes} == {oct(0o644)}  # not a temp file's 0600
+
+
 def test_verified_cache_costs_no_network(tmp_path, server, ptb_bytes):
     srv = server({f"/{n}": b for n, b in ptb_bytes.items()})
     fetch(tmp_path, srv.url)

@@ -615,3 +615,58 @@ def test_kill_9_of_verify_ends_its_probe_and_removes_its_temp_dir(tmp_path):
     finally:
         _kill([child])
     wait_for(lambda: not list(tmpdir.glob("lmbench-probe-*")), 10, "the probe's temp dir to be removed")
+
+
+def test_run_with_a_bad_data_dir_fails_before_any_framework_starts(tmp_path, monkeypatch, capsys):
+    """The data is checked in the parent: no worker is started for a run that cannot load it."""
+    from lmbench.cli import main as cli_main
+
+    monkeypatch.delenv("LMBENCH_PTB_MIRROR", raising=False)
+    monkeypatch.setattr(subprocess.Popen, "__init__", lambda *a, **k: pytest.fail("a process was started"))
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert cli_main(["run", "--backend", "torch", "--preset", "tiny", "--steps", "1", "--no-save",
+                     "--data-dir", str(blocker / "data")]) == 2
+    assert "lmbench: error:" in capsys.readouterr().err
+
+
+def test_ab_refuses_a_ref_without_lmbench_and_prunes_a_killed_abs_worktree(tmp_path):
+    from lmbench.regress.ab import Worktree
+    from lmbench.results import ResultsError
+
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "README").write_text("not lmbench\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "add", "README"], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    # what a kill -9 of ab leaves: a registered worktree whose directory is gone
+    gone = tmp_path / "gone"
+    subprocess.run([*git, "worktree", "add", "-q", "--detach", str(gone), "HEAD"], check=True)
+    subprocess.run(["rm", "-rf", str(gone)], check=True)
+    with pytest.raises(ResultsError, match="holds no lmbench/ package"):
+        Worktree("HEAD", tmp_path / "w", repo=repo)
+    listed = subprocess.run([*git, "worktree", "list"], capture_output=True, text=True).stdout
+    assert str(gone) not in listed and str(tmp_path / "w") not in listed  # pruned, and its own removed
+
+
+def test_an_interrupted_suite_names_the_options_to_resume_it_with(tmp_path):
+    from lmbench.run import bench
+
+    suite = tmp_path / "s.toml"
+    suite.write_text('[[matrix]]\nbackend = "torch"\npreset = "tiny"\nsteps = 1\neval = "none"\n')
+    out = tmp_path / "out.txt"
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt("SIGTERM")
+
+    orig = bench.run_isolated
+    bench.run_isolated = interrupted
+    try:
+        with open(out, "w") as f:
+            bench.run_suite(str(suite), device="cpu", results_dir=tmp_path / "r", report=False,
+                            out=f)
+    finally:
+        bench.run_isolated = orig
+    text = out.read_text()
+    assert f"--device cpu --results-dir {tmp_path / 'r'}" in text and "--resume` runs only what is missing" in text

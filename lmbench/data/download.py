@@ -139,6 +139,7 @@ def _install_verified(tmp_path: Path, final: Path, name: str, source: str) -> No
     if actual != SHA256[name]:
         raise DownloadError(f"checksum mismatch for {name} from {source}: "
                             f"expected sha256 {SHA256[name]}, got {actual}")
+    os.chmod(tmp_path, 0o644)  # a NamedTemporaryFile is 0600: the cache is for every user of the machine
     os.replace(tmp_path, final)
 
 

@@ -33,7 +33,8 @@ from pathlib import Path
 from .. import env
 from .compare import RULE, add_threshold_args, compare_records, print_table, write_summary
 from ..results import ResultsError, label, load_records
-from ..run.runner import SCHEMA_VERSION, append_record
+from ..run.lifeline import owned_temp_dir, preexec_die_with_parent
+from ..run.runner import SCHEMA_VERSION, append_record, signals_as_interrupt
 from ..run.suite import SuiteError, load_suite, spec_for, suite_path
 
 REPO = Path(__file__).resolve().parents[2]  # the checkout: lmbench/regress/ab.py
@@ -56,11 +57,17 @@ class Worktree:
 
     def __init__(self, ref: str, where: Path, repo: Path = REPO):
         self.path, self.repo = where / "worktree", repo
+        # a worktree an earlier ab left when it was killed (-9): its directory is gone, git forgets it
+        subprocess.run(["git", "-C", str(repo), "worktree", "prune"], capture_output=True)
         out = subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(self.path), ref],
                              capture_output=True, text=True)
         if out.returncode != 0:
             raise ResultsError(f"--ref {ref}: cannot check it out ({out.stderr.strip()}); give a branch, tag "
                                f"or commit of {repo}")
+        if not (self.path / "lmbench" / "__init__.py").is_file():
+            self.remove()
+            raise ResultsError(f"--ref {ref}: that commit holds no lmbench/ package (older than lmbench, or "
+                               f"another project's): give a commit of lmbench")
         self.commit = subprocess.run(["git", "-C", str(self.path), "rev-parse", "HEAD"], capture_output=True,
                                      text=True).stdout.strip()
 
@@ -100,8 +107,10 @@ class Side:
             argv += ["--data-dir", str(data_dir)]
         environ = {**os.environ, "PYTHONPATH": str(self.root)}
         with open(work / "log.txt", "wb") as log:
+            # its own session (killed with its workers), ended by the kernel if ab dies (-9 too)
             self.child = subprocess.Popen(argv, cwd=self.root, env=environ, stdin=subprocess.DEVNULL,
-                                          stdout=log, stderr=log, start_new_session=True)
+                                          stdout=log, stderr=log, start_new_session=True,
+                                          preexec_fn=preexec_die_with_parent(signal.SIGTERM))
             self.child.wait()
         files = sorted((work / "results").glob("*/*.jsonl"))
         records = load_records(files, warn=lambda m: None) if files else []
@@ -162,10 +171,6 @@ def check_machine(previous: list[dict], force: bool = False) -> None:
                            f"--force to mix them anyway")
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def run_ab(suite="check", ref=None, python_a=None, python_b=None, out=None, resume=False, backends=(),
            repeats=None, data_dir=None, max_slowdown="10%", max_ppl_rise="2%", allow_missing=False,
            summary=None, say=lambda m: print(m, file=sys.stderr, flush=True), force=False) -> int:
@@ -186,7 +191,7 @@ def run_ab(suite="check", ref=None, python_a=None, python_b=None, out=None, resu
             raise ResultsError(f"{py}: not an executable Python interpreter (give e.g. /path/venv/bin/python)")
     out = Path(out or Path("results") / "ab" / f"{env.machine_key()}.jsonl")
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="lmbench-ab-") as tmp:
+    with owned_temp_dir("lmbench-ab-") as tmp:  # a killed ab's (its worktree in it) is swept by the next
         tmp = Path(tmp)
         worktree = Worktree(ref, tmp) if ref else None
         try:
@@ -212,7 +217,8 @@ def run_ab(suite="check", ref=None, python_a=None, python_b=None, out=None, resu
 
 
 def _run_and_compare(todo, sides_by_name, sides, out, tmp, data_dir, say, started, thresholds, summary):
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    stop = signals_as_interrupt()  # SIGTERM and SIGHUP like Ctrl-C: the side stopped, the worktree removed
+    stop.__enter__()
     side = None
     try:
         for i, (name, cell) in enumerate(todo, 1):
@@ -231,7 +237,7 @@ def _run_and_compare(todo, sides_by_name, sides, out, tmp, data_dir, say, starte
             f"runs only what is missing")
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        stop.__exit__(None, None, None)
     records, _ = _recorded(out, sides)
     for name in "AB":
         versions = sorted({f"{(r.get('environment') or {}).get('framework')} "

@@ -224,8 +224,11 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
     except KeyboardInterrupt as e:
         if bar is not None:
             bar.close()
+        again = " ".join([f"lmbench bench --suite {suite}", *([f"--device {device}"] if device != "auto" else []),
+                          *([f"--results-dir {results_dir}"] if str(results_dir) != "results" else []),
+                          *([f"--data-dir {data_dir}"] if data_dir else []), "--resume"])
         say(f"interrupted: {finished} of {len(todo)} run(s) finished and recorded in {results_file}; "
-            f"`lmbench bench --suite {suite} --resume` runs only what is missing")
+            f"`{again}` runs only what is missing")
         return interrupt_exit_status(e)
     finally:
         if bar is not None:

@@ -31,6 +31,11 @@ def cmd_run(a) -> int:
     spec = spec_from_args(a).for_this_machine()
     out = None if a.no_save else (a.out or default_record_path())
     preflight(spec, timeout=a.timeout, out=out, overwrite=a.overwrite)  # fail before the work
+    from ..data.download import download_ptb
+
+    # the data, here and now: a bad --data-dir (or no network and no mirror) fails in one line
+    # before any framework starts, not inside the worker after its import
+    download_ptb(spec.data_dir, log=lambda m: print(m, file=sys.stderr))
     display = None if a.quiet else RunDisplay(sys.stderr)
     try:
         with signals_as_interrupt(), timing_lock.timing(timing_lock.command_line()):
