@@ -670,3 +670,14 @@ def test_an_interrupted_suite_names_the_options_to_resume_it_with(tmp_path):
         bench.run_isolated = orig
     text = out.read_text()
     assert f"--device cpu --results-dir {tmp_path / 'r'}" in text and "--resume` runs only what is missing" in text
+
+
+def test_a_lock_file_no_process_holds_is_removed_and_a_held_one_kept(tmp_path):
+    from lmbench.run import checkpoint
+
+    ckpt = tmp_path / "c.ckpt"
+    held = checkpoint.lock(ckpt)  # this process trains it
+    assert checkpoint.remove_stale_lock(ckpt) is False and Path(f"{ckpt}.lock").exists()
+    os.close(held)  # what a killed worker leaves: the file, no holder
+    assert checkpoint.remove_stale_lock(ckpt) is True and not Path(f"{ckpt}.lock").exists()
+    assert checkpoint.remove_stale_lock(ckpt) is False  # nothing there

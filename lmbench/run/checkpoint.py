@@ -91,6 +91,25 @@ def lock(path):
         os.close(fd)
 
 
+def remove_stale_lock(path) -> bool:
+    """Remove `<checkpoint>.lock` if no process holds it (its worker was killed: the kernel
+    released the lock, the file stayed). True if one was removed."""
+    import fcntl
+
+    lock_path = Path(f"{path}.lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False  # a live run holds it
+    unlock(path, fd)
+    return True
+
+
 def unlock(path, fd: int) -> None:
     """Release the lock and remove the lock file (while still holding it, so no one else
     can be waiting on this inode and mistake it for free)."""

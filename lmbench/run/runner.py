@@ -168,11 +168,17 @@ def run_isolated(spec: RunSpec, timeout: float | None = None, on_progress=None,
                 timed_out = _pump(job, read_fd, timeout, on_progress)
             except BaseException:  # Ctrl-C or SIGTERM in the parent: take the workers down too
                 job.kill()
+                if spec.checkpoint:  # the killed worker's lock file; its checkpoint stays for --resume
+                    from .checkpoint import remove_stale_lock
+                    remove_stale_lock(spec.checkpoint)
                 raise
         finally:
             os.close(read_fd)
             os.close(hold_fd)
         tail = _output_tail(Path(tmp))
+        if timed_out and spec.checkpoint:  # the killed worker's lock file; its checkpoint stays for --resume
+            from .checkpoint import remove_stale_lock
+            remove_stale_lock(spec.checkpoint)
         results = {rank: json.loads(path.read_text()) if path.exists() else None
                    for rank, path in ((r, launch.result_path(result_path, r, world)) for r in ranks)}
         unjoined = [json.loads(p.read_text()) for p in sorted(Path(tmp).glob("result.unjoined-*.json"))]
