@@ -37,6 +37,9 @@ def history(tmp_path):
     git(repo, "config", "user.email", "t@example.com")
     git(repo, "config", "user.name", "t")
     shas = []
+    # each commit is an lmbench checkout as far as ab's Worktree checks (it refuses a ref without lmbench/)
+    (repo / "lmbench").mkdir()
+    (repo / "lmbench" / "__init__.py").write_text("")
     for i in range(9):
         (repo / "speed.txt").write_text("700" if i >= 5 else "1000")
         (repo / "notes.txt").write_text(f"change {i}\n")
