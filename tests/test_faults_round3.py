@@ -681,3 +681,56 @@ def test_a_lock_file_no_process_holds_is_removed_and_a_held_one_kept(tmp_path):
     os.close(held)  # what a killed worker leaves: the file, no holder
     assert checkpoint.remove_stale_lock(ckpt) is True and not Path(f"{ckpt}.lock").exists()
     assert checkpoint.remove_stale_lock(ckpt) is False  # nothing there
+
+
+def test_a_file_size_limit_smaller_than_a_checkpoint_is_refused_before_any_epoch(tmp_path):
+    """ulimit -f: the first checkpoint write would fail after an epoch's work; the parent refuses first."""
+    code = textwrap.dedent(f"""
+        import resource
+        from lmbench.config import ConfigError, make_config
+        from lmbench.run import runner
+        from lmbench.runspec import run_spec
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+        spec = run_spec(make_config("tiny", epochs=1), "torch", epochs=1, checkpoint={str(tmp_path / "c.ckpt")!r})
+        try:
+            runner.check_checkpoint(spec)
+        except ConfigError as e:
+            print(e)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert "(ulimit -f)" in proc.stdout and "raise the limit" in proc.stdout, proc.stdout + proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_naming_the_weights_not_the_learning_rate(tmp_path):
+    import numpy as np
+
+    from lmbench.run import checkpoint
+
+    path = tmp_path / "c.ckpt"
+    meta = {"epoch": 1, "epoch_log": [], "wall_seconds": 1.0, "time_to_target_seconds": None, "config": {},
+            "backend": ["torch", "packed"]}
+    checkpoint.save(path, {"embedding": np.zeros(4, np.float32), "softmax_b": np.array([0, np.nan], np.float32)},
+                    meta)
+    with pytest.raises(checkpoint.CheckpointError, match="weights softmax_b hold NaN or infinity") as e:
+        checkpoint.load(path)
+    assert "--lr" not in str(e.value) and str(path) in str(e.value)
+
+
+def test_machine_0_with_its_rendezvous_port_taken_fails_before_any_launcher(monkeypatch, capsys):
+    """Paddle's launcher waited silently until --timeout; every backend now fails at once."""
+    import socket
+
+    from lmbench.cli import main as cli_main
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", lambda *a, **k: pytest.fail("a process was started"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = cli_main(["run", "--backend", "paddle", "--preset", "tiny", "--steps", "2", "--no-save",
+                         "--nodes", "2", "--node-rank", "0", "--rendezvous", f"127.0.0.1:{port}"])
+        # machine 1 does not listen: the same port is no business of its
+        runner.check_rendezvous(tiny_spec(nodes=2, node_rank=1, rendezvous=f"127.0.0.1:{port}"))
+    assert code == 2
+    assert f"port {port} is already in use on this machine" in capsys.readouterr().err

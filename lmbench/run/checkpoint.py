@@ -55,6 +55,9 @@ def load(path) -> tuple[dict[str, np.ndarray], dict]:
         missing = [k for k in META_KEYS if k not in meta] if isinstance(meta, dict) else list(META_KEYS)
         if missing:  # a readable file that is not one of ours (or an older lmbench's)
             raise ValueError(f"its metadata lacks {', '.join(missing)}")
+        bad = sorted(k for k, v in arrays.items() if not np.all(np.isfinite(v)))
+        if bad:  # training from it would "diverge" at its first step and blame the learning rate
+            raise ValueError(f"weights {', '.join(bad)} hold NaN or infinity")
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:
         raise CheckpointError(
             f"checkpoint {path} is damaged or truncated ({type(e).__name__}: {e}); it was not "

@@ -105,6 +105,15 @@ def check_checkpoint(spec: RunSpec, overwrite: bool = False) -> None:
     if free < need:
         raise ConfigError(f"checkpoint {path}: {free / 2**20:,.1f} MiB free in {base}, a checkpoint needs "
                           f"{need / 2**20:,.1f} MiB: free space there or give --checkpoint another path")
+    import resource
+
+    # a file-size limit (ulimit -f) would fail the first checkpoint write after an epoch's work
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    one = 4 * num_params(spec.config) + (1 << 16)
+    if limit != resource.RLIM_INFINITY and limit < one:
+        raise ConfigError(f"checkpoint {path}: this process may write files of at most {limit / 2**20:,.2f} MiB "
+                          f"(ulimit -f), a checkpoint is about {one / 2**20:,.1f} MiB: raise the limit "
+                          f"(ulimit -f unlimited) or run without --checkpoint")
 
 
 @contextmanager
@@ -367,10 +376,41 @@ def _variant(record: dict) -> str:
     return "" if name == EAGER else f"  [{name}]"
 
 
+def check_rendezvous(spec: RunSpec) -> None:
+    """On machine 0 of several, the rendezvous port must be free here: a launcher that
+    cannot listen on it may wait (Paddle's does) until --timeout for machines that never
+    come."""
+    if spec.nodes <= 1 or spec.node_rank != 0:
+        return
+    import errno
+    import socket
+
+    host, _, port = spec.rendezvous.rpartition(":")
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise ConfigError(f"--rendezvous {spec.rendezvous}: cannot resolve {host!r} ({e.strerror}): give "
+                          f"machine 0's address") from e
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is free to listen on
+        try:
+            s.bind(address)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise ConfigError(f"--rendezvous {spec.rendezvous}: port {port} is already in use on this machine "
+                                  f"(machine 0, --node-rank 0, listens there): pick a free port, the same on "
+                                  f"every machine") from e
+            if e.errno != errno.EADDRNOTAVAIL:  # not this machine's address: its launcher says so
+                raise
+
+
 def preflight(spec: RunSpec, timeout=None, out=None, overwrite: bool = False) -> None:
     """What `run` checks before the work starts, so that nothing fails after it: the
-    timeout, the record file and the checkpoint (ConfigError naming the problem)."""
+    timeout, the record file, the checkpoint and a multi-machine run's rendezvous port
+    (ConfigError naming the problem)."""
     check_timeout(timeout)
     if out:
         check_writable(out, "--out")
     check_checkpoint(spec, overwrite)
+    check_rendezvous(spec)
