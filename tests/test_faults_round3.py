@@ -356,7 +356,7 @@ def test_peak_on_a_full_disk_names_the_file_and_leaves_no_empty_file(tmp_path, t
     assert not list(peak_file(results).parent.iterdir())
 
 
-def test_report_on_a_full_disk_is_one_line_not_a_traceback(tmp_path, tmpfs, capsys):
+def test_report_on_a_full_disk_is_one_line_not_a_traceback_and_leaves_no_empty_file(tmp_path, tmpfs, capsys):
     from records import record
 
     from lmbench.cli import main as cli_main
@@ -367,6 +367,7 @@ def test_report_on_a_full_disk_is_one_line_not_a_traceback(tmp_path, tmpfs, caps
     code = cli_main(["report", str(results), "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2 and "No space left on device" in err and "Traceback" not in err, err
+    assert sorted(p.name for p in out.iterdir()) == ["filler"]  # no 0-byte plot, report.md or report.html
 
 
 @pytest.mark.parametrize("argv", [["--runs", "0"], ["--runs", "-1"], ["--draws", "0"]])

@@ -134,10 +134,9 @@ def save_calibration(records, results_dir, runs=MIN_RUNS, seed=0) -> Path:
             "runs_per_draw": runs, "utc_time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "sources": sorted({r["_source"].rsplit(":", 1)[0] for r in records})}
     path = Path(results_dir) / keys[0] / CALIBRATION_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
+    from ..files import write_atomic
+
+    write_atomic(path, json.dumps(data, indent=1) + "\n")
     return path
 
 

@@ -23,6 +23,7 @@ from .render import to_html, to_markdown
 from .scaling import section as scaling_section
 from .variants import variants_table
 from .table import DETAILS, HEADLINE, PUBLISHED, cells, frame, headline
+from ..files import write_atomic
 from ..results import ResultsError, label, load_records
 
 
@@ -223,10 +224,11 @@ def write_report(paths, out_dir="results/report", warn=print, suite: str | None 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     blocks, files = build(records, paths, out_dir)
+    # each file whole or as it was (a full disk mid-report leaves no 0-byte page or plot)
     for name, data in files.items():
-        (out_dir / name).write_bytes(data)
-    (out_dir / "report.md").write_text("# lmbench report\n\n" + to_markdown(blocks))
-    (out_dir / "report.html").write_text(to_html([("h1", "lmbench report")] + blocks, "lmbench report"))
+        write_atomic(out_dir / name, data)
+    write_atomic(out_dir / "report.md", "# lmbench report\n\n" + to_markdown(blocks))
+    write_atomic(out_dir / "report.html", to_html([("h1", "lmbench report")] + blocks, "lmbench report"))
     return [out_dir / "report.md", out_dir / "report.html"]
 
 
