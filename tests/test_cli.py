@@ -170,3 +170,13 @@ def test_the_display_shows_the_phases_in_order_with_an_eta(monkeypatch):
         "  timed steps done in 21.0 s",
         "  [0:30] evaluation: 50 batches of valid",
         "  evaluation done in 3.0 s"]
+
+
+@pytest.mark.parametrize("argv", [["--precision", "bf16"], ["--compile"], ["--workers", "2", "--compile"]])
+def test_verify_refuses_settings_that_do_not_go_together_before_any_work(argv, capsys, monkeypatch):
+    import subprocess
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", lambda *a, **k: pytest.fail("a process was started"))
+    reference = [] if "--workers" in argv else ["--cpu-reference", "torch"]
+    assert cli_main(["verify", *reference, *argv]) == 2
+    assert "not both" in capsys.readouterr().err
