@@ -18,13 +18,15 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[all,dev]'
 	touch $@
 
-# every test, the 20 slowest named at the end
+# every test, the 20 slowest named at the end; one pytest-xdist worker per CPU, a test
+# file's tests in one worker (its module fixtures paid once). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(PY) -m pytest --durations=20 $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=20 $(PYTEST_ARGS)
 
 # the inner loop (about a minute): every test that starts no framework (tests/conftest.py --fast)
 test-fast: $(STAMP)
-	$(PY) -m pytest --fast -q $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --fast -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(LMBENCH) bench --suite $(SUITE)

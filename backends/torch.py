@@ -130,6 +130,12 @@ class Backend(BaseBackend):
                 "torch.ops.mkldnn._is_mkldnn_fp16_supported() is False), so oneDNN cannot create its float16 "
                 "LSTM and any float16 math would be conversions around float32. float16 mixed precision is "
                 "the CUDA recipe (autocast + GradScaler); on the CPU use --precision bf16")
+        if self.precision == "bf16" and self.device == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            raise VariantSkipped(
+                "torch: --precision bf16 on this CPU: oneDNN has no bfloat16 path here (no AVX-512; "
+                "torch.ops.mkldnn._is_mkldnn_bf16_supported() is False): it cannot create its bfloat16 LSTM, "
+                "and any bfloat16 math would be conversions around float32. Run bf16 on a CPU with AVX-512 "
+                "(or avx512_bf16/AMX) or on a GPU")
         if self.precision == "bf16" and self.device == "cuda" and (
                 not torch.cuda.is_bf16_supported() or (torch.backends.cudnn.version() or 0) < 91300):
             raise VariantSkipped(  # unverified: written from pytorch#164411, no GPU here

@@ -47,12 +47,39 @@ class _NoFramework(importlib.abc.MetaPathFinder):
         return None
 
 
+def _own_tmpdir_per_xdist_worker() -> None:
+    """Under pytest-xdist (make test), each worker process gets a TMPDIR of its own: what
+    lmbench keeps there across processes (the another-lmbench-is-timing announcements, run
+    and ab temp dirs swept when their owner died) is then this worker's alone, so two tests
+    running side by side never see each other's runs as "another lmbench"."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return
+    import tempfile
+
+    base = Path(tempfile.gettempdir()) / f"lmbench-tests-{os.environ.get('PYTEST_XDIST_TESTRUNUID', 'run')}" / worker
+    base.mkdir(parents=True, exist_ok=True)
+    os.environ["TMPDIR"] = str(base)  # children inherit it
+    tempfile.tempdir = None  # recomputed from TMPDIR on next use
+
+
+def pytest_unconfigure(config):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import shutil
+        import tempfile
+
+        shutil.rmtree(tempfile.gettempdir(), ignore_errors=True)  # this worker's own TMPDIR (above)
+
+
 def pytest_configure(config):
     """--fast: what makes a test slow here is a framework (an import costs 2-20 s, a run
     process more), so the fast lane skips a test where it starts a Python process or imports
     a framework, whatever the test is; everything else runs as in `make test`."""
+    _own_tmpdir_per_xdist_worker()
     if not config.getoption("--fast"):
         return
+    if getattr(config.option, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # the xdist controller runs no test, and starts its workers with Popen
     sys.meta_path.insert(0, _NoFramework())
     real_init = subprocess.Popen.__init__
 

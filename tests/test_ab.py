@@ -18,7 +18,9 @@ from lmbench.regress.ab import REPO, Worktree, import_root, plan
 
 TINY = """[defaults]
 preset = "tiny"
-mode = "sentence"
+# stream: one batch shape, so a side's run is 5 timed steps, 1 warm-up and one shape warmed
+# up twice (sentence mode warms a shape per new sentence length: 3x the steps of side B's sleep)
+mode = "stream"
 steps = 5
 warmup = 1
 eval = "none"
@@ -154,9 +156,10 @@ sys.meta_path.insert(0, SlowSGD())
 def test_side_b_with_slower_train_steps_is_a_regression(tmp_path):
     hook = tmp_path / "slow-step"
     hook.mkdir()
-    # 2 s per step: beyond the step time of a tiny run even on this shared machine, where
-    # other work made it vary from ~0.05 to ~1.3 s
-    (hook / "sitecustomize.py").write_text(SLOW_STEP % 2.0)
+    # 1 s per step: 100x a tiny stream step (~10 ms on one thread), beyond what other work on
+    # this shared machine made one take (up to ~0.5 s on one thread; ~1.3 s on two, whose
+    # OpenMP barriers spin)
+    (hook / "sitecustomize.py").write_text(SLOW_STEP % 1.0)
     slow_python = tmp_path / "python-slow-step"
     slow_python.write_text(f"#!/bin/sh\nPYTHONPATH=\"$PYTHONPATH:{hook}\" exec {sys.executable} \"$@\"\n")
     slow_python.chmod(0o755)

@@ -24,7 +24,8 @@ WORD = re.compile(r"\b(" + "|".join(map(re.escape, NAMES)) + r")\b")
 # Shared code: what a new backend must not have to touch.
 SHARED_PY = sorted({*ROOT.glob("lmbench/**/*.py"), ROOT / "tests/benchmarks/stepbench.py", ROOT / "tests/conftest.py",
                     *(p for p in ROOT.glob("benchmarks/*.py")  # one framework's own benchmarks are named after it
-                      if not p.stem.startswith(("handwritten_", *(f"{n}_" for n in NAMES))))})
+                      # (public_*: ports of each framework's public example program, and their driver)
+                      if not p.stem.startswith(("handwritten_", "public_", *(f"{n}_" for n in NAMES))))})
 # Known exceptions, each with its reason; anything else fails.
 ALLOWED = {
     # fixed plot colours for the first three frameworks; any other backend gets one from
