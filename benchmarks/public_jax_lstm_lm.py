@@ -1,5 +1,7 @@
 """Flax's own public LSTM example's way of training, on lmbench's stream-mode work (JAX).
 
+Needs flax and optax, which lmbench does not depend on: `.venv/bin/pip install flax optax`.
+
 Follows google/flax, `examples/sst2/` (models.py: Embedder and SimpleLSTM, an
 nn.OptimizedLSTMCell scanned over time by nn.scan; train.py: a TrainState with an optax
 optimizer, `jax.jit(train_step)` built on `jax.value_and_grad(loss_fn, has_aux=True)` and
