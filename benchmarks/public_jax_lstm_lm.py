@@ -59,7 +59,6 @@ Prints one JSON line: {"program", "framework", "train_words_per_sec", "steps", "
 
     python benchmarks/public_jax_lstm_lm.py --steps 200 --warmup 20 --threads 2
 """
-import argparse
 import functools
 import json
 import os
@@ -67,23 +66,11 @@ import time
 
 import numpy as np
 
-from lmbench.config import make_config
-from lmbench.data.corpus import load_corpus, make_batches
-from lmbench.data.download import download_ptb
-from lmbench.weights import init_weights
-from lmbench.run.worker import set_thread_env
+from public_common import parse_args, stream_work
 
 PROGRAM = "google/flax examples/sst2 (models.py SimpleLSTM: nn.scan(OptimizedLSTMCell); train.py TrainState + optax)"
 
-p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-p.add_argument("--steps", type=int, default=200, help="timed windows")
-p.add_argument("--warmup", type=int, default=20, help="untimed windows before them (state carried on; at least 1)")
-p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-p.add_argument("--losses", action="store_true", help="also print every window's loss (a check against lmbench's)")
-args = p.parse_args()
-if args.steps < 1 or args.warmup < 1 or args.threads < 1:  # the first step builds kernels / compiles: never timed
-    p.error("--steps, --warmup and --threads must be at least 1")
-set_thread_env(args.threads, "jax")
+args = parse_args(__doc__, "jax")  # before jax is imported
 # XLA's CPU client sizes its pool from the CPUs the process may use, once: narrow it first
 os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.threads])
 
@@ -172,12 +159,7 @@ def train_step(state, carry, batch):
 
 
 def main():
-    cfg = make_config("small", mode="stream")
-    corpus = load_corpus(download_ptb(), splits=("train",))
-    batches = make_batches(corpus["train"], "stream", cfg.batch_size, cfg.num_steps, cfg.batching, cfg.seed, 0)
-    batches = batches[:args.warmup + args.steps]
-    if len(batches) < args.warmup + args.steps or any(b.has_padding for b in batches):
-        raise SystemExit("--warmup + --steps must stay within one epoch's full windows")
+    cfg, batches, weights = stream_work(args.warmup + args.steps)
     B, T, L, H = cfg.batch_size, cfg.num_steps, cfg.layers, cfg.hidden
     model = LSTMLanguageModel(cfg.vocab_size, H, L)
     zeros = jnp.zeros((B, H), jnp.float32)
@@ -185,7 +167,7 @@ def main():
     params = model.init(jax.random.PRNGKey(cfg.seed), carry, jnp.zeros((B, T), jnp.int32))["params"]
     tx = optax.chain(optax.clip_by_global_norm(cfg.clip), optax.sgd(learning_rate=cfg.lr))
     state = train_state.TrainState.create(apply_fn=model.apply, tx=tx,
-                                          params=canonical_params(params, init_weights(cfg), L, H))
+                                          params=canonical_params(params, weights, L, H))
     step = jax.jit(train_step)
     inputs = [{"inputs": b.inputs.astype(np.int32), "targets": b.targets.astype(np.int32)} for b in batches]
 

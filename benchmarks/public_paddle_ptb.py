@@ -53,32 +53,18 @@ Prints one JSON line: {"program", "framework", "train_words_per_sec", "steps", "
 
     python benchmarks/public_paddle_ptb.py --steps 200 --warmup 20 --threads 2
 """
-import argparse
 import json
-import os
 import time
 
 import numpy as np
 
-from lmbench.config import make_config
-from lmbench.data.corpus import load_corpus, make_batches
-from lmbench.data.download import download_ptb
-from lmbench.weights import init_weights
-from lmbench.run.worker import set_thread_env
+from public_common import parse_args, stream_work
 
 PROGRAM = "PaddlePaddle/models dygraph/ptb_lm/ptb_dy.py (PtbModel + SimpleLSTMRNN)"
 
-p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-p.add_argument("--steps", type=int, default=200, help="timed windows")
-p.add_argument("--warmup", type=int, default=20, help="untimed windows before them (state carried on; at least 1)")
-p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-p.add_argument("--rnn", choices=("SimpleLSTMRNN", "nn.LSTM"), default="SimpleLSTMRNN",
-               help="the example's own LSTM (default) or paddle.nn.LSTM in its place (a variant)")
-p.add_argument("--losses", action="store_true", help="also print every window's loss (a check against lmbench's)")
-args = p.parse_args()
-if args.steps < 1 or args.warmup < 1 or args.threads < 1:  # the first step builds kernels / compiles: never timed
-    p.error("--steps, --warmup and --threads must be at least 1")
-set_thread_env(args.threads, "paddle")  # before paddle is imported
+args = parse_args(__doc__, "paddle", add=lambda p: p.add_argument(
+    "--rnn", choices=("SimpleLSTMRNN", "nn.LSTM"), default="SimpleLSTMRNN",
+    help="the example's own LSTM (default) or paddle.nn.LSTM in its place (a variant)"))  # before paddle is imported
 
 import paddle  # noqa: E402
 import paddle.nn.functional as F  # noqa: E402
@@ -194,15 +180,10 @@ def load_canonical(model, w, cfg):
 
 
 def main():
-    cfg = make_config("small", mode="stream")
-    corpus = load_corpus(download_ptb(), splits=("train",))
-    batches = make_batches(corpus["train"], "stream", cfg.batch_size, cfg.num_steps, cfg.batching, cfg.seed, 0)
-    batches = batches[:args.warmup + args.steps]
-    if len(batches) < args.warmup + args.steps or any(b.has_padding for b in batches):
-        raise SystemExit("--warmup + --steps must stay within one epoch's full windows")
+    cfg, batches, weights = stream_work(args.warmup + args.steps)
     B, T, L, H = cfg.batch_size, cfg.num_steps, cfg.layers, cfg.hidden
     ptb_model = PtbModel(H, cfg.vocab_size, L, T, cfg.init_scale, cfg.dropout, args.rnn)
-    load_canonical(ptb_model, init_weights(cfg), cfg)
+    load_canonical(ptb_model, weights, cfg)
     sgd = paddle.optimizer.SGD(learning_rate=cfg.lr, parameters=ptb_model.parameters(),
                                grad_clip=nn.ClipGradByGlobalNorm(cfg.clip))
 

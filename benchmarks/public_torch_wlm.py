@@ -45,30 +45,16 @@ Prints one JSON line: {"program", "framework", "train_words_per_sec", "steps", "
 
     python benchmarks/public_torch_wlm.py --steps 200 --warmup 20 --threads 2
 """
-import argparse
 import json
-import os
 import time
 
 import numpy as np
 
-from lmbench.config import make_config
-from lmbench.data.corpus import load_corpus, make_batches
-from lmbench.data.download import download_ptb
-from lmbench.weights import init_weights
-from lmbench.run.worker import set_thread_env
+from public_common import parse_args, stream_work
 
 PROGRAM = "pytorch/examples word_language_model (main.py + model.py RNNModel)"
 
-p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-p.add_argument("--steps", type=int, default=200, help="timed windows")
-p.add_argument("--warmup", type=int, default=20, help="untimed windows before them (state carried on; at least 1)")
-p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-p.add_argument("--losses", action="store_true", help="also print every window's loss (a check against lmbench's)")
-args = p.parse_args()
-if args.steps < 1 or args.warmup < 1 or args.threads < 1:  # the first step builds kernels / compiles: never timed
-    p.error("--steps, --warmup and --threads must be at least 1")
-set_thread_env(args.threads, "torch")  # before torch is imported
+args = parse_args(__doc__, "torch")  # before torch is imported
 
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
@@ -117,14 +103,9 @@ def load_canonical(model, w, layers):
 
 
 def main():
-    cfg = make_config("small", mode="stream")
-    corpus = load_corpus(download_ptb(), splits=("train",))
-    batches = make_batches(corpus["train"], "stream", cfg.batch_size, cfg.num_steps, cfg.batching, cfg.seed, 0)
-    batches = batches[:args.warmup + args.steps]
-    if len(batches) < args.warmup + args.steps or any(b.has_padding for b in batches):
-        raise SystemExit("--warmup + --steps must stay within one epoch's full windows")
+    cfg, batches, weights = stream_work(args.warmup + args.steps)
     model = RNNModel(cfg.vocab_size, cfg.hidden, cfg.hidden, cfg.layers, cfg.dropout)
-    load_canonical(model, init_weights(cfg), cfg.layers)
+    load_canonical(model, weights, cfg.layers)
     criterion = nn.NLLLoss(reduction="sum")  # summed NLL; divided by the batch size below
     lr, clip = cfg.lr, cfg.clip
 
