@@ -1,7 +1,7 @@
 """lmbench's backends against each framework's own public example program, same work.
 
 For each framework, --runs rounds of two processes, the order alternating (A B, B A, ...):
-  A  `lmbench run --backend FW --layout <native> --mode stream --preset small --steps S
+  A  `lmbench run --backend FW --layout <native, or --layout FW=L> --mode stream --preset small --steps S
      --warmup W --eval none --threads K --out <temp file>`: metrics.train_words_per_sec
      of its record;
   B  the public program written from its description (same batches, initial weights,
@@ -11,6 +11,8 @@ For each framework, --runs rounds of two processes, the order alternating (A B, 
        paddle  benchmarks/public_paddle_ptb.py   PaddlePaddle/models dygraph/ptb_lm
        jax     benchmarks/public_jax_lstm_lm.py  google/flax examples/sst2 (Flax + optax;
                flax and optax must be installed, they are not lmbench dependencies)
+       tensorflow benchmarks/public_tf1_ptb.py   tensorflow/models tutorials/rnn/ptb (TF1
+               graph, static unroll; its embedding update dense unless --tensorflow-sparse)
      with the same --steps, --warmup and --threads: its train_words_per_sec.
 Each round's ratio is A / B (lmbench's speed over the public program's: above 1 = lmbench
 faster); printed per framework: both sides' median words/s, the median ratio and its
@@ -18,6 +20,7 @@ min-max over the rounds, and both sides' first-window loss (summed NLL / B: equa
 same function from the same weights). Plain text, for results/public-programs/.
 
     LMBENCH_PTB_MIRROR=... python benchmarks/public_programs_ab.py --runs 5 --threads 2
+    python benchmarks/public_programs_ab.py --frameworks tensorflow --layout tensorflow=unrolled
 """
 import argparse
 import datetime
@@ -34,20 +37,31 @@ from lmbench.backend import native_layout
 from lmbench.env import cpu_model
 
 HERE = Path(__file__).resolve().parent
-PUBLIC = {"torch": "public_torch_wlm.py", "paddle": "public_paddle_ptb.py", "jax": "public_jax_lstm_lm.py"}
+PUBLIC = {"torch": "public_torch_wlm.py", "paddle": "public_paddle_ptb.py", "jax": "public_jax_lstm_lm.py",
+          "tensorflow": "public_tf1_ptb.py"}
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--frameworks", nargs="+", default=list(PUBLIC), choices=list(PUBLIC))
+p.add_argument("--layout", action="append", default=[], metavar="FW=LAYOUT",
+               help="lmbench's layout for FW (default: its native one), e.g. tensorflow=unrolled")
 p.add_argument("--runs", type=int, default=5, help="rounds (process pairs) per framework")
 p.add_argument("--steps", type=int, default=200, help="timed stream windows per process")
 p.add_argument("--warmup", type=int, default=20, help="untimed windows before them (at least 1)")
 p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
 p.add_argument("--paddle-rnn", choices=("SimpleLSTMRNN", "nn.LSTM"), default="SimpleLSTMRNN",
                help="public_paddle_ptb.py --rnn: the example's own LSTM (default) or its nn.LSTM variant")
+p.add_argument("--tensorflow-sparse", action="store_true",
+               help="public_tf1_ptb.py --sparse: the program's own sparse embedding update (different work)")
 p.add_argument("--timeout", type=float, default=1800, help="seconds one process may take")
 args = p.parse_args()
 if args.runs < 1 or args.steps < 1 or args.warmup < 1 or args.threads < 1:
     p.error("--runs, --steps, --warmup and --threads must be at least 1")
+LAYOUT = {fw: native_layout(fw) for fw in PUBLIC}
+for item in args.layout:
+    fw, _, layout = item.partition("=")
+    if fw not in PUBLIC or not layout:
+        p.error(f"--layout {item!r}: use FW=LAYOUT with FW one of {', '.join(PUBLIC)}")
+    LAYOUT[fw] = layout
 
 
 def run(cmd):
@@ -64,7 +78,7 @@ def lmbench_side(fw, workdir):
     """(words/s, first window's summed NLL / B) of one `lmbench run`."""
     record_file = Path(workdir) / f"{fw}.jsonl"
     record_file.unlink(missing_ok=True)
-    run([sys.executable, "-m", "lmbench", "run", "--backend", fw, "--layout", native_layout(fw), "--mode", "stream",
+    run([sys.executable, "-m", "lmbench", "run", "--backend", fw, "--layout", LAYOUT[fw], "--mode", "stream",
          "--preset", "small", "--steps", str(args.steps), "--warmup", str(args.warmup), "--eval", "none",
          "--threads", str(args.threads), "--quiet", "--out", str(record_file)])
     record = json.loads(record_file.read_text().strip().splitlines()[-1])
@@ -76,7 +90,8 @@ def lmbench_side(fw, workdir):
 
 def public_side(fw):
     """(words/s, first window's summed NLL / B, program) of one run of the public program."""
-    extra = ["--rnn", args.paddle_rnn] if fw == "paddle" else []
+    extra = {"paddle": ["--rnn", args.paddle_rnn],
+             "tensorflow": ["--sparse"] if args.tensorflow_sparse else []}.get(fw, [])
     out = run([sys.executable, str(HERE / PUBLIC[fw]), "--steps", str(args.steps), "--warmup", str(args.warmup),
                "--threads", str(args.threads), *extra])
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -110,7 +125,7 @@ def main():
                 ratios.append(a[-1] / b[-1])
                 print(f"{fw:<7} round {r + 1}/{args.runs} ({' '.join(order)}): lmbench {a[-1]:>9,.0f}  "
                       f"public {b[-1]:>9,.0f} words/s  ratio {ratios[-1]:.3f}", flush=True)
-            rows.append(dict(fw=fw, layout=native_layout(fw), program=program, a=statistics.median(a),
+            rows.append(dict(fw=fw, layout=LAYOUT[fw], program=program, a=statistics.median(a),
                              b=statistics.median(b), ratio=statistics.median(ratios), lo=min(ratios),
                              hi=max(ratios), n=len(ratios), loss_a=loss_a, loss_b=loss_b))
     print()

@@ -5,7 +5,7 @@ Sides (each its own variables, from the same canonical initial weights, on the s
 --steps stream windows, state carried from window to window):
 - lmbench:<layout>   the backend's train_step as `lmbench run` calls it;
 - before:<layout>    the same from another version of backends/tensorflow.py (--before);
-- tf1 / tf1-sparse   the yardstick, written here from the public TF1 program's description:
+- tf1 / tf1-sparse   the yardstick, benchmarks/public_tf1_ptb.py's graph (the public TF1 PTB program):
                      a tf.compat.v1 graph run by a Session, an LSTM cell (one kernel on
                      concat([x, h]), as BasicLSTMCell) statically unrolled over the window
                      time step by time step through both layers, the state fed from numpy
@@ -186,80 +186,15 @@ def lmbench_side(kind, layout):
                 be.reset_state)
 
 
-# -- the TF1-style yardstick ------------------------------------------------------------
+# -- the TF1-style yardstick: benchmarks/public_tf1_ptb.py's graph -----------------------
 def tf1_side(sparse, inter_op=None):
-    """tf.compat.v1 graph + Session. Canonical gate order i, f, g, o in one kernel
-    [w_ih.T; w_hh.T] on concat([x, h]) and one bias b_ih + b_hh, which (as in lmbench)
-    counts twice in the clipping norm and moves by 2 lr g: the canonical model's update."""
-    g = tf.Graph()
-    with g.as_default():
-        inputs = tf.compat.v1.placeholder(tf.int64, [B, T])
-        targets = tf.compat.v1.placeholder(tf.int64, [B, T])
-        h0 = [tf.compat.v1.placeholder(tf.float32, [B, H]) for _ in range(L)]
-        c0 = [tf.compat.v1.placeholder(tf.float32, [B, H]) for _ in range(L)]
-        emb = tf.Variable(weights["embedding"])
-        kernels = [tf.Variable(np.concatenate([weights[f"lstm{l}.w_ih"].T, weights[f"lstm{l}.w_hh"].T]))
-                   for l in range(L)]
-        biases = [tf.Variable(weights[f"lstm{l}.b_ih"] + weights[f"lstm{l}.b_hh"]) for l in range(L)]
-        softmax_w, softmax_b = tf.Variable(weights["decoder.w"].T), tf.Variable(weights["decoder.b"])
-        x = tf.nn.embedding_lookup(emb, inputs)
-        h, c, outputs = list(h0), list(c0), []
-        for t in range(T):  # statically unrolled: time outer, layers inner (MultiRNNCell)
-            out = x[:, t, :]
-            for l in range(L):
-                z = tf.matmul(tf.concat([out, h[l]], 1), kernels[l]) + biases[l]
-                i, f, gg, o = tf.split(z, 4, axis=1)
-                c[l] = tf.sigmoid(f) * c[l] + tf.sigmoid(i) * tf.tanh(gg)
-                h[l] = tf.sigmoid(o) * tf.tanh(c[l])
-                out = h[l]
-            outputs.append(out)
-        hidden = tf.reshape(tf.stack(outputs, 1), [-1, H])
-        logits = tf.matmul(hidden, softmax_w) + softmax_b
-        loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.reshape(targets, [-1]),
-                                                                            logits=logits))
-        tvars = [emb, *kernels, *biases, softmax_w, softmax_b]
-        copies = [1] + [1] * L + [2] * L + [1, 1]
-        grads = tf.gradients(loss / B, tvars)
-        if not sparse:
-            grads[0] = tf.convert_to_tensor(grads[0])
-        norm_of = [gr.values if isinstance(gr, tf.IndexedSlices) else gr for gr in grads]
-        # the sparse gradient's norm over its rows, repeats unsummed, would differ: sum them
-        if sparse:
-            uniq, idx = tf.unique(grads[0].indices)
-            grads[0] = tf.IndexedSlices(tf.math.unsorted_segment_sum(grads[0].values, idx, tf.size(uniq)), uniq,
-                                        grads[0].dense_shape)
-            norm_of[0] = grads[0].values
-        norm = tf.linalg.global_norm([gr for gr, k in zip(norm_of, copies) for _ in range(k)])
-        step = cfg.lr * tf.where(tf.math.is_finite(norm), cfg.clip / tf.maximum(norm, cfg.clip), float("nan"))
-        updates = []
-        for v, gr, k in zip(tvars, grads, copies):
-            if isinstance(gr, tf.IndexedSlices):  # what GradientDescentOptimizer does with one
-                updates.append(v.scatter_sub(tf.IndexedSlices(gr.values * step, gr.indices)))
-            else:
-                updates.append(v.assign_sub((k * step) * gr))
-        with tf.control_dependencies(updates):
-            loss_out = tf.identity(loss)
-        init = tf.compat.v1.global_variables_initializer()
-    # the same thread pools as the eager sides (and as lmbench): a same-work comparison
-    # (inter_op given: a pool of the session's own, not the process's)
-    sess = tf.compat.v1.Session(graph=g, config=tf.compat.v1.ConfigProto(
-        intra_op_parallelism_threads=args.threads, inter_op_parallelism_threads=inter_op or args.inter_op,
-        use_per_session_threads=inter_op is not None))
-    sess.run(init)
-    g.finalize()
-    zeros = np.zeros([B, H], np.float32)
-    state = {}
+    """The TF1 program's graph and Session (public_tf1_ptb.tf1_program) on the same thread
+    pools as the eager sides and lmbench; inter_op given: a pool of the session's own."""
+    from public_tf1_ptb import tf1_program
 
-    def train(batch):
-        feed = {inputs: batch.inputs, targets: batch.targets}
-        for l in range(L):
-            feed[h0[l]], feed[c0[l]] = state.get(("h", l), zeros), state.get(("c", l), zeros)
-        value, hs, cs = sess.run([loss_out, h, c], feed)
-        for l in range(L):
-            state["h", l], state["c", l] = hs[l], cs[l]
-        return float(value)
-
-    return Side(train, reset=state.clear)
+    train, reset = tf1_program(cfg, weights, args.threads, inter_op or args.inter_op, sparse,
+                               own_pool=inter_op is not None)
+    return Side(train, reset=reset)
 
 
 # -- candidate formulations inside the backend's step -----------------------------------
