@@ -129,10 +129,10 @@ def main():
                              b=statistics.median(b), ratio=statistics.median(ratios), lo=min(ratios),
                              hi=max(ratios), n=len(ratios), loss_a=loss_a, loss_b=loss_b))
     print()
-    print(f"{'framework':<10}{'lmbench layout':<16}{'lmbench w/s':>12}{'public w/s':>12}{'ratio':>8}"
+    print(f"{'framework':<11}{'lmbench layout':<16}{'lmbench w/s':>12}{'public w/s':>12}{'ratio':>8}"
           f"{'min-max':>14}{'rounds':>8}  first loss lmbench / public")
     for r in rows:
-        print(f"{r['fw']:<10}{r['layout']:<16}{r['a']:>12,.0f}{r['b']:>12,.0f}{r['ratio']:>8.3f}"
+        print(f"{r['fw']:<11}{r['layout']:<16}{r['a']:>12,.0f}{r['b']:>12,.0f}{r['ratio']:>8.3f}"
               f"{r['lo']:>8.3f}-{r['hi']:.3f}{r['n']:>8}  {r['loss_a']:.4f} / {r['loss_b']:.4f}")
     print()
     for r in rows:

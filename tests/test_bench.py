@@ -45,13 +45,16 @@ def records_in(path):
 def test_shipped_suites_load():
     cells = load_suite(suite_path("default"))
     pairs = {(c["backend"], c["layout"]) for c in cells}
-    # native layouts and each framework's padded layout (tensorflow's native one is padded)
+    # native layouts and each framework's padded layout (tensorflow's native one is padded);
+    # tensorflow's unrolled, its fastest stream layout, in stream mode only
     assert pairs == {("torch", "packed"), ("torch", "padded"), ("tensorflow", "padded"), ("paddle", "lod"),
-                     ("paddle", "lod-padded"), ("paddle", "padded"), ("jax", "padded")}
+                     ("paddle", "lod-padded"), ("paddle", "padded"), ("jax", "padded"), ("tensorflow", "unrolled")}
     sentence = [c for c in cells if c["mode"] == "sentence"]
     stream = [c for c in cells if c["mode"] == "stream"]
     assert len(sentence) == 14 and {c["batching"] for c in sentence} == {"random", "bucketed"}
-    assert sorted(c["backend"] for c in stream) == ["jax", "paddle", "tensorflow", "torch"]
+    assert sorted((c["backend"], c["layout"]) for c in stream) == [
+        ("jax", "padded"), ("paddle", "lod"), ("tensorflow", "padded"), ("tensorflow", "unrolled"), ("torch", "packed")]
+    assert all(c["layout"] != "unrolled" for c in sentence)  # a trace per padded length: stream only
     assert all(c["eval"] == "valid" and "eval_batches" not in c for c in stream)  # the whole split
     assert all(c["eval"] == "none" and c["preset"] == "small" for c in sentence)
     gpu = load_suite(suite_path("gpu"))
