@@ -192,6 +192,19 @@ def test_history_over_commits_is_included_for_a_results_directory(tmp_path):
     assert "<details><summary>History over commits" in page and 'alt="history test-cpu-2cpu"' in page
 
 
+def test_a_framework_with_two_layouts_has_each_layouts_perplexity_named(tmp_path):
+    d = tmp_path / "results"
+    d.mkdir()
+    runs = [record("torch", "packed", valid_ppl=705.0, mode="stream", seed=1),
+            record("tensorflow", "padded", valid_ppl=660.0, mode="stream", seed=2),
+            record("tensorflow", "unrolled", valid_ppl=680.0, mode="stream", seed=3)]
+    (d / "r.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
+    blocks, _ = build(load_records([d]), [d], tmp_path / "out")
+    md = to_markdown(blocks)
+    assert "tensorflow/padded 660.00, tensorflow/unrolled 680.00, torch 705.00: smoke values" in md
+    assert "tensorflow 670.00" not in md  # no median over layouts
+
+
 def test_verify_verdict_and_skipped_runs_are_reported(tmp_path):
     d = tmp_path / "results"
     d.mkdir()

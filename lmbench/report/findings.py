@@ -124,10 +124,13 @@ def perplexity_agreement(df: pd.DataFrame, verdicts: list[dict]) -> list[str]:
     have = df[df["valid_ppl"].notna() & (df.variant == EAGER) & (df.workers == 1)]
     keys = ["machine", "preset", "mode", "batching", "batch_size", "epochs", "steps"]
     for key, g in have.fillna({"epochs": -1, "steps": -1}).groupby(keys, sort=True):
-        per = g.groupby("backend")["valid_ppl"].median()
-        if len(per) < 2:
+        per = g.groupby(["backend", "layout"])["valid_ppl"].median()
+        layouts = per.index.get_level_values("backend").value_counts()
+        if len(layouts) < 2:
             continue
-        values = ", ".join(f"{b} {v:.2f}" for b, v in per.items())
+        # a framework with several layouts here (tensorflow padded and unrolled in stream
+        # mode) is named per layout: a median over layouts would be no run's perplexity
+        values = ", ".join(f"{b}/{lay} {v:.2f}" if layouts[b] > 1 else f"{b} {v:.2f}" for (b, lay), v in per.items())
         if key[5] == -1:  # a run of steps: smoke values
             out.append(f"Validation perplexity after {int(key[6])} steps at lr {g.iloc[0].get('lr', 1):g} "
                        f"({key[1]} {key[2]}): {values}: smoke values, not comparable across frameworks "
