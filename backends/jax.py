@@ -51,6 +51,12 @@ COMPUTES_PADDING = {"padded": {"cpu": True, "cuda": True}}
 # XLA reads no thread variable: the harness sets this one before the import, and the
 # import narrows the CPU affinity to that many CPUs (_limit_threads)
 THREAD_ENV = {"LMBENCH_XLA_CPU_THREADS": "{threads}"}
+# how JAX keeps what XLA compiled in a directory, for the next process to load instead of
+# compiling (no floor on compile time or size: tiny programs compile in well under JAX's 1 s
+# default). lmbench's runs never set it -- the compiles are part of a first epoch they
+# measure -- but its test session does (tests/conftest.py): tiny programs recur in many processes
+COMPILE_CACHE_ENV = {"JAX_COMPILATION_CACHE_DIR": "{dir}", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+                     "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
 
 # true float32 on GPUs too (XLA's default lets cuBLAS/cuDNN use TF32 there)
 jax.config.update("jax_default_matmul_precision", "highest")

@@ -318,6 +318,12 @@ def thread_env(name: str, threads: int) -> dict[str, str]:
     return {var: str(value).format(threads=threads) for var, value in _module_constant(name, "THREAD_ENV", {}).items()}
 
 
+def compile_cache_env(name: str, directory) -> dict[str, str]:
+    """A backend's COMPILE_CACHE_ENV (the variables that make its framework keep compiled
+    programs in `directory` across processes), "{dir}" filled in; {} where it declares none."""
+    return {var: str(value).format(dir=directory) for var, value in _module_constant(name, "COMPILE_CACHE_ENV", {}).items()}
+
+
 def computes_padding(name: str, layout: str, device: str) -> bool | None:
     """A backend's declared COMPUTES_PADDING[layout][device] (read from source), or None."""
     return _module_constant(name, "COMPUTES_PADDING", {}).get(layout, {}).get(device)

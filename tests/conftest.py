@@ -63,7 +63,43 @@ def _own_tmpdir_per_xdist_worker() -> None:
     tempfile.tempdir = None  # recomputed from TMPDIR on next use
 
 
+def _test_session_environment() -> None:
+    """What every framework process of one `make test` inherits (the xdist workers inherit it
+    from the controller, whose pytest_configure runs before it starts them); a variable the
+    user set is left as it is.
+
+    OMP_WAIT_POLICY=PASSIVE: two xdist workers, and fixtures that start several framework
+    processes at once, put more threads than cores on the machine; OpenMP's default spins a
+    waiting thread for a while before it sleeps, and oversubscribed spinning burns the cores
+    the others need. Measured here (2 cores, three 2-thread torch runs of test_training's at
+    once): 50 s and 41 s of CPU each by default, 126 s / 118 s with ACTIVE, 12 s / 6.7 s with
+    PASSIVE. lmbench's runs leave the policy to the framework: this is the tests' only.
+
+    One compilation cache per session for every backend that declares COMPILE_CACHE_ENV: a
+    program one test's process compiled is loaded, not compiled again, by the next (the tiny
+    preset's shapes recur across files; `lmbench verify --preset tiny` of such a backend
+    took 24 s cold, 6 s warm). The executables are the compiler's own, so what the tests
+    compute is unchanged, and no test asserts a compile time. Removed when the session ends."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    import tempfile
+
+    from lmbench.backend import available_backends, compile_cache_env
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    cache = tempfile.mkdtemp(prefix="lmbench-tests-compile-cache-")
+    os.environ["LMBENCH_TESTS_COMPILE_CACHE"] = cache
+    for name in available_backends():
+        for var, value in compile_cache_env(name, cache).items():
+            os.environ.setdefault(var, value)
+
+
 def pytest_unconfigure(config):
+    own_cache = os.environ.get("LMBENCH_TESTS_COMPILE_CACHE")
+    if own_cache and not os.environ.get("PYTEST_XDIST_WORKER"):
+        import shutil
+
+        shutil.rmtree(own_cache, ignore_errors=True)
     if os.environ.get("PYTEST_XDIST_WORKER"):
         import shutil
         import tempfile
@@ -76,6 +112,7 @@ def pytest_configure(config):
     process more), so the fast lane skips a test where it starts a Python process or imports
     a framework, whatever the test is; everything else runs as in `make test`."""
     _own_tmpdir_per_xdist_worker()
+    _test_session_environment()
     if not config.getoption("--fast"):
         return
     if getattr(config.option, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):

@@ -205,7 +205,7 @@ def test_kill_9_of_bench_mid_training_then_resume_trains_the_cell_once(tmp_path)
 
     suite = tmp_path / "s.toml"
     suite.write_text('[[matrix]]\nbackend = "torch"\npreset = "tiny"\nmode = "stream"\nepochs = 3\n'
-                     'epoch_batches = 300\nwarmup = 1\neval = "none"\nthreads = 1\n')
+                     'epoch_batches = 100\nwarmup = 1\neval = "none"\nthreads = 1\n')
     results = tmp_path / "results"
     ckpt = checkpoint_for(results / env.machine_key(), spec_for(load_suite(suite)[0], "cpu").for_this_machine(), 0)
     argv = ["bench", "--suite", str(suite), "--device", "cpu", "--no-report", "--results-dir", str(results)]

@@ -55,6 +55,13 @@ def runs():
         lr0={k: (v[n - 1], v[n + 8]) for k, v in out.items()})
 
 
+def test_the_test_session_keeps_what_xla_compiled_for_the_next_process(runs):
+    # COMPILE_CACHE_ENV, set for the session by tests/conftest.py, reaches the probe's JAX
+    from pathlib import Path
+
+    assert any(Path(os.environ["JAX_COMPILATION_CACHE_DIR"]).iterdir())
+
+
 def test_export_import_round_trips_exactly(runs):
     got = runs["roundtrip"]["padded"]
     assert {k: v.shape for k, v in got.items()} == shapes(runs["cfg"])
