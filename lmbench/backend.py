@@ -313,15 +313,21 @@ def layout_env(name: str, layout: str) -> dict[str, str]:
     return dict(_module_constant(name, "LAYOUT_ENV", {}).get(layout, {}))
 
 
+def _declared_env(name: str, constant: str, **fields) -> dict[str, str]:
+    """A backend's environment declaration `constant` ({} where it declares none), its
+    "{field}"s filled in."""
+    return {var: str(value).format(**fields) for var, value in _module_constant(name, constant, {}).items()}
+
+
 def thread_env(name: str, threads: int) -> dict[str, str]:
     """A backend's THREAD_ENV (variables its framework reads at import), "{threads}" filled in."""
-    return {var: str(value).format(threads=threads) for var, value in _module_constant(name, "THREAD_ENV", {}).items()}
+    return _declared_env(name, "THREAD_ENV", threads=threads)
 
 
 def compile_cache_env(name: str, directory) -> dict[str, str]:
     """A backend's COMPILE_CACHE_ENV (the variables that make its framework keep compiled
     programs in `directory` across processes), "{dir}" filled in; {} where it declares none."""
-    return {var: str(value).format(dir=directory) for var, value in _module_constant(name, "COMPILE_CACHE_ENV", {}).items()}
+    return _declared_env(name, "COMPILE_CACHE_ENV", dir=directory)
 
 
 def computes_padding(name: str, layout: str, device: str) -> bool | None:

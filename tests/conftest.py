@@ -95,16 +95,13 @@ def _test_session_environment() -> None:
 
 
 def pytest_unconfigure(config):
-    own_cache = os.environ.get("LMBENCH_TESTS_COMPILE_CACHE")
-    if own_cache and not os.environ.get("PYTEST_XDIST_WORKER"):
-        import shutil
+    import shutil
+    import tempfile
 
-        shutil.rmtree(own_cache, ignore_errors=True)
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        import shutil
-        import tempfile
-
         shutil.rmtree(tempfile.gettempdir(), ignore_errors=True)  # this worker's own TMPDIR (above)
+    else:
+        shutil.rmtree(os.environ.get("LMBENCH_TESTS_COMPILE_CACHE", ""), ignore_errors=True)  # the session's
 
 
 def pytest_configure(config):
