@@ -79,7 +79,9 @@ def _test_session_environment() -> None:
     program one test's process compiled is loaded, not compiled again, by the next (the tiny
     preset's shapes recur across files; `lmbench verify --preset tiny` of such a backend
     took 24 s cold, 6 s warm). The executables are the compiler's own, so what the tests
-    compute is unchanged, and no test asserts a compile time. Removed when the session ends."""
+    compute is unchanged, and no test asserts a compile time. Removed when the session ends.
+
+    One probe memo per session (tests/probe_memo.py), removed when the session ends."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         return
     import tempfile
@@ -87,6 +89,7 @@ def _test_session_environment() -> None:
     from lmbench.backend import available_backends, compile_cache_env
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ["LMBENCH_TESTS_PROBE_MEMO"] = tempfile.mkdtemp(prefix="lmbench-tests-probes-")
     cache = tempfile.mkdtemp(prefix="lmbench-tests-compile-cache-")
     os.environ["LMBENCH_TESTS_COMPILE_CACHE"] = cache
     for name in available_backends():
@@ -100,8 +103,9 @@ def pytest_unconfigure(config):
 
     if os.environ.get("PYTEST_XDIST_WORKER"):
         shutil.rmtree(tempfile.gettempdir(), ignore_errors=True)  # this worker's own TMPDIR (above)
-    else:
-        shutil.rmtree(os.environ.get("LMBENCH_TESTS_COMPILE_CACHE", ""), ignore_errors=True)  # the session's
+    else:  # the session's
+        for var in ("LMBENCH_TESTS_COMPILE_CACHE", "LMBENCH_TESTS_PROBE_MEMO"):
+            shutil.rmtree(os.environ.get(var, ""), ignore_errors=True)
 
 
 def pytest_configure(config):
@@ -110,6 +114,11 @@ def pytest_configure(config):
     a framework, whatever the test is; everything else runs as in `make test`."""
     _own_tmpdir_per_xdist_worker()
     _test_session_environment()
+    if os.environ.get("LMBENCH_TESTS_PROBE_MEMO"):
+        from lmbench.run import probe
+        from probe_memo import share_identical_probes
+
+        probe._in_child = share_identical_probes(probe._in_child, Path(os.environ["LMBENCH_TESTS_PROBE_MEMO"]))
     if not config.getoption("--fast"):
         return
     if getattr(config.option, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):

@@ -1,18 +1,22 @@
-"""PyTorch on its own: its layouts agree, weights round-trip, the model learns. One probe
-process (a diverging torch run: test_runner.py; TensorFlow and Paddle have their own
-test_tensorflow.py and test_paddle.py, which also compare against torch's packed layout)."""
+"""PyTorch on its own: its layouts agree, weights round-trip, the model learns. Two probe
+processes: `lmbench verify`'s case (shared with test_verify.py's by the session's probe
+memo), and the round trip and training from the initial weights (a diverging torch run:
+test_runner.py; TensorFlow and Paddle have their own test_tensorflow.py and test_paddle.py,
+which also compare against torch's packed layout)."""
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 from lmbench.backend import backend_layouts
 from lmbench.data.corpus import make_batches
-from lmbench.run.probe import probe
-from lmbench.verify.verify import TOLERANCES, _unpack, build_case, differences
+from lmbench.verify.verify import TOLERANCES, build_case, differences
 from lmbench.weights import shapes
+
+from equivalence import ROUND_TRIP_AND_UNTRAINED, UNTRAINED, checks, play
 
 TRAIN_STEPS = 30
 
@@ -20,19 +24,14 @@ TRAIN_STEPS = 30
 @pytest.fixture(scope="module", params=["torch"])
 def case(request, corpus):
     backend = request.param
-    cfg, weights, batches, script = build_case("tiny")
-    first_train = len(batches)
-    batches = batches + make_batches(corpus["train"], "sentence", cfg.batch_size, batching="random",
-                                     seed=cfg.seed)[:TRAIN_STEPS]
-    script = ([("weights",)] + script
-              + [("train_step", first_train + i, cfg.lr) for i in range(TRAIN_STEPS)])
-    out = probe(backend, backend_layouts(backend), cfg, weights, batches, script)
-    n = len(script) - TRAIN_STEPS
+    cfg, weights, batches, _ = build_case("tiny")
+    train = make_batches(corpus["train"], "sentence", cfg.batch_size, batching="random",
+                         seed=cfg.seed)[:TRAIN_STEPS]
+    with ThreadPoolExecutor(2) as pool:
+        verify, extras = (f.result() for f in play(pool, backend, backend_layouts(backend),
+                                                   ROUND_TRIP_AND_UNTRAINED, train))
     return dict(backend=backend, layouts=backend_layouts(backend), cfg=cfg, weights=weights, batches=batches,
-                roundtrip={k: v[0] for k, v in out.items()},
-                verify={k: _unpack(v[1:n]) for k, v in out.items()},
-                learning={k: np.array(v[n:]) for k, v in out.items()},
-                train_batches=batches[first_train:])
+                train_batches=train, **checks(verify, extras, len(ROUND_TRIP_AND_UNTRAINED)))
 
 
 def test_export_import_round_trips_exactly(case):
@@ -59,13 +58,10 @@ def test_layouts_are_not_trivially_equal(case):
 
 
 def test_untrained_perplexity_is_near_vocabulary_size(case):
-    v = case["verify"][case["layouts"][0]]
-    stream = [b for b in case["batches"] if b.carry_state]
-    # the eval sum (last float of the trained losses) ran after training; use the first
-    # per-batch objective instead: loss_and_grads from the initial weights on stream batch 0
-    objective = v["losses"][2]  # sum / B on the first stream batch
-    ppl = math.exp(objective * stream[0].batch_size / stream[0].num_targets)
-    assert 9_000 < ppl < 11_000
+    tokens = sum(b.num_targets for b in case["batches"][:UNTRAINED])  # padded: the eval's mask at work
+    for layout in case["layouts"]:
+        ppl = math.exp(case["untrained"][layout] / tokens)
+        assert 9_000 < ppl < 11_000, (layout, ppl)
 
 
 def test_tiny_training_loss_falls_on_real_ptb(case):

@@ -3,7 +3,8 @@ weights round-trip, carried state and the lr reach the model, the timed region w
 the asynchronously dispatched work, dropout draws a fresh mask every step, the thread
 budget reaches XLA, and `--device cuda` fails clearly without a GPU.
 
-Two child processes, started together: one JAX probe, one torch probe (the same script).
+Child processes, started together: JAX and torch each play `lmbench verify`'s case in one
+(shared with test_verify.py's by the session's probe memo) and the checks beyond it in another.
 One more JAX child checks timing, dropout, threads and the device. XLA compiles per batch shape
 (seconds each), so the scripts reuse build_case's tiny batches."""
 from __future__ import annotations
@@ -19,40 +20,25 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from lmbench.run.probe import probe
-from lmbench.verify.verify import PER_KIND, _unpack, build_case
+from lmbench.backend import backend_layouts
+from lmbench.verify.verify import build_case
 from lmbench.weights import shapes
 
-from equivalence import assert_not_trivial, assert_same_function
+from equivalence import STREAM, assert_not_trivial, assert_same_function, checks, play
 
 # the parent never imports a framework: find_spec only looks
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax not installed")]
 
-UNTRAINED = 3
-STREAM = 2 * PER_KIND  # index of build_case's first stream-mode batch
-
 
 @pytest.fixture(scope="module")
 def runs():
-    cfg, weights, batches, verify_script = build_case("tiny")
-    s1 = STREAM + 1
-    script = ([("weights",), ("eval", list(range(UNTRAINED)))] + verify_script
-              + [("reset",), ("eval", [s1]),
-                 ("reset",), ("eval", [STREAM]), ("loss_and_grads", s1), ("eval", [s1]),
-                 ("reset",), ("train_step", 0, 0.0), ("weights",)])
-    n = 2 + len(verify_script)
-    with ThreadPoolExecutor(2) as pool:
-        jax_run = pool.submit(probe, "jax", "padded", cfg, weights, batches, script)
-        torch_run = pool.submit(probe, "torch", "packed", cfg, weights, batches, script)
-        out = {"padded": jax_run.result()["padded"], "torch": torch_run.result()["packed"]}
-    return dict(
-        cfg=cfg, weights=weights, batches=batches,
-        roundtrip={k: v[0] for k, v in out.items()},
-        untrained={k: v[1] for k, v in out.items()},
-        verify={k: _unpack(v[2:n]) for k, v in out.items()},
-        stream={k: dict(zero=v[n + 1], carried=v[n + 5], objective=v[n + 4][0]) for k, v in out.items()},
-        lr0={k: (v[n - 1], v[n + 8]) for k, v in out.items()})
+    cfg, weights, batches, _ = build_case("tiny")
+    with ThreadPoolExecutor(4) as pool:
+        jax, torch = play(pool, "jax", "padded"), play(pool, "torch", backend_layouts("torch"))
+        verify, extras = ({"padded": jax[i].result()["padded"], "torch": torch[i].result()["packed"]}
+                          for i in (0, 1))
+        return dict(cfg=cfg, weights=weights, batches=batches, **checks(verify, extras))
 
 
 def test_the_test_session_keeps_what_xla_compiled_for_the_next_process(runs):

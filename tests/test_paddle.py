@@ -2,8 +2,10 @@
 same function, weights round-trip, carried state and the lr reach the model, it learns,
 and a diverging `lmbench run` fails cleanly with Paddle's environment in the record.
 
-Three child processes, started together since importing a framework is the slow part:
-one Paddle probe (both layouts), one torch probe (the same script), one real run."""
+Child processes, started together since importing a framework is the slow part: Paddle
+(all three layouts) and torch each play `lmbench verify`'s case in one process (shared with
+test_verify.py's by the session's probe memo) and the checks beyond it in another, and one
+real run."""
 from __future__ import annotations
 
 import math
@@ -12,55 +14,34 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from lmbench.backend import backend_layouts
 from lmbench.config import make_config
 from lmbench.data.corpus import make_batches
-from lmbench.run.probe import probe
 from lmbench.run.runner import run_isolated
 from lmbench.runspec import run_spec
-from lmbench.verify.verify import PER_KIND, _unpack, build_case
+from lmbench.verify.verify import build_case
 from lmbench.weights import shapes
 
-from equivalence import assert_not_trivial, assert_same_function
+from equivalence import STREAM, UNTRAINED, assert_not_trivial, assert_same_function, checks, play
 
 LAYOUTS = ("lod", "lod-padded", "padded")
-UNTRAINED = 3  # random-batched valid batches evaluated from the initial weights
-TRAIN_STEPS = 24  # on the train split, lod layout: the loss must fall
-STREAM = 2 * PER_KIND  # index of build_case's first stream-mode batch
+TRAIN_STEPS = 24  # on the train split: the loss must fall
 
 
 @pytest.fixture(scope="module")
 def runs(corpus):
-    cfg, weights, batches, verify_script = build_case("tiny")
-    first_train = len(batches)
-    batches = batches + make_batches(corpus["train"], "sentence", cfg.batch_size, cfg.num_steps,
-                                     "random", cfg.seed)[:TRAIN_STEPS]
-    s1 = STREAM + 1
-    script = ([("weights",), ("eval", list(range(UNTRAINED)))] + verify_script
-              # stream batch 1 from zeros, then after batch 0's carried state; loss_and_grads
-              # in between must use the carried state without replacing it
-              + [("reset",), ("eval", [s1]),
-                 ("reset",), ("eval", [STREAM]), ("loss_and_grads", s1), ("eval", [s1]),
-                 # the lr given to train_step is the one applied
-                 ("reset",), ("train_step", 0, 0.0), ("weights",)]
-              + [("reset",)] + [("train_step", first_train + i, cfg.lr) for i in range(TRAIN_STEPS)])
-    n = 2 + len(verify_script)
+    cfg, weights, batches, _ = build_case("tiny")
+    train = make_batches(corpus["train"], "sentence", cfg.batch_size, cfg.num_steps, "random",
+                         cfg.seed)[:TRAIN_STEPS]
     nan_cfg = make_config("tiny", lr=1e30, clip=1e30)  # the first update blows the weights up
-    with ThreadPoolExecutor(3) as pool:
-        paddle = pool.submit(probe, "paddle", LAYOUTS, cfg, weights, batches, script)
-        torch = pool.submit(probe, "torch", "packed", cfg, weights, batches, script)
+    with ThreadPoolExecutor(5) as pool:
+        paddle = play(pool, "paddle", LAYOUTS, train=train)
+        torch = play(pool, "torch", backend_layouts("torch"))
         nan = pool.submit(run_isolated, run_spec(nan_cfg, "paddle", "lod", "cpu", threads=1, steps=3,
                                                  warmup=0, eval="none"), 900)
-        out = {**paddle.result(), "torch": torch.result()["packed"]}
-        nan = nan.result()
-    return dict(
-        cfg=cfg, weights=weights, batches=batches, train_batches=batches[first_train:], nan=nan,
-        roundtrip={k: v[0] for k, v in out.items()},
-        untrained={k: v[1] for k, v in out.items()},
-        verify={k: _unpack(v[2:n]) for k, v in out.items()},
-        stream={k: dict(zero=v[n + 1], carried=v[n + 5], objective=v[n + 4][0])
-                for k, v in out.items()},
-        lr0={k: (v[n - 1], v[n + 8]) for k, v in out.items()},
-        learning={k: np.array(v[n + 10:]) for k, v in out.items()})
+        verify, extras = ({**paddle[i].result(), "torch": torch[i].result()["packed"]} for i in (0, 1))
+        return dict(cfg=cfg, weights=weights, batches=batches, train_batches=train, nan=nan.result(),
+                    **checks(verify, extras))
 
 
 def test_export_import_round_trips_exactly(runs):
@@ -102,7 +83,7 @@ def test_stream_mode_carries_the_state_and_loss_and_grads_leaves_it(runs, layout
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_train_step_applies_the_lr_it_is_given(runs, layout):
-    before, after = runs["lr0"][layout]  # the verify script's trained weights, then an lr=0 step
+    before, after = runs["lr0"][layout]  # the trained weights, then after an lr=0 step
     assert set(before) == set(after)
     for name in before:
         assert np.array_equal(after[name], before[name]), name

@@ -3,9 +3,12 @@ sentence batches and on stream windows, which have no padding and take the step 
 the mask), weights round-trip, the model learns, and a diverging `lmbench run` fails
 cleanly with its record.
 
-Four child processes, started together since importing TensorFlow is the slow part: the
-Keras layouts' probe (padded, padded-gather, unrolled; it also trains 24 steps), the dynamic_rnn probe (it needs
-TF_USE_LEGACY_KERAS=1 before the import), one torch probe and one real run."""
+Child processes, started together since importing TensorFlow is the slow part: for the
+Keras layouts (padded, padded-gather, unrolled) and for dynamic_rnn (it needs
+TF_USE_LEGACY_KERAS=1 before the import) one process each plays `lmbench verify`'s case
+(shared with test_verify.py's by the session's probe memo) and one more the round trip,
+the untrained eval and, Keras layouts only, 40 training steps; torch's two likewise; and
+one real run."""
 from __future__ import annotations
 
 import math
@@ -15,49 +18,43 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from lmbench.backend import backend_layouts
 from lmbench.config import make_config
 from lmbench.data.corpus import make_batches
-from lmbench.run.probe import probe
 from lmbench.run.runner import run_isolated
 from lmbench.runspec import run_spec
-from lmbench.verify.verify import _unpack, build_case
+from lmbench.verify.verify import build_case
 from lmbench.weights import comparable, shapes
 
-from equivalence import assert_not_trivial, assert_same_function
+from equivalence import (ROUND_TRIP_AND_UNTRAINED, UNTRAINED, assert_not_trivial, assert_same_function, checks,
+                         play)
 
 LAYOUTS = ("padded", "padded-gather", "dynamic_rnn", "unrolled")
 KERAS = ("padded", "padded-gather", "unrolled")  # one probe process; dynamic_rnn needs its own
 TRAIN_STEPS = 40  # on the train split, Keras layouts only
-UNTRAINED = 3  # valid batches evaluated from the initial weights
 
 
 @pytest.fixture(scope="module")
 def runs(corpus):
-    cfg, weights, batches, verify_script = build_case("tiny")
-    first_train = len(batches)
+    cfg, weights, batches, _ = build_case("tiny")
     epoch = make_batches(corpus["train"], "sentence", cfg.batch_size, cfg.num_steps, "random", cfg.seed)
     # random batches of the epoch's two commonest padded lengths: padding and the mask as in any
     # epoch, while `unrolled` (one trace per [B, T], seconds each) traces twice, not 14 times
     lengths = {n for n, _ in Counter(b.inputs.shape[1] for b in epoch).most_common(2)}
-    batches = batches + [b for b in epoch if b.inputs.shape[1] in lengths][:TRAIN_STEPS]
-    script = [("weights",), ("eval", list(range(UNTRAINED)))] + verify_script
-    learn = [("reset",)] + [("train_step", first_train + i, cfg.lr) for i in range(TRAIN_STEPS)]
+    train = [b for b in epoch if b.inputs.shape[1] in lengths][:TRAIN_STEPS]
     # the first update blows the weights up; the loss diverges a step or two later
     diverging = run_spec(make_config("tiny", lr=1e30, clip=1e30), "tensorflow", "padded", "cpu", threads=1,
                          steps=4, warmup=1, eval="none")
-    with ThreadPoolExecutor(4) as pool:
-        keras = pool.submit(probe, "tensorflow", KERAS, cfg, weights, batches, script + learn)
-        legacy = pool.submit(probe, "tensorflow", "dynamic_rnn", cfg, weights, batches, script)
-        torch = pool.submit(probe, "torch", "packed", cfg, weights, batches, script)
+    with ThreadPoolExecutor(7) as pool:
+        keras = play(pool, "tensorflow", KERAS, ROUND_TRIP_AND_UNTRAINED, train)
+        legacy = play(pool, "tensorflow", "dynamic_rnn", ROUND_TRIP_AND_UNTRAINED)
+        torch = play(pool, "torch", backend_layouts("torch"))
         run = pool.submit(run_isolated, diverging, 900)
-        out = {**keras.result(), **legacy.result(), "torch": torch.result()["packed"]}
-        n = len(script)
-        return dict(cfg=cfg, weights=weights, batches=batches, train_batches=batches[first_train:],
-                    roundtrip={k: v[0] for k, v in out.items()},
-                    untrained={k: v[1] for k, v in out.items()},
-                    verify={k: _unpack(v[2:n]) for k, v in out.items()},
-                    learning={k: np.array(v[n + 1:]) for k, v in out.items() if len(v) > n},
-                    diverging=run.result())
+        verify = {**keras[0].result(), **legacy[0].result(), "torch": torch[0].result()["packed"]}
+        n = len(ROUND_TRIP_AND_UNTRAINED)  # of torch's extras (EXTRAS: the other files' too), the first n
+        extras = {**keras[1].result(), **legacy[1].result(), "torch": torch[1].result()["packed"][:n]}
+        return dict(cfg=cfg, weights=weights, batches=batches, train_batches=train, diverging=run.result(),
+                    **checks(verify, extras, n))
 
 
 def test_export_import_round_trips_exactly(runs):

@@ -54,17 +54,24 @@ def probe(backend: str, layouts, cfg, weights: dict, batches: list, script: list
         for group in groups.values():
             out.update(probe(backend, group, cfg, weights, batches, script, device, threads, timeout, options))
         return {layout: out[layout] for layout in layouts}
+    return _in_child(dict(backend=backend, layouts=layouts, config=cfg.to_dict(), weights=weights,
+                          batches=batches, script=script, device=device, threads=threads,
+                          options=options or {}), timeout)
+
+
+def _in_child(job: dict, timeout: float) -> dict:
+    """One probe process: `job` (what _main reads) in, {layout: results} out. Everything the
+    child computes comes from `job`, the code and the environment (tests/conftest.py shares
+    the result of an identical job between the tests of one session on that basis)."""
     with owned_temp_dir("lmbench-probe-") as tmp:  # a killed verify's is swept by the next one
         src, dst = Path(tmp, "in.pkl"), Path(tmp, "out.pkl")
         with open(src, "wb") as f:
-            pickle.dump(dict(backend=backend, layouts=layouts, config=cfg.to_dict(), weights=weights,
-                             batches=batches, script=script, device=device, threads=threads,
-                             options=options or {}), f)
+            pickle.dump(job, f)
         proc = subprocess.run([sys.executable, "-m", "lmbench.run.probe", str(src), str(dst)],
                               capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
         if proc.returncode != 0 or not dst.exists():
-            raise ProbeError(f"{backend} {layouts} probe failed (exit {proc.returncode}):\n"
+            raise ProbeError(f"{job['backend']} {job['layouts']} probe failed (exit {proc.returncode}):\n"
                              f"{proc.stderr[-3000:]}")
         with open(dst, "rb") as f:
             return pickle.load(f)
