@@ -32,6 +32,11 @@ def _frameworks() -> set[str]:
 
 FRAMEWORKS = _frameworks()
 FAST_LANE = "not in the fast lane (`make test-fast`): it starts a framework; `make test` runs it"
+def pytest_collection_modifyitems(config, items):
+    from session_support import LONGEST_FIRST
+
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
 
 
 def pytest_addoption(parser):
@@ -81,7 +86,7 @@ def _test_session_environment() -> None:
     took 24 s cold, 6 s warm). The executables are the compiler's own, so what the tests
     compute is unchanged, and no test asserts a compile time. Removed when the session ends.
 
-    One probe memo per session (tests/probe_memo.py), removed when the session ends."""
+    One probe memo per session (tests/session_support.py), removed when the session ends."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         return
     import tempfile
@@ -114,9 +119,11 @@ def pytest_configure(config):
     a framework, whatever the test is; everything else runs as in `make test`."""
     _own_tmpdir_per_xdist_worker()
     _test_session_environment()
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False  # xdist: files in session_support.LONGEST_FIRST's order, not by test count
     if os.environ.get("LMBENCH_TESTS_PROBE_MEMO"):
         from lmbench.run import probe
-        from probe_memo import share_identical_probes
+        from session_support import share_identical_probes
 
         probe._in_child = share_identical_probes(probe._in_child, Path(os.environ["LMBENCH_TESTS_PROBE_MEMO"]))
     if not config.getoption("--fast"):

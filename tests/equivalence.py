@@ -33,7 +33,7 @@ ROUND_TRIP_AND_UNTRAINED = EXTRAS[:2]
 def play(pool, backend: str, layouts, extras=EXTRAS, train=()):
     """Two probe processes of `backend`, as futures: `lmbench verify --preset tiny`'s own job
     on `layouts` -- the very job verify starts, so the test session's probe memo
-    (tests/probe_memo.py) plays it once for this file and tests/test_verify.py -- and, in
+    (tests/session_support.py) plays it once for this file and tests/test_verify.py -- and, in
     another process from the same initial weights, `extras` then one SGD step on each
     batch of `train`."""
     cfg, weights, batches, script = build_case("tiny")

@@ -1,15 +1,17 @@
-"""The test session's probe memo (tests/probe_memo.py): an identical probe job runs once,
-anything that can change its result runs it again, and a failure is never kept."""
+"""The test session itself: its probe memo (tests/session_support.py: an identical probe job runs
+once, anything that can change its result runs it again, and a failure is never kept) and
+the order its files start in."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from lmbench.run.probe import ProbeError
 
-from probe_memo import share_identical_probes
+from session_support import LONGEST_FIRST, share_identical_probes
 
 JOB = dict(backend="torch", layouts=["packed"], config={"preset": "tiny"}, weights={}, batches=[],
            script=[("weights",)], device="cpu", threads=1, options={})
@@ -60,3 +62,9 @@ def test_a_failed_job_fails_again_for_the_next_test_that_plays_it(tmp_path):
         share_identical_probes(failing, tmp_path)(JOB, 60)
     run, calls = counting_probe()
     assert share_identical_probes(run, tmp_path)(JOB, 60) == {"packed": [1]} and len(calls) == 1
+
+
+def test_every_file_named_to_start_first_exists():
+    # a renamed file would silently fall back to collection order
+    tests = Path(__file__).parent
+    assert [name for name in LONGEST_FIRST if not (tests / name).exists()] == []

@@ -1,4 +1,5 @@
-"""Identical probe jobs in one test session run once (installed by tests/conftest.py)."""
+"""What tests/conftest.py gives the test session: the order its files start in, and one
+probe process for every test that plays an identical probe job."""
 from __future__ import annotations
 
 import fcntl
@@ -6,6 +7,25 @@ import hashlib
 import os
 import pickle
 from pathlib import Path
+
+# The files that take longest (seconds under `make test`, 2 workers, AMD EPYC Zen 2, 2026-12-06),
+# run first, longest first; every other file after them, in collection order. The xdist
+# workers take one file at a time (--dist loadfile), so a long file started last ran alone
+# at the end (test_ab.py: 110 s, mostly its slow side's sleeps, 55 s of a 600 s run with
+# one worker idle), and the short files fill the last minutes instead.
+LONGEST_FIRST = ("test_distributed.py",  # 214
+                 "test_tensorflow.py",  # 134
+                 "test_ab.py",  # 110
+                 "test_variants_backends.py",  # 110
+                 "test_verify.py",  # 104
+                 "test_faults.py",  # 88
+                 "test_paddle.py",  # 70
+                 "test_bench.py",  # 48
+                 "test_variants_torch.py",  # 43
+                 "test_jax.py",  # 42
+                 "test_training.py",  # 35
+                 "test_runner.py",  # 30
+                 "test_faults_round3.py")  # 22
 
 # what differs between the xdist workers' environments and reaches no probe's result
 _WORKER_ONLY_ENV = {"PYTEST_CURRENT_TEST", "PYTEST_XDIST_WORKER", "TMPDIR", "LMBENCH_RESULTS_DIR"}
