@@ -32,11 +32,6 @@ def _frameworks() -> set[str]:
 
 FRAMEWORKS = _frameworks()
 FAST_LANE = "not in the fast lane (`make test-fast`): it starts a framework; `make test` runs it"
-def pytest_collection_modifyitems(config, items):
-    from session_support import LONGEST_FIRST
-
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
 
 
 def pytest_addoption(parser):
@@ -84,9 +79,8 @@ def _test_session_environment() -> None:
     program one test's process compiled is loaded, not compiled again, by the next (the tiny
     preset's shapes recur across files; `lmbench verify --preset tiny` of such a backend
     took 24 s cold, 6 s warm). The executables are the compiler's own, so what the tests
-    compute is unchanged, and no test asserts a compile time. Removed when the session ends.
-
-    One probe memo per session (tests/session_support.py), removed when the session ends."""
+    compute is unchanged, and no test asserts a compile time. Removed when the session ends,
+    as is the session's probe memo (tests/session_support.py)."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         return
     import tempfile
@@ -140,6 +134,13 @@ def pytest_configure(config):
         real_init(self, args, *a, **kw)
 
     subprocess.Popen.__init__ = guarded
+
+
+def pytest_collection_modifyitems(config, items):
+    from session_support import LONGEST_FIRST
+
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -61,8 +61,8 @@ def probe(backend: str, layouts, cfg, weights: dict, batches: list, script: list
 
 def _in_child(job: dict, timeout: float) -> dict:
     """One probe process: `job` (what _main reads) in, {layout: results} out. Everything the
-    child computes comes from `job`, the code and the environment (tests/conftest.py shares
-    the result of an identical job between the tests of one session on that basis)."""
+    child computes comes from `job`, the code and the environment (the tests share the
+    result of an identical job within one session on that basis: tests/session_support.py)."""
     with owned_temp_dir("lmbench-probe-") as tmp:  # a killed verify's is swept by the next one
         src, dst = Path(tmp, "in.pkl"), Path(tmp, "out.pkl")
         with open(src, "wb") as f:
