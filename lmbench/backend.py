@@ -9,6 +9,7 @@ that declares, at module level,
     LAYOUT_ENV = {"other-layout": {"VAR": "value"}}     # optional: set before the import
     THREAD_ENV = {"VAR": "{threads}", "LOG_VAR": "2"}   # optional: set before the import
     DATA_PARALLEL = {"launcher": [...], "engine": "..."}  # optional: see lmbench.run.launch
+    BLOCKED_IMPORTS = ("other_framework",)              # optional: see load_backend
     class Backend(lmbench.backend.Backend): ...
 
 COMPUTES_PADDING says, per layout and device, whether the LSTM runs over a batch's padded
@@ -358,8 +359,14 @@ def _backend_file(name: str) -> Path:
 
 
 def load_backend(name: str) -> type[Backend]:
-    """Import a backend module (and so its framework). Call only in the run's own process."""
+    """Import a backend module (and so its framework). Call only in the run's own process.
+
+    The modules its BLOCKED_IMPORTS names are made unimportable first (an ImportError for
+    whoever tries): optional imports a framework makes of another framework, which would
+    cost the process import time and, on the CPU, count in its peak memory (max RSS)."""
     backend_layouts(name)  # unknown names get the friendly error
+    for module in _module_constant(name, "BLOCKED_IMPORTS", ()):
+        sys.modules.setdefault(module, None)  # None in sys.modules: `import module` raises ImportError
     try:
         if name.endswith(".py"):
             spec = importlib.util.spec_from_file_location(Path(name).stem, name)

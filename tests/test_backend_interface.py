@@ -2,6 +2,7 @@
 framework is held to it without editing this file)."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -10,27 +11,44 @@ import pytest
 from lmbench.backend import available_backends, backend_layouts
 
 _BUILD = r"""
-import sys
-from lmbench.backend import load_backend
+import json, sys
+from lmbench.backend import available_backends, load_backend, native_layout
 from lmbench.config import make_config
 Backend = load_backend(sys.argv[1])
 try:
-    Backend(make_config("tiny"), sys.argv[2], "cpu", 1)
+    Backend(make_config("tiny"), "sideways", "cpu", 1)
 except ValueError as e:
-    print("ValueError:", e)
+    error = f"ValueError: {e}"
 else:
-    print("built")
+    error = "built"
+Backend(make_config("tiny"), native_layout(sys.argv[1]), "cpu", 1)
+# the built-in backends are named as their frameworks' top-level modules
+loaded = [m for m in available_backends() + ["torch._dynamo"] if sys.modules.get(m) is not None]
+print(json.dumps({"error": error, "loaded": loaded}))
 """
 
 
-@pytest.mark.parametrize("backend", available_backends())
-def test_an_unknown_layout_is_an_error_naming_the_allowed_ones(backend):
-    proc = subprocess.run([sys.executable, "-c", _BUILD, backend, "sideways"], capture_output=True,
-                          text=True, timeout=300)
+@pytest.fixture(scope="module", params=available_backends())
+def built(request):
+    """One process per backend: an unknown layout tried, then the native one built."""
+    proc = subprocess.run([sys.executable, "-c", _BUILD, request.param], capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    out = proc.stdout.strip().splitlines()[-1]
-    assert out.startswith("ValueError:") and "invalid layout='sideways'" in out, out
-    assert ", ".join(backend_layouts(backend)) in out
+    return request.param, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_an_unknown_layout_is_an_error_naming_the_allowed_ones(built):
+    backend, out = built
+    assert out["error"].startswith("ValueError:") and "invalid layout='sideways'" in out["error"], out
+    assert ", ".join(backend_layouts(backend)) in out["error"]
+
+
+def test_a_backend_process_imports_its_framework_alone(built):
+    # another framework imported along (TensorFlow imports JAX when installed) or an eager
+    # model pulling in a compiler stack (torch.optim imports torch._dynamo) costs every run
+    # seconds and, on the CPU, counts in its peak memory (max RSS)
+    backend, out = built
+    assert out["loaded"] == [backend], out["loaded"]
 
 
 @pytest.mark.parametrize("backend", available_backends())

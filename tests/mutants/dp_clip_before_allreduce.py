@@ -22,7 +22,7 @@ class Backend(TorchBackend):
         self.model.train()
         with self.trained.no_sync():  # the bug: clip the local gradient, then average
             loss = self._forward(batch, keep_state=True, module=self.trained)
-            self.optimizer.zero_grad(set_to_none=True)
+            self._zero_grad()
             (loss * self.workers / batch.loss_sequences).backward()
         grads = [p.grad for p in self.params]
         norm = torch.stack([torch.sum(g * g) for g in grads]).sum().sqrt()
@@ -30,7 +30,5 @@ class Backend(TorchBackend):
         for g in grads:
             dist.all_reduce(g)
             g /= self.workers
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.step()
+        self._update(lr)
         return loss.detach()

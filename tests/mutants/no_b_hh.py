@@ -6,7 +6,6 @@ gradients from the initial weights are right: only training shows the bug."""
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from lmbench.backends.torch import Backend as TorchBackend
 
@@ -18,7 +17,6 @@ class Backend(TorchBackend):
         super().__init__(cfg, layout, device, threads, **options)
         hidden_biases = {id(getattr(self.model.lstm, f"bias_hh_l{l}")) for l in range(cfg.layers)}
         self.params = [p for p in self.params if id(p) not in hidden_biases]  # never clipped or stepped
-        self.optimizer = torch.optim.SGD(self.params, lr=cfg.lr)
 
     def set_weights(self, weights):
         one_bias = dict(weights)
@@ -28,5 +26,5 @@ class Backend(TorchBackend):
         super().set_weights(one_bias)
 
     def loss_and_grads(self, batch):
-        self.model.zero_grad(set_to_none=True)  # the optimizer no longer clears b_hh's gradient
+        self.model.zero_grad(set_to_none=True)  # _zero_grad no longer clears b_hh's gradient
         return super().loss_and_grads(batch)

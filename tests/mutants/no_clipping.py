@@ -14,9 +14,7 @@ class Backend(TorchBackend):
     def train_step(self, batch, lr):
         self.model.train()
         loss = self._forward(batch, keep_state=True)
-        self.optimizer.zero_grad(set_to_none=True)
+        self._zero_grad()
         (loss / batch.batch_size).backward()  # and no clipping: the bug
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.step()
+        self._update(lr)
         return loss.detach()

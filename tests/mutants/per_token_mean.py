@@ -15,21 +15,19 @@ class Backend(TorchBackend):
     def train_step(self, batch, lr):
         self.model.train()
         loss = self._forward(batch, keep_state=True)
-        self.optimizer.zero_grad(set_to_none=True)
+        self._zero_grad()
         (loss / batch.num_targets).backward()  # the bug (and again in loss_and_grads)
         grads = [p.grad for p in self.params]
         norm = nn.utils.get_total_norm(grads)
         torch._foreach_mul_(grads, self.cfg.clip / torch.clamp(norm, min=self.cfg.clip))
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.step()
+        self._update(lr)
         return loss.detach()
 
     def loss_and_grads(self, batch):
         self.model.eval()
-        self.optimizer.zero_grad(set_to_none=True)
+        self._zero_grad()
         objective = self._forward(batch, keep_state=False) / batch.num_targets
         objective.backward()
         grads = {name: p.grad.detach().cpu().numpy().copy() for name, p in self._named().items()}
-        self.optimizer.zero_grad(set_to_none=True)
+        self._zero_grad()
         return float(objective), grads

@@ -31,4 +31,3 @@ class Backend(TorchBackend):
         super().__init__(cfg, layout, device, threads, **options)
         self.model = self.trained = TruncatedLSTMLM(cfg.vocab_size, cfg.hidden, cfg.layers, cfg.dropout).to(self.dev)
         self.params = list(self.model.parameters())
-        self.optimizer = torch.optim.SGD(self.params, lr=cfg.lr)
