@@ -100,14 +100,30 @@ def test_without_a_launcher_a_failed_worker_takes_the_others_down(tmp_path, monk
     assert "worker rank 0 was stopped by lmbench when another ended" in job.exits()  # not blamed
 
 
+# few steps: each rank warms up every shard shape it will time, and its all-reduce A/B plays
+# the timed steps again (a TensorFlow trace per new shape in each); torch's run takes more,
+# for the first-time-shapes test below
+TWO_WORKER_STEPS = {"torch": 12}
+
+
+@pytest.fixture(scope="module")
+def two_worker_run():
+    """backend -> the record of its two-worker tiny run (sentence mode), made once."""
+    records = {}
+
+    def get(backend):
+        if backend not in records:
+            spec = run_spec(make_config("tiny"), backend, steps=TWO_WORKER_STEPS.get(backend, 5), warmup=2,
+                            eval="valid", eval_batches=3, workers=2, threads=2)
+            records[backend] = run_isolated(spec, timeout=300)
+        return records[backend]
+    return get
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ENGINES)
-def test_a_two_worker_run_records_the_whole_job(backend):
-    # few steps: each rank warms up every shard shape it will time, and its all-reduce A/B
-    # plays the timed steps again (a TensorFlow trace per new shape in each)
-    spec = run_spec(make_config("tiny"), backend, steps=5, warmup=2, eval="valid", eval_batches=3,
-                    workers=2, threads=2)
-    r = run_isolated(spec, timeout=300)
+def test_a_two_worker_run_records_the_whole_job(backend, two_worker_run):
+    r = two_worker_run(backend)
     assert r["status"] == "ok", r.get("error")
     m, dp = r["metrics"], r["metrics"]["data_parallel"]
     assert r["run"]["workers"] == 2 and r["run"]["scaling"] == "strong"
@@ -315,18 +331,17 @@ def test_two_machines_on_localhost_make_one_job(backend):
 
 
 @pytest.mark.slow
-def test_no_data_parallel_worker_times_a_shard_shape_for_the_first_time():
+def test_no_data_parallel_worker_times_a_shard_shape_for_the_first_time(two_worker_run):
     # sentence mode: every shard is trimmed to its own longest sentence, so the two workers
     # meet shapes the global batches do not show (9 first-time shapes per record before)
-    spec = run_spec(make_config("tiny", mode="sentence"), "torch", steps=12, warmup=2, eval="none",
-                    workers=2, threads=2)
-    r = run_isolated(spec, timeout=300)
+    r = two_worker_run("torch")
     assert r["status"] == "ok", r.get("error")
-    m = r["metrics"]
+    assert r["config"]["mode"] == "sentence"
+    m, steps = r["metrics"], TWO_WORKER_STEPS["torch"]
     assert m["first_time_shapes_timed"] == 0 and m["cold_shapes"]["count"] > 0
     assert [w["first_time_shapes_timed"] for w in m["data_parallel"]["per_worker"]] == [0, 0]
     # the job's work per step, all workers': packed input runs the LSTM over real tokens only
     work = m["work"]
     assert r["environment"]["lstm_computes_padding"] is False and work["lstm_computes_padding"] is False
-    assert work["lstm_positions_per_step"] == work["real_tokens_per_step"] == m["timed_tokens"] / 12
-    assert work["padded_positions_per_step"] == m["timed_padded_positions"] / 12 > work["real_tokens_per_step"]
+    assert work["lstm_positions_per_step"] == work["real_tokens_per_step"] == m["timed_tokens"] / steps
+    assert work["padded_positions_per_step"] == m["timed_padded_positions"] / steps > work["real_tokens_per_step"]
