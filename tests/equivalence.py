@@ -37,9 +37,15 @@ def play(pool, backend: str, layouts, extras=EXTRAS, train=()):
     another process from the same initial weights, `extras` then one SGD step on each
     batch of `train`."""
     cfg, weights, batches, script = build_case("tiny")
-    steps = [("train_step", len(batches) + i, cfg.lr) for i in range(len(train))]
     return (pool.submit(probe, backend, layouts, cfg, weights, batches, script),
-            pool.submit(probe, backend, layouts, cfg, weights, batches + list(train), extras + steps))
+            play_extras(pool, backend, layouts, extras, train))
+
+
+def play_extras(pool, backend: str, layouts, extras=EXTRAS, train=()):
+    """play()'s second process alone, as a future."""
+    cfg, weights, batches, _ = build_case("tiny")
+    steps = [("train_step", len(batches) + i, cfg.lr) for i in range(len(train))]
+    return pool.submit(probe, backend, layouts, cfg, weights, batches + list(train), extras + steps)
 
 
 def checks(verify: dict, extras: dict, n_extras: int = len(EXTRAS)) -> dict:

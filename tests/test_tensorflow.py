@@ -6,9 +6,10 @@ cleanly with its record.
 Child processes, started together since importing TensorFlow is the slow part: for the
 Keras layouts (padded, padded-gather, unrolled) and for dynamic_rnn (it needs
 TF_USE_LEGACY_KERAS=1 before the import) one process each plays `lmbench verify`'s case
-(shared with test_verify.py's by the session's probe memo) and one more the round trip,
-the untrained eval and, Keras layouts only, 40 training steps; torch's two likewise; and
-one real run."""
+(shared with test_verify.py's by the session's probe memo) and one more the round trip
+and the untrained eval; one process 40 training steps of padded (verify shows every
+layout's SGD steps are padded's: learning is the model's, tested once); torch's two
+likewise; and one real run."""
 from __future__ import annotations
 
 import math
@@ -27,11 +28,11 @@ from lmbench.verify.verify import build_case
 from lmbench.weights import comparable, shapes
 
 from equivalence import (ROUND_TRIP_AND_UNTRAINED, UNTRAINED, assert_not_trivial, assert_same_function, checks,
-                         play)
+                         play, play_extras)
 
 LAYOUTS = ("padded", "padded-gather", "dynamic_rnn", "unrolled")
 KERAS = ("padded", "padded-gather", "unrolled")  # one probe process; dynamic_rnn needs its own
-TRAIN_STEPS = 40  # on the train split, Keras layouts only
+TRAIN_STEPS = 40  # on the train split, padded only
 
 
 @pytest.fixture(scope="module")
@@ -45,16 +46,18 @@ def runs(corpus):
     # the first update blows the weights up; the loss diverges a step or two later
     diverging = run_spec(make_config("tiny", lr=1e30, clip=1e30), "tensorflow", "padded", "cpu", threads=1,
                          steps=4, warmup=1, eval="none")
-    with ThreadPoolExecutor(7) as pool:
-        keras = play(pool, "tensorflow", KERAS, ROUND_TRIP_AND_UNTRAINED, train)
+    with ThreadPoolExecutor(8) as pool:
+        keras = play(pool, "tensorflow", KERAS, ROUND_TRIP_AND_UNTRAINED)
+        learning = play_extras(pool, "tensorflow", "padded", ROUND_TRIP_AND_UNTRAINED, train)
         legacy = play(pool, "tensorflow", "dynamic_rnn", ROUND_TRIP_AND_UNTRAINED)
         torch = play(pool, "torch", backend_layouts("torch"))
         run = pool.submit(run_isolated, diverging, 900)
         verify = {**keras[0].result(), **legacy[0].result(), "torch": torch[0].result()["packed"]}
         n = len(ROUND_TRIP_AND_UNTRAINED)  # of torch's extras (EXTRAS: the other files' too), the first n
         extras = {**keras[1].result(), **legacy[1].result(), "torch": torch[1].result()["packed"][:n]}
-        return dict(cfg=cfg, weights=weights, batches=batches, train_batches=train, diverging=run.result(),
-                    **checks(verify, extras, n))
+        out = checks(verify, extras, n)
+        out["learning"] = checks(verify, learning.result(), n)["learning"]
+        return dict(cfg=cfg, weights=weights, batches=batches, train_batches=train, diverging=run.result(), **out)
 
 
 def test_export_import_round_trips_exactly(runs):
@@ -89,11 +92,10 @@ def test_untrained_perplexity_is_near_vocabulary_size(runs):
     assert 9_000 < ppl < 11_000, ppl
 
 
-@pytest.mark.parametrize("layout", KERAS)
-def test_tiny_training_loss_falls_on_real_ptb(runs, layout):
+def test_tiny_training_loss_falls_on_real_ptb(runs):
     assert len({b.inputs.shape for b in runs["train_batches"]}) == 2
     assert all(b.has_padding for b in runs["train_batches"])  # the mask is at work
-    per_token = runs["learning"][layout] / np.array([b.num_targets for b in runs["train_batches"]])
+    per_token = runs["learning"]["padded"] / np.array([b.num_targets for b in runs["train_batches"]])
     assert len(per_token) == TRAIN_STEPS
     assert per_token[-5:].mean() < per_token[:5].mean() - 0.5, per_token
 
