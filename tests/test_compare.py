@@ -329,3 +329,17 @@ def test_calibrate_save_refuses_runs_not_measured_quiet(tmp_path, capsys):
                      "--results-dir", str(tmp_path / "results")]) == 2
     assert "5 run(s) were not measured quiet (5 recorded while the machine was busy" in capsys.readouterr().err
     assert not (tmp_path / "results").exists()
+
+
+def test_the_exact_rank_test_gives_scipys_p_values_ties_included():
+    from scipy.stats import mannwhitneyu
+
+    from lmbench.ranks import p_greater
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        x, y = (list(rng.integers(0, 6, size=rng.integers(1, 9)).astype(float)) for _ in range(2))  # many ties
+        assert p_greater(x, y) == pytest.approx(mannwhitneyu(x, y, alternative="greater", method="exact").pvalue,
+                                                rel=1e-12), (x, y)
+    assert p_greater([6, 7, 8, 9, 10], [1, 2, 3, 4, 5]) == pytest.approx(1 / 252)  # every x above every y
+    assert p_greater([1, 2, 3, 4, 5], [6, 7, 8, 9, 10]) == 1.0

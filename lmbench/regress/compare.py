@@ -40,6 +40,7 @@ from math import comb
 from pathlib import Path
 
 from .. import env
+from ..ranks import p_greater
 from ..results import ResultsError, label, load_records
 from ..runspec import record_identity
 
@@ -211,8 +212,6 @@ def paired_step_ratio(base: list[dict], cand: list[dict]) -> float | None:
 def throughput_verdict(base: list[dict], cand: list[dict], max_slowdown: float,
                        alpha: float = ALPHA) -> tuple[float, float, float, str]:
     """(baseline words/s, candidate words/s, ratio of medians, verdict), one words/s per run."""
-    from scipy.stats import mannwhitneyu
-
     wb = [r["metrics"]["train_words_per_sec"] for r in base]
     wc = [r["metrics"]["train_words_per_sec"] for r in cand]
     tb, tc = statistics.median(wb), statistics.median(wc)
@@ -222,7 +221,7 @@ def throughput_verdict(base: list[dict], cand: list[dict], max_slowdown: float,
     if min_p_value(len(wb), len(wc)) >= alpha:
         return tb, tc, ratio, (f"slower, but untestable: {len(wb)}/{len(wc)} runs cannot reach p < {alpha} "
                                f"(need {MIN_RUNS} per side; not gated)")
-    p = mannwhitneyu(wc, wb, alternative="less", method="exact").pvalue
+    p = p_greater(wb, wc)  # the candidate's runs slower
     if p < alpha:
         return tb, tc, ratio, f"REGRESSION (runs slower, p={p:.3f})"
     return tb, tc, ratio, f"noise (runs not significantly slower, p={p:.2f})"

@@ -14,6 +14,8 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
+from ..ranks import p_greater
+
 MIN_RUNS = 3
 ALPHA = 0.05
 # this project's machines vary ±7% run to run when quiet (README); the ratio of two single
@@ -59,9 +61,7 @@ def compare(a: list[float], b: list[float], spread: Spread) -> Verdict:
     ratio = statistics.median(a) / statistics.median(b)
     runs = f"{len(a)} vs {len(b)} run{'s' * (len(a) + len(b) > 2)}"
     if len(a) >= MIN_RUNS and len(b) >= MIN_RUNS:
-        from scipy.stats import mannwhitneyu
-
-        p = mannwhitneyu(a, b, alternative="greater", method="exact").pvalue
+        p = p_greater(a, b)
         return Verdict(ratio, bool(p <= ALPHA and ratio > 1), f"{runs}, one-sided Mann–Whitney p={p:.3f}")
     beyond = ratio > 1 + spread.value
     return Verdict(ratio, beyond, f"{runs}: {'beyond' if beyond else 'within'} the ±{spread.value:.0%} "
