@@ -124,13 +124,13 @@ def test_same_code_ab_passes_and_resumes_after_interruption(tmp_path):
 
 
 # Loaded by a side's interpreter (the wrapper below puts it on PYTHONPATH, which the worker
-# inherits): every torch SGD step sleeps first, so that side's train steps really take longer.
+# inherits): every torch train step sleeps first, so that side's train steps really take longer.
 SLOW_STEP = """import importlib.abc, importlib.util, sys, time
 
 
-class SlowSGD(importlib.abc.MetaPathFinder):
+class SlowTrainStep(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name != "torch.optim.sgd":
+        if name != "lmbench.backends.torch":
             return None
         sys.meta_path.remove(self)
         spec = importlib.util.find_spec(name)
@@ -138,17 +138,17 @@ class SlowSGD(importlib.abc.MetaPathFinder):
 
         def exec_module(module):
             load(module)
-            step = module.SGD.step
+            step = module.Backend.train_step
 
             def slow_step(self, *args, **kwargs):
                 time.sleep(%s)
                 return step(self, *args, **kwargs)
-            module.SGD.step = slow_step
+            module.Backend.train_step = slow_step
         spec.loader.exec_module = exec_module
         return spec
 
 
-sys.meta_path.insert(0, SlowSGD())
+sys.meta_path.insert(0, SlowTrainStep())
 """
 
 
