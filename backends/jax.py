@@ -22,7 +22,7 @@ run. `sync` therefore blocks on the last step's outputs (loss, parameters, state
 compiles per shape (every new padded length T in sentence mode); the harness's shape
 warm-up runs each shape before the timed window and records the cost (cold_shapes).
 
-Variants: --compile adds nothing (every step is already one jax.jit program: VariantSkipped).
+Variants: --compile adds nothing (every step is already one jax.jit program: DECLINED_VARIANTS).
 --precision bf16: the matmuls take bfloat16 operands (cast inside the step from the float32
 parameters) and accumulate and return float32; gates, cell state, softmax and loss, the
 gradients and their clipping stay float32. fp16 is skipped (it would need loss scaling).
@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lmbench.backend import Backend as BaseBackend, BackendUnavailable, StepTimer, VariantSkipped
+from lmbench.backend import Backend as BaseBackend, BackendUnavailable, StepTimer
 from lmbench.data.corpus import PAD_ID
 from lmbench.env import bf16_hardware
 
@@ -48,6 +48,14 @@ LAYOUTS = ("padded",)
 # does the LSTM run over padded positions (lmbench.backend)? The lax.scan runs every row
 # over all T steps and holds (h, c) at padded positions, on every device
 COMPUTES_PADDING = {"padded": {"cpu": True, "cuda": True}}
+# refused on any machine, before JAX is imported (lmbench.backend.declined)
+DECLINED_VARIANTS = [
+    ({"compile": True}, "jax: --compile adds nothing: every step is already one XLA program (jax.jit), "
+                        "compiled once per batch shape"),
+    ({"precision": "fp16"}, "jax: --precision fp16 is not implemented: float16 training needs loss scaling, "
+                            "which this backend (and JAX) does not have; bf16 keeps float32's exponent range "
+                            "and needs none"),
+]
 # XLA reads no thread variable: the harness sets this one before the import, and the
 # import narrows the CPU affinity to that many CPUs (_limit_threads)
 THREAD_ENV = {"LMBENCH_XLA_CPU_THREADS": "{threads}"}
@@ -201,14 +209,7 @@ class Backend(BaseBackend):
         self._loss_and_grads = jax.jit(loss_and_grads)
 
     def _matmul_dtype(self):
-        """The matmul operand dtype of --precision, or VariantSkipped."""
-        if self.compile:
-            raise VariantSkipped("jax: --compile adds nothing: every step is already one XLA program (jax.jit), "
-                                 "compiled once per batch shape")
-        if self.precision == "fp16":
-            raise VariantSkipped("jax: --precision fp16 is not implemented: float16 training needs loss scaling, "
-                                 "which this backend (and JAX) does not have; bf16 keeps float32's exponent range "
-                                 "and needs none")
+        """The matmul operand dtype of --precision."""
         return jnp.bfloat16 if self.precision == "bf16" else jnp.float32
 
     @classmethod

@@ -30,12 +30,12 @@ to False, or ROCm with sequence_length, fall back to the loop): cuDNN on GPU, on
 the op's phi kernel (per layer one input GEMM, then per step a BLAS GEMM + LSTM unit).
 The op drops out between layers itself; is_test (eval mode) keeps nothing for backward.
 
-Variants (see Backend._variants):
+Variants (DECLINED_VARIANTS: what is refused):
 - --compile: paddle.jit.to_static on the model (SOT bytecode translation to a static PIR
   program). CINN compiles it only on CUDA builds that have CINN (to_static checks that
   too); otherwise the program's PHI kernels run in the static-graph executor, the fused
   rnn op included. The lod layout is skipped: its schedule is Python control flow over
-  each batch's lengths (see Backend._variants).
+  each batch's lengths.
 - --precision bf16 / fp16: Paddle AMP (auto_cast O1, GradScaler for fp16) on GPU only,
   unverified here; the rnn op has float32/float64 kernels only, so the LSTM stays float32
   and the decoder's matmul is what runs in low precision. On the CPU AMP is a no-op.
@@ -52,7 +52,7 @@ from paddle import nn
 from paddle.jit.sot.utils.envs import ENV_SOT_COLLECT_INFO
 from paddle.jit.sot.utils.info_collector import InfoCollector, InfoType
 
-from lmbench.backend import Backend as BaseBackend, BackendUnavailable, VariantSkipped
+from lmbench.backend import Backend as BaseBackend, BackendUnavailable
 
 LAYOUTS = ("lod", "lod-padded", "padded")
 # does the LSTM run over padded positions (lmbench.backend)? lod never forms one; the padded
@@ -63,6 +63,17 @@ LAYOUTS = ("lod", "lod-padded", "padded")
 COMPILE_SCOPE = "whole model"
 COMPUTES_PADDING = {"lod": {"cpu": False, "cuda": False}, "lod-padded": {"cpu": True, "cuda": False},
                     "padded": {"cpu": True, "cuda": False}}
+# refused on any machine, before Paddle is imported (lmbench.backend.declined)
+DECLINED_VARIANTS = [
+    ({"precision": ("bf16", "fp16"), "device": "cpu"},
+     "paddle: --precision {precision} has no effect on the CPU: paddle.amp.auto_cast is disabled off "
+     "CUDA/XPU ('amp_guard can only be enabled on CUDAPlace ... so it makes no effect') and the fused rnn "
+     "op has CPU kernels for float32 and float64 only"),
+    ({"compile": True, "layout": "lod"},
+     "paddle: --compile on the lod layout: its shrinking-batch schedule is a Python loop over each batch's "
+     "own length segments, so to_static would translate a new program for nearly every batch (and SOT "
+     "breaks the graph at the state reordering, running the rest eagerly)"),
+]
 # set before the import (lmbench.run.worker.set_thread_env); OMP/MKL threads are set for every framework
 THREAD_ENV = {"GLOG_minloglevel": "2"}
 # --workers N: paddle.distributed.launch starts the workers ("{python}" is the command it runs;
@@ -178,7 +189,6 @@ class Backend(BaseBackend):
         if device == "cuda":
             # true float32: Paddle 3.3 lets cuDNN (so the LSTM) use TF32 by default
             paddle.set_flags({"FLAGS_cudnn_allow_tf32": False, "FLAGS_cublas_allow_tf32": False})
-        self._variants()
         self.model = LSTMLM(cfg.vocab_size, cfg.hidden, cfg.layers, cfg.dropout)
         # the module a train step runs: with workers, DataParallel (broadcasts rank 0's
         # parameters at construction; set_weights gives every rank the same ones anyway)
@@ -198,18 +208,6 @@ class Backend(BaseBackend):
         # its gradient norm does not. The step returns loss + 0 * norm: one scalar op.
         self.optimizer = paddle.optimizer.SGD(learning_rate=cfg.lr, parameters=self.params)
 
-    def _variants(self):
-        """VariantSkipped for a --compile / --precision this build, layout or device cannot honour."""
-        if self.precision != "fp32" and self.device != "cuda":
-            raise VariantSkipped(
-                f"paddle: --precision {self.precision} has no effect on the CPU: paddle.amp.auto_cast is "
-                f"disabled off CUDA/XPU ('amp_guard can only be enabled on CUDAPlace ... so it makes no "
-                f"effect') and the fused rnn op has CPU kernels for float32 and float64 only")
-        if self.compile and self.layout == "lod":
-            raise VariantSkipped(
-                "paddle: --compile on the lod layout: its shrinking-batch schedule is a Python loop over "
-                "each batch's own length segments, so to_static would translate a new program for nearly "
-                "every batch (and SOT breaks the graph at the state reordering, running the rest eagerly)")
 
     @classmethod
     def cuda_available(cls):

@@ -25,7 +25,7 @@ windows. A batch without padding (every stream window) takes a second trace of t
 built without the mask: the same function (a mask of all ones selects every new state and
 every position's loss), without its per-step selects.
 
-Variants (see Backend._variant_settings):
+Variants (DECLINED_VARIANTS: what is refused; Backend._variant_settings):
 - --compile: every step is also jit_compile=True: XLA compiles the whole step, the LSTM's
   while_loop included (all three layouts; tf.boolean_mask becomes a dynamic dimension
   bounded by B * T). XLA wants static shapes: one executable per distinct [B, T], which
@@ -49,7 +49,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from lmbench.backend import Backend as BaseBackend, BackendUnavailable, StepTimer, VariantSkipped
+from lmbench.backend import Backend as BaseBackend, BackendUnavailable, StepTimer
 from lmbench.env import bf16_hardware
 
 LAYOUTS = ("padded", "padded-gather", "dynamic_rnn", "unrolled")
@@ -66,6 +66,15 @@ COMPUTES_PADDING = {"padded": {"cpu": True, "cuda": False}, "padded-gather": {"c
                     # unrolled: the cell runs every step of every row, the mask holds the state
                     "unrolled": {"cpu": True, "cuda": True}}
 LAYOUT_ENV = {"dynamic_rnn": {"TF_USE_LEGACY_KERAS": "1"}}
+# refused on any machine, before TensorFlow is imported (lmbench.backend.declined)
+DECLINED_VARIANTS = [
+    ({"precision": ("bf16", "fp16"), "layout": "dynamic_rnn"},
+     "tensorflow: --precision {precision} applies to the Keras layouts; dynamic_rnn reproduces "
+     "ptb_word_lm's float32 tf.compat.v1 graph, whose legacy cells take no mixed-precision policy"),
+    ({"precision": "fp16", "device": "cpu"},
+     "tensorflow: --precision fp16 is a GPU precision: on the CPU TensorFlow has no float16 matmul kernels "
+     "worth measuring (it converts to float32 and back); use bf16 on the CPU"),
+]
 # set before the import (lmbench.run.worker.set_thread_env); "{threads}" is the thread budget
 THREAD_ENV = {"TF_NUM_INTRAOP_THREADS": "{threads}", "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
 # --workers N: TensorFlow has no launcher; lmbench starts the N processes and tells each its
@@ -376,15 +385,7 @@ class Backend(BaseBackend):
         self._grads = compile_(self._grads_fn)
 
     def _variant_settings(self):
-        """(Keras dtype policy, use cuDNN) for --precision / --compile, or VariantSkipped."""
-        if self.precision != "fp32" and self.layout == "dynamic_rnn":
-            raise VariantSkipped(f"tensorflow: --precision {self.precision} applies to the Keras layouts; "
-                                 f"dynamic_rnn reproduces ptb_word_lm's float32 tf.compat.v1 graph, whose "
-                                 f"legacy cells take no mixed-precision policy")
-        if self.precision == "fp16" and self.device != "cuda":
-            raise VariantSkipped("tensorflow: --precision fp16 is a GPU precision: on the CPU TensorFlow has no "
-                                 "float16 matmul kernels worth measuring (it converts to float32 and back); use "
-                                 "bf16 on the CPU")
+        """(Keras dtype policy, use cuDNN) for --precision / --compile."""
         policy = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[self.precision]
         # cuDNN's LSTM op has no XLA kernel (XLA_GPU_JIT: CudnnRNNV3) and no bfloat16 type
         # (CudnnRNN T: half, float, double): either one takes Keras's generic while_loop

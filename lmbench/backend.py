@@ -10,6 +10,7 @@ that declares, at module level,
     THREAD_ENV = {"VAR": "{threads}", "LOG_VAR": "2"}   # optional: set before the import
     DATA_PARALLEL = {"launcher": [...], "engine": "..."}  # optional: see lmbench.run.launch
     BLOCKED_IMPORTS = ("other_framework",)              # optional: see load_backend
+    DECLINED_VARIANTS = [({"precision": "fp16", "device": "cpu"}, "why")]  # optional: see declined
     class Backend(lmbench.backend.Backend): ...
 
 COMPUTES_PADDING says, per layout and device, whether the LSTM runs over a batch's padded
@@ -142,6 +143,11 @@ class Backend(abc.ABC):
             raise ValueError(f"{self.name}: invalid precision={precision!r}: allowed: {', '.join(PRECISIONS)}")
         if not isinstance(compile, bool):
             raise ValueError(f"{self.name}: invalid compile={compile!r}: must be true or false")
+        declared = next((m.DECLINED_VARIANTS for m in map(sys.modules.get, (c.__module__ for c in type(self).__mro__))
+                         if hasattr(m, "DECLINED_VARIANTS")), ())
+        reason = declined_variant(declared, layout=layout, device=device, compile=compile, precision=precision)
+        if reason:
+            raise VariantSkipped(reason)
         self.cfg, self.layout, self.device, self.threads = cfg, layout, device, threads
         self.workers, self.compile, self.precision = workers, compile, precision
         self.state = None
@@ -334,6 +340,32 @@ def compile_cache_env(name: str, directory) -> dict[str, str]:
 def computes_padding(name: str, layout: str, device: str) -> bool | None:
     """A backend's declared COMPUTES_PADDING[layout][device] (read from source), or None."""
     return _module_constant(name, "COMPUTES_PADDING", {}).get(layout, {}).get(device)
+
+
+VARIANT_SETTINGS = ("layout", "device", "compile", "precision")  # what a DECLINED_VARIANTS entry may name
+
+
+def declined_variant(declared, **settings) -> str | None:
+    """The reason of the first entry of `declared` that `settings` (layout, device: "cpu" or
+    "cuda", compile, precision) meet, else None. An entry is ({setting: value or tuple of
+    values}, reason); the reason may name {layout}, {device}, {precision}."""
+    for when, reason in declared:
+        unknown = sorted(set(when) - set(VARIANT_SETTINGS))
+        if unknown:
+            raise ValueError(f"DECLINED_VARIANTS names {', '.join(unknown)}: an entry may name "
+                             f"{', '.join(VARIANT_SETTINGS)}")
+        if all(settings[k] in (v if isinstance(v, (tuple, list)) else (v,)) for k, v in when.items()):
+            return reason.format(**settings)
+    return None
+
+
+def declined(name: str, layout: str, device: str, compile: bool = False, precision: str = "fp32") -> str | None:
+    """Why backend `name` declines a variant on `device` ("cpu" or "cuda"), from its
+    DECLINED_VARIANTS read from source, or None. These are the refusals no machine changes:
+    the harness makes them before importing the framework (a backend may still decline in
+    its __init__ for what only the framework can tell, e.g. the CPU's bfloat16 support)."""
+    return declined_variant(_module_constant(name, "DECLINED_VARIANTS", ()), layout=layout, device=device,
+                            compile=compile, precision=precision)
 
 
 def compile_scope(name: str) -> str | None:

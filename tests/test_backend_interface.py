@@ -58,3 +58,57 @@ def test_every_layout_says_on_each_device_whether_its_lstm_computes_padding(back
     for layout in backend_layouts(backend):
         for device in ("cpu", "cuda"):
             assert isinstance(computes_padding(backend, layout, device), bool), (layout, device)
+
+
+def test_a_declared_refusal_is_the_first_entry_the_settings_meet():
+    from lmbench.backend import declined_variant
+
+    declared = [({"precision": ("bf16", "fp16"), "layout": "old"}, "no {precision} on {layout}"),
+                ({"precision": "fp16", "device": "cpu"}, "fp16 is a GPU precision"),
+                ({"compile": True}, "nothing to compile")]
+    settings = dict(layout="new", device="cpu", compile=False, precision="fp32")
+    assert declined_variant(declared, **settings) is None
+    assert declined_variant(declared, **{**settings, "layout": "old", "precision": "fp16"}) == "no fp16 on old"
+    assert declined_variant(declared, **{**settings, "precision": "fp16"}) == "fp16 is a GPU precision"
+    assert declined_variant(declared, **{**settings, "precision": "fp16", "device": "cuda"}) is None
+    assert declined_variant(declared, **{**settings, "compile": True}) == "nothing to compile"
+    with pytest.raises(ValueError, match="DECLINED_VARIANTS names batch_size: an entry may name layout, device"):
+        declined_variant([({"batch_size": 32}, "why")], **settings)
+
+
+@pytest.mark.parametrize("backend", available_backends())
+def test_every_declared_refusal_names_known_settings_and_says_why(backend):
+    from lmbench.backend import PRECISIONS, declined
+
+    for layout in backend_layouts(backend):
+        for device in ("cpu", "cuda"):
+            for compile in (False, True):
+                for precision in PRECISIONS:
+                    reason = declined(backend, layout, device, compile, precision)
+                    assert reason is None or reason.startswith(f"{backend}: --"), reason
+
+
+# imported, it fails the test: a refusal it declares must be made without importing it
+_REFUSING_BACKEND = '''
+LAYOUTS = ("only",)
+COMPUTES_PADDING = {"only": {"cpu": True, "cuda": True}}
+DECLINED_VARIANTS = [({"compile": True}, "refusing: --compile is declined on {device}")]
+raise ImportError("the framework was imported for a declined variant")
+'''
+
+
+def test_a_declared_refusal_is_recorded_without_importing_the_framework(tmp_path):
+    from lmbench.config import make_config
+    from lmbench.run.probe import SKIPPED, probe
+    from lmbench.run.runner import run_isolated
+    from lmbench.runspec import run_spec
+
+    backend = tmp_path / "refusing.py"
+    backend.write_text(_REFUSING_BACKEND)
+    cfg = make_config("tiny")
+    assert probe(str(backend), "only", cfg, {}, [], [], options={"compile": True}) == \
+        {"only": (SKIPPED, "refusing: --compile is declined on cpu")}
+    record = run_isolated(run_spec(cfg, str(backend), device="cpu", compile=True, steps=2, warmup=1, eval="none"),
+                          timeout=120)
+    assert record["status"] == "skipped", record.get("error")
+    assert record["reason"] == "refusing: --compile is declined on cpu"

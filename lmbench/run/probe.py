@@ -40,17 +40,23 @@ def probe(backend: str, layouts, cfg, weights: dict, batches: list, script: list
     --workers` starts one (lmbench.run.launch): every worker plays the script on its shard of
     each batch (lmbench.data.corpus.shard), `threads` threads each; returns one result list per
     rank ("loss_and_grads" and "eval" are single-process steps: not allowed)."""
-    from ..backend import layout_env
+    from ..backend import declined, layout_env
 
     if workers > 1:
         return _probe_workers(backend, layouts, cfg, weights, batches, script, device, threads, timeout, workers)
 
     layouts = [layouts] if isinstance(layouts, str) else list(layouts)
+    options = options or {}
+    out = {}  # the variants the backend declares it declines: no process, no framework import
+    for layout in layouts:
+        reason = declined(backend, layout, device, options.get("compile", False), options.get("precision", "fp32"))
+        if reason:
+            out[layout] = (SKIPPED, reason)
     groups: dict[tuple, list[str]] = {}  # layouts that need the same environment share a process
     for layout in layouts:
-        groups.setdefault(tuple(sorted(layout_env(backend, layout).items())), []).append(layout)
-    if len(groups) > 1:
-        out = {}
+        if layout not in out:
+            groups.setdefault(tuple(sorted(layout_env(backend, layout).items())), []).append(layout)
+    if out or len(groups) > 1:
         for group in groups.values():
             out.update(probe(backend, group, cfg, weights, batches, script, device, threads, timeout, options))
         return {layout: out[layout] for layout in layouts}

@@ -641,7 +641,7 @@ def main(argv=None) -> int:
     spec = RunSpec.from_dict(raw)
     progress = Progress(fd)
     progress(phase="start", pid=os.getpid())
-    from ..backend import BackendUnavailable, VariantSkipped, layout_env
+    from ..backend import BackendUnavailable, VariantSkipped, declined, layout_env
     from .checkpoint import CheckpointError
     from .launch import result_path as rank_result_path
 
@@ -649,6 +649,12 @@ def main(argv=None) -> int:
     result: dict = {"status": "ok", "error": None, "metrics": {}}
     whoami = {"rank": 0 if workers == 1 else None}
     try:
+        # declared: refused before the framework is imported (a data-parallel job's workers
+        # refuse in the backend's __init__, after joining, so that each writes its rank's result)
+        reason = workers == 1 and spec.device != "auto" and declined(spec.backend, spec.layout, spec.device,
+                                                                     spec.compile, spec.precision)
+        if reason:
+            raise VariantSkipped(reason)
         with _checkpoint_lock(spec.checkpoint):
             run(spec, progress, result["metrics"], whoami)
     except VariantSkipped as e:  # not applicable here: recorded with the reason, not as a number
