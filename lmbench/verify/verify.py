@@ -215,7 +215,7 @@ def verify(preset="tiny", device="cpu", backends=None, steps=3, data_dir=None, w
 
 
 def verify_workers(workers=2, preset="tiny", device="cpu", backends=None, steps=3, data_dir=None,
-                   print_=print, batch_size=None, threads=1) -> int:
+                   print_=print, batch_size=None, threads=1, reference=None) -> int:
     """`lmbench verify --workers N`: for every backend with data-parallel support, N workers
     on the framework's engine, each training on its shard of the same global batches, must
     reach what one process reaches on the whole batches: the summed training losses
@@ -223,7 +223,9 @@ def verify_workers(workers=2, preset="tiny", device="cpu", backends=None, steps=
     dropout off, `steps` SGD steps per batching kind. The bugs this exists for -- clipping
     each worker's gradient before the all-reduce, a loss scaled by the local instead of the
     global batch, workers given overlapping or missing rows -- move the weights by far more
-    than the tolerance (tests/test_distributed.py injects them)."""
+    than the tolerance (tests/test_distributed.py injects them). `reference`: the backend
+    whose one process every backend's N workers are held to (default: each its own; the
+    tests' injected bugs, copies of a backend that differ only with N workers, share it)."""
     from ..backend import data_parallel
 
     cfg, weights, batches, script = build_case(preset, data_dir, steps=steps, batch_size=batch_size)
@@ -237,20 +239,23 @@ def verify_workers(workers=2, preset="tiny", device="cpu", backends=None, steps=
     for name in backends:
         native = native_layout(name)
         try:
-            single = probe(name, native, cfg, weights, batches, script, device=device, threads=threads)[native]
+            one = reference or name
+            single = probe(one, native_layout(one), cfg, weights, batches, script, device=device,
+                           threads=threads)[native_layout(one)]
             ranks = probe(name, native, cfg, weights, batches, script, device=device, threads=threads,
                           workers=workers)
         except ProbeError as e:
             print_(f"  {_label(name)}: FAILED to run\n{e}")
             failures.append(name)
             continue
-        reference = _unpack_training(single)
+        one_process = _unpack_training(single)
         losses = np.sum([_unpack_training(r)["trained_losses"] for r in ranks], axis=0)
-        moved = {k: _norm(w.astype(np.float64) - comparable(weights)[k]) for k, w in reference["weights"].items()}
+        moved = {k: _norm(w.astype(np.float64) - comparable(weights)[k]) for k, w in one_process["weights"].items()}
+        held_to = f"{_label(reference)} " if reference else ""
         for rank, result in enumerate(ranks):
-            d = {"trained_loss": {"": _rel(losses, reference["trained_losses"])},
-                 "trained_weights": _per_tensor(_unpack_training(result)["weights"], reference["weights"], moved)}
-            label = f"{_label(name)}/{native} {workers} workers (rank {rank}) vs 1"
+            d = {"trained_loss": {"": _rel(losses, one_process["trained_losses"])},
+                 "trained_weights": _per_tensor(_unpack_training(result)["weights"], one_process["weights"], moved)}
+            label = f"{_label(name)}/{native} {workers} workers (rank {rank}) vs {held_to}1"
             worst = {k: max(v.values()) for k, v in d.items()}
             print_(f"{label:<48}" + "".join(f"{worst[k]:>15.1e}{' ' if worst[k] <= TOLERANCES[k] else '!'}"
                                             for k in checks))
