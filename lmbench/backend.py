@@ -9,7 +9,7 @@ that declares, at module level,
     LAYOUT_ENV = {"other-layout": {"VAR": "value"}}     # optional: set before the import
     THREAD_ENV = {"VAR": "{threads}", "LOG_VAR": "2"}   # optional: set before the import
     DATA_PARALLEL = {"launcher": [...], "engine": "..."}  # optional: see lmbench.run.launch
-    BLOCKED_IMPORTS = ("other_framework",)              # optional: see load_backend
+    BLOCKED_IMPORTS = ("unused_module",)                # optional: see load_backend
     DECLINED_VARIANTS = [({"precision": "fp16", "device": "cpu"}, "why")]  # optional: see declined
     class Backend(lmbench.backend.Backend): ...
 
@@ -134,23 +134,27 @@ class Backend(abc.ABC):
         workers   -- data-parallel worker processes of this run (see `join`), 1 = none;
         compile   -- run the step through the framework's compiler;
         precision -- "fp32" (true float32), "bf16" or "fp16"."""
-        # the LAYOUTS of the backend module this class (or the class it extends) comes from
-        modules = (sys.modules.get(c.__module__) for c in type(self).__mro__)
-        layouts = next((m.LAYOUTS for m in modules if hasattr(m, "LAYOUTS")), ())
+        layouts = self._declared("LAYOUTS", ())
         if layout not in layouts:
             raise ValueError(f"{self.name}: invalid layout={layout!r}: allowed: {', '.join(layouts)}")
         if precision not in PRECISIONS:
             raise ValueError(f"{self.name}: invalid precision={precision!r}: allowed: {', '.join(PRECISIONS)}")
         if not isinstance(compile, bool):
             raise ValueError(f"{self.name}: invalid compile={compile!r}: must be true or false")
-        declared = next((m.DECLINED_VARIANTS for m in map(sys.modules.get, (c.__module__ for c in type(self).__mro__))
-                         if hasattr(m, "DECLINED_VARIANTS")), ())
-        reason = declined_variant(declared, layout=layout, device=device, compile=compile, precision=precision)
+        reason = declined_variant(self._declared("DECLINED_VARIANTS", ()), layout=layout, device=device,
+                                  compile=compile, precision=precision)
         if reason:
             raise VariantSkipped(reason)
         self.cfg, self.layout, self.device, self.threads = cfg, layout, device, threads
         self.workers, self.compile, self.precision = workers, compile, precision
         self.state = None
+
+    @classmethod
+    def _declared(cls, constant: str, default):
+        """A module-level declaration of the backend module this class (or the class it
+        extends) comes from."""
+        modules = (sys.modules.get(c.__module__) for c in cls.__mro__)
+        return next((getattr(m, constant) for m in modules if hasattr(m, constant)), default)
 
     # -- the carried-state rule of stream mode, once for every backend ------------------
     def carried_state(self, batch: Batch):
@@ -394,8 +398,9 @@ def load_backend(name: str) -> type[Backend]:
     """Import a backend module (and so its framework). Call only in the run's own process.
 
     The modules its BLOCKED_IMPORTS names are made unimportable first (an ImportError for
-    whoever tries): optional imports a framework makes of another framework, which would
-    cost the process import time and, on the CPU, count in its peak memory (max RSS)."""
+    whoever tries): optional imports its framework makes and never uses (another framework,
+    a plotting library), which would cost the process import time and, on the CPU, count in
+    its peak memory (max RSS)."""
     backend_layouts(name)  # unknown names get the friendly error
     for module in _module_constant(name, "BLOCKED_IMPORTS", ()):
         sys.modules.setdefault(module, None)  # None in sys.modules: `import module` raises ImportError
