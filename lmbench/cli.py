@@ -9,7 +9,7 @@ import sys
 from .errors import UserError, did_you_mean
 
 # every sub-command, in the order `lmbench --help` lists them: the module that implements it
-COMMANDS = ("data.download", "run.command", "verify.command", "run.bench", "report", "regress.compare", "run.peak",
+COMMANDS = ("data.download", "run.command", "verify.command", "run.bench", "report.command", "regress.compare", "run.peak",
             "regress.ab", "regress.bisect", "regress.history", "regress.calibrate")
 
 

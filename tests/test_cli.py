@@ -27,6 +27,18 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"lmbench {__version__}"
 
 
+def test_the_command_line_starts_without_the_report_libraries():
+    # pandas and matplotlib are the report's (0.4 s of a 0.8 s `lmbench --version` when every
+    # command's parser imported them): only `lmbench report` and a suite's report load them
+    import subprocess
+    import sys
+
+    code = ("import sys; from lmbench.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('pandas', 'matplotlib', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 @pytest.mark.parametrize("argv,needle", [
     (["run", "--backend", "torhc", "--preset", "tiny"], "unknown backend 'torhc' (did you mean 'torch'?)"),
     (["run", "--backend", "torch", "--preset", "smal"], "invalid choice: 'smal' (did you mean 'small'?)"),

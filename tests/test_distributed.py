@@ -227,7 +227,7 @@ def _parallel_record(words_per_sec, workers, seed, threads=2, share=0.2, positio
 
 
 def test_the_report_computes_speedup_against_one_worker_with_the_same_threads():
-    from lmbench.report import build
+    from lmbench.report.document import build
     from lmbench.report.scaling import scaling_rows
 
     records = ([_parallel_record(w, 1, i) for i, w in enumerate((1000, 1100, 900))]

@@ -22,7 +22,7 @@ HOW = "rewrite them with `.venv/bin/python tests/test_readme.py --write` and com
 
 def generated() -> tuple[str, bytes]:
     """The README's headline block (markdown) and the plot, from the committed records."""
-    from lmbench.report import build
+    from lmbench.report.document import build
     from lmbench.report.render import to_markdown
     from lmbench.results import load_records
 

@@ -119,7 +119,7 @@ def test_bf16_hardware_is_read_from_the_cpu_flags():
 def test_report_sets_each_variant_against_eager_fp32_and_shows_skips(tmp_path):
     import json
 
-    from lmbench.report import write_report
+    from lmbench.report.document import write_report
 
     eager = record(layout="padded", words_per_sec=1000.0, step_ms=100.0)
     compiled = with_run(record(layout="padded", words_per_sec=1500.0, step_ms=66.0, seed=1), compile=True)

@@ -242,7 +242,7 @@ def run_suite(suite: str, device="auto", results_dir="results", resume=False, re
         for line in lines(next(iter(breakdown(recorded).values())), suite_seconds):
             say(line)
     if report and results_file.exists():
-        from ..report import write_report
+        from ..report.document import write_report
 
         paths = write_report(sorted(sources | {results_file}), Path(results_dir) / "report", warn=say)
         say(f"report: {', '.join(map(str, paths))}")
