@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from lmbench.config import ConfigError
-from lmbench.data.corpus import (PAD_ID, Batch, CorpusError, Vocab, make_batches, padding_fraction,
-                            tokenize)
+from lmbench.data.corpus import (PAD_ID, SPLITS, TOKENS_CACHE, Batch, CorpusError, Vocab, load_corpus, make_batches,
+                                 padding_fraction, tokenize)
 
 TARGETS = {"train": 929_589, "valid": 73_760, "test": 82_430}
 SENTENCES = {"train": 42_068, "valid": 3_370, "test": 3_761}
@@ -137,3 +137,47 @@ def test_wrong_training_file(tmp_path):
     (tmp_path / "ptb.train.txt").write_text(" a b c \n")
     with pytest.raises(CorpusError, match="vocabulary has 4 types, expected 10000"):
         Vocab.from_file(tmp_path / "ptb.train.txt")
+
+
+@pytest.fixture
+def ptb_copy(ptb_path, tmp_path):
+    """The three verified PTB files in a directory of their own, no token cache yet."""
+    import shutil
+
+    for split in SPLITS:
+        shutil.copy(ptb_path / f"ptb.{split}.txt", tmp_path)
+    return tmp_path
+
+
+def _same(a, b) -> bool:
+    return a.vocab.words == b.vocab.words and all(
+        np.array_equal(getattr(a[s], f), getattr(b[s], f)) for s in a.splits for f in ("stream", "starts", "lengths"))
+
+
+def test_a_second_load_reads_the_tokens_the_first_one_kept(ptb_copy, corpus, monkeypatch):
+    from lmbench.data import corpus as corpus_module
+
+    first = load_corpus(ptb_copy)  # tokenized: there was no cache
+    assert (ptb_copy / TOKENS_CACHE).is_file() and _same(first, corpus)
+    monkeypatch.setattr(corpus_module, "tokenize", lambda *a: pytest.fail("tokenized again"))
+    again = load_corpus(ptb_copy)
+    assert _same(again, first) and again.vocab.eos_id == first.vocab.eos_id
+    assert again["valid"].stream.dtype == np.int64 and again["train"].name == "train"
+    assert list(load_corpus(ptb_copy, splits=("valid",)).splits) == ["valid"]
+
+
+def test_a_changed_split_file_is_tokenized_again(ptb_copy):
+    load_corpus(ptb_copy)
+    valid = ptb_copy / "ptb.valid.txt"
+    valid.write_text("".join(valid.read_text().splitlines(keepends=True)[:-1]))  # its last sentence gone
+    assert load_corpus(ptb_copy)["valid"].num_sentences == SENTENCES["valid"] - 1
+
+
+def test_a_corrupt_or_unwritable_token_cache_costs_only_the_tokenizing(ptb_copy, corpus):
+    cache = ptb_copy / TOKENS_CACHE
+    cache.write_bytes(b"PK\x03\x04 half a zip")  # a write cut short by a crash
+    assert _same(load_corpus(ptb_copy), corpus)
+    assert _same(load_corpus(ptb_copy), corpus) and cache.stat().st_size > 1_000_000  # written whole since
+    cache.unlink()
+    cache.mkdir()  # neither readable nor replaceable as a file, as in a read-only data directory
+    assert _same(load_corpus(ptb_copy), corpus) and cache.is_dir()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from ..errors import UserError
 
+import hashlib
+import io
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,10 +106,58 @@ class Corpus:
         return self.splits[split]
 
 
-def load_corpus(ptb_path: Path, splits=("train", "valid", "test")) -> Corpus:
+SPLITS = ("train", "valid", "test")
+# Beside the text files: the vocabulary and every split as ids, keyed by the files' sha256,
+# so that a run's start reads 8 MB of arrays instead of tokenizing 1M words (0.55 s of a
+# tiny run's 5.5 s here). Rebuilt whenever a file's bytes or this format change.
+TOKENS_CACHE = "tokens.npz"
+_TOKENS_FORMAT = "1"
+
+
+def load_corpus(ptb_path: Path, splits=SPLITS) -> Corpus:
+    """The vocabulary (from the training file) and `splits`, tokenized. With all three
+    files present, every split is tokenized once and kept in TOKENS_CACHE for the next
+    call; a cache that is missing, stale, unreadable or cannot be written (a read-only
+    directory) costs only the tokenizing."""
     ptb_path = Path(ptb_path)
-    vocab = Vocab.from_file(ptb_path / "ptb.train.txt")
-    return Corpus(vocab, {s: tokenize(ptb_path / f"ptb.{s}.txt", vocab) for s in splits})
+    files = {s: ptb_path / f"ptb.{s}.txt" for s in SPLITS}
+    if not all(f.is_file() for f in files.values()):
+        vocab = Vocab.from_file(files["train"])
+        return Corpus(vocab, {s: tokenize(files[s], vocab) for s in splits})
+    key = _TOKENS_FORMAT + "".join(f" {s}:{hashlib.sha256(f.read_bytes()).hexdigest()}" for s, f in files.items())
+    cache = ptb_path / TOKENS_CACHE
+    corpus = _read_tokens(cache, key)
+    if corpus is None:
+        vocab = Vocab.from_file(files["train"])
+        corpus = Corpus(vocab, {s: tokenize(f, vocab) for s, f in files.items()})
+        _write_tokens(cache, key, corpus)
+    return Corpus(corpus.vocab, {s: corpus[s] for s in splits})
+
+
+def _read_tokens(path: Path, key: str) -> Corpus | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["key"]) != key:
+                return None
+            return Corpus(Vocab(z["vocab"].tolist()),
+                          {s: Split(s, z[f"{s}.stream"], z[f"{s}.starts"], z[f"{s}.lengths"]) for s in SPLITS})
+    except Exception:  # noqa: BLE001 -- missing, truncated, another format: tokenize instead
+        return None
+
+
+def _write_tokens(path: Path, key: str, corpus: Corpus) -> None:
+    from ..files import write_atomic
+
+    arrays = {"key": np.array(key), "vocab": np.array(corpus.vocab.words)}
+    for s in SPLITS:
+        arrays |= {f"{s}.stream": corpus[s].stream, f"{s}.starts": corpus[s].starts,
+                   f"{s}.lengths": corpus[s].lengths}
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    try:
+        write_atomic(path, buffer.getvalue())  # whole or not at all: two processes may race here
+    except OSError:
+        pass  # a read-only data directory: the next run tokenizes again
 
 
 @dataclass
