@@ -267,7 +267,7 @@ class Backend(BaseBackend):
         objective.backward()
         grads = {name: p.grad.detach().cpu().numpy().copy() for name, p in self._named().items()}
         self._zero_grad()
-        return float(objective), grads
+        return float(objective.detach()), grads  # float() of a tensor that requires grad warns
 
     def compile_report(self):
         if not self.compile:
