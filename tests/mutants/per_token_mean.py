@@ -30,4 +30,4 @@ class Backend(TorchBackend):
         objective.backward()
         grads = {name: p.grad.detach().cpu().numpy().copy() for name, p in self._named().items()}
         self._zero_grad()
-        return float(objective), grads
+        return float(objective.detach()), grads
